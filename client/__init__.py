@@ -1,0 +1,9 @@
+"""Pure-Python access to SAM 3D Objects on Runware. Never imports bpy (see ../design.md)."""
+
+from .errors import RunwareError
+from .jobs import Event, Job, JobRequest, Journal, Result
+from .runware import DEFAULT_API_URL, RunwareClient
+from .tasks import DEFAULT_MODEL
+
+__all__ = ["DEFAULT_API_URL", "DEFAULT_MODEL", "Event", "Job", "JobRequest", "Journal", "Result", "RunwareClient",
+           "RunwareError"]

@@ -1,0 +1,92 @@
+"""The one exception every failure of the client turns into.
+
+It carries the server's code (or one of ours) and a sentence written for a person; the operators show
+that sentence as it is, so it must never hold the API key.
+"""
+
+from __future__ import annotations
+
+# Sentences for the codes a user can meet. Codes not listed fall back to the server's own message.
+_SENTENCES = {
+    "invalidApiKey": "Runware rejected the API key. Check it in the add-on preferences (or RUNWARE_API_KEY).",
+    "missingApiKey": "No Runware API key is set. Paste one in the add-on preferences or set RUNWARE_API_KEY.",
+    "insufficientCredits": "Your Runware account has no credits left. Top it up at runware.ai, then try again.",
+    "forbidden": "This Runware API key is not allowed to use this model.",
+    "timeoutProvider": "The 3D model's provider did not answer in time. Nothing is wrong on your side: try again.",
+    "contentPolicyViolation": "Runware refused this image under its content policy.",
+    "imageBlocked": "Runware refused this image under its content policy.",
+    "rateLimitExceeded": "Runware is limiting requests right now. Wait a little and try again.",
+    "serviceUnavailable": "Runware is busy or down right now. Try again in a minute.",
+    "noAvailableServer": "Runware has no free server for this model right now. Try again in a minute.",
+    "modelUnavailable": "The 3D model is not available on Runware right now. Check the model id in the preferences.",
+    "internalServerError": "Runware had an internal error. Try again in a minute.",
+    "network": "Cannot reach Runware. Check your internet connection (and any proxy), then try again.",
+    "timeout": "Runware did not answer in time. Check your connection and try again.",
+    "jobTimeout": "The reconstruction took longer than the time limit set in the preferences.",
+    "notGlb": "The downloaded result is not a valid GLB file, so it was not imported.",
+    "downloadTooLarge": "The result is larger than the download limit set in the preferences.",
+    "downloadFailed": "The result could not be downloaded.",
+    "resultExpired": "The result's download link has expired. Run the reconstruction again.",
+    "insecureUrl": "Refusing to send the API key over plain HTTP: the API URL must start with https://.",
+    "badResponse": "Runware sent an answer this add-on does not understand.",
+    "cancelled": "Cancelled.",
+    "internal": "Something went wrong inside the SAM 3D add-on; the details are in Blender's system console.",
+    "taskFailed": "Runware could not reconstruct this object.",
+    "inferenceError": "The 3D model failed on this image. Try another mask or seed.",
+    "processingFailed": "The 3D model failed on this image. Try another mask or seed.",
+}
+
+
+class RunwareError(Exception):
+    """A failure with a server (or client) `code`, a person's sentence, and what is known about it."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str = "",
+        *,
+        status: int | None = None,
+        task_uuid: str | None = None,
+        parameter: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        self.code = code or "unknown"
+        self.status = status
+        self.task_uuid = task_uuid
+        self.parameter = parameter
+        self.retryable = retryable
+        self.sentence = sentence_for(self.code, message, parameter)
+        super().__init__(self.sentence)
+
+
+def sentence_for(code: str, message: str = "", parameter: str | None = None) -> str:
+    """Our sentence for a known code; otherwise the server's message, with the code so support can help."""
+    known = _SENTENCES.get(code)
+    detail = message.strip()
+    if known:
+        # Keep the server's words when they add something (e.g. which parameter), but lead with ours.
+        return f"{known} ({detail})" if detail and detail not in known and code not in _NO_DETAIL else known
+    if code.endswith("Expired"):
+        return _SENTENCES["resultExpired"]
+    where = f" [{parameter}]" if parameter else ""
+    return f"Runware refused the request: {detail or 'no reason given'}{where} (code {code})."
+
+
+# Codes whose server message adds nothing a person needs (and might quote the request).
+_NO_DETAIL = {"invalidApiKey", "missingApiKey", "cancelled", "internal"}
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Remove a secret from text that is about to be shown or logged."""
+    if secret and len(secret) >= 4:
+        return text.replace(secret, "***")
+    return text
+
+
+def scrubbed(error: RunwareError, secret: str | None) -> RunwareError:
+    """The same error with a secret taken out of its sentence (servers sometimes quote the request)."""
+    clean = redact(error.sentence, secret)
+    if clean != error.sentence:
+        error.sentence = clean
+        error.args = (clean,)
+    return error

@@ -1,0 +1,231 @@
+"""GLB files on disk → clean objects in the scene: import, flatten, name, place, tag, collect, select.
+
+Main thread only. Either every result of a job lands, or nothing does (no half-imported scene); the GLBs
+stay on disk whatever happens, so nothing paid for is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+import numpy as np
+from mathutils import Matrix, Vector
+
+# Importer options we rely on, passed only where the running Blender has them (4.5+ added several).
+_IMPORT_OPTIONS = {"import_pack_images": True, "import_scene_as_collection": False,
+                   "import_select_created_objects": False, "import_scene_extras": True}
+VERTEX_COLOUR_MATERIAL = "SAM3D Vertex Colour"
+GAP = 0.1  # between variants, as a fraction of the widest one
+
+
+class ImportFailed(RuntimeError):
+    """The GLB could not become objects; the text says where the file is kept."""
+
+
+@dataclass
+class Provenance:
+    task_uuid: str
+    seed: int | None
+    cost: float | None
+    prompt: str
+    image: str
+    mask: str
+    model: str
+    index: int = 0
+
+
+def import_results(context: bpy.types.Context, paths: list[Path], provenance: list[Provenance], *,
+                   name: str, placement: str = "CURSOR") -> list[bpy.types.Object]:
+    """Import every GLB as one object each, in a new collection named `name`; all or nothing."""
+    before = _snapshot()
+    collection = bpy.data.collections.new(name)
+    context.scene.collection.children.link(collection)
+    try:
+        roots = []
+        for n, (path, prov) in enumerate(zip(paths, provenance)):
+            label = name if len(paths) == 1 else f"{name}_v{n + 1}"
+            root = _import_one(context, path, label, collection)
+            tag(root, prov, path)
+            roots.append(root)
+        if placement == "CURSOR":
+            place_on_cursor(context, roots)
+        context.view_layer.update()
+        select_only(context, roots)
+    except Exception as exc:
+        _remove_new(before)
+        bpy.data.collections.remove(collection)
+        kept = ", ".join(str(p) for p in paths)
+        raise ImportFailed(f"Blender could not import the result ({_short(exc)}). Nothing was added; "
+                           f"the file is kept at {kept}.") from exc
+    return roots
+
+
+def _import_one(context: bpy.types.Context, path: Path, label: str,
+                collection: bpy.types.Collection) -> bpy.types.Object:
+    objects = import_glb(path)
+    for obj in objects:  # move from wherever the importer linked them into our collection
+        for owner in list(obj.users_collection):
+            owner.objects.unlink(obj)
+        collection.objects.link(obj)
+    context.view_layer.update()
+    root = flatten(objects)
+    root.name = label
+    if root.type == "MESH":
+        root.data.name = label
+    for mesh in {o.data for o in [root, *root.children_recursive] if o.type == "MESH"}:
+        show_vertex_colours(mesh)
+    return root
+
+
+def import_glb(path: Path) -> list[bpy.types.Object]:
+    """Blender's glTF importer; returns what it made (found by difference, not by selection)."""
+    props = bpy.ops.import_scene.gltf.get_rna_type().properties.keys()
+    options = {k: v for k, v in _IMPORT_OPTIONS.items() if k in props}
+    before = set(bpy.data.objects)
+    bpy.ops.import_scene.gltf(filepath=str(path), **options)
+    made = [o for o in bpy.data.objects if o not in before]
+    if not any(o.type == "MESH" for o in made):
+        raise ImportFailed("the file holds no mesh")
+    return made
+
+
+def flatten(objects: list[bpy.types.Object]) -> bpy.types.Object:
+    """A lone mesh under Empties becomes one object (its world transform kept); else the single root."""
+    meshes = [o for o in objects if o.type == "MESH"]
+    others = [o for o in objects if o.type != "MESH"]
+    if len(meshes) == 1 and all(o.type == "EMPTY" for o in others):
+        mesh = meshes[0]
+        world = mesh.matrix_world.copy()
+        mesh.parent = None
+        mesh.matrix_world = world
+        for empty in others:
+            bpy.data.objects.remove(empty)
+        return mesh
+    roots = [o for o in objects if o.parent is None]
+    if len(roots) == 1:
+        return roots[0]
+    holder = bpy.data.objects.new("root", None)  # several roots: give the result one handle
+    for collection in roots[0].users_collection:
+        collection.objects.link(holder)
+    for root in roots:
+        root.parent = holder
+    return holder
+
+
+def world_bounds(root: bpy.types.Object) -> tuple[np.ndarray, np.ndarray]:
+    """(min, max) corners in world space over every mesh vertex of `root` and its children."""
+    lows, highs = [], []
+    for obj in [root, *root.children_recursive]:
+        if obj.type != "MESH" or not len(obj.data.vertices):
+            continue
+        co = np.empty(len(obj.data.vertices) * 3, dtype=np.float32)
+        obj.data.vertices.foreach_get("co", co)
+        m = np.array(obj.matrix_world, dtype=np.float64)
+        pts = co.reshape(-1, 3).astype(np.float64) @ m[:3, :3].T + m[:3, 3]
+        lows.append(pts.min(axis=0))
+        highs.append(pts.max(axis=0))
+    if not lows:
+        return np.zeros(3), np.zeros(3)
+    return np.min(lows, axis=0), np.max(highs, axis=0)
+
+
+def place_on_cursor(context: bpy.types.Context, roots: list[bpy.types.Object]) -> None:
+    """Each object's bottom centre (origin moved there) on the 3D cursor; variants side by side along X."""
+    cursor = Vector(context.scene.cursor.location)
+    widths = []
+    for root in roots:
+        set_origin_to_base(root)
+        low, high = world_bounds(root)
+        widths.append(float(high[0] - low[0]))
+    gap = GAP * max(widths, default=0.0)
+    x = 0.0
+    for n, root in enumerate(roots):
+        if n:
+            x += widths[n - 1] / 2 + gap + widths[n] / 2
+        root.location = cursor + Vector((x, 0.0, 0.0))
+    context.view_layer.update()
+
+
+def set_origin_to_base(root: bpy.types.Object) -> None:
+    """Bake the world transform into the mesh and put the origin at the bottom centre of its bounds."""
+    if root.type == "MESH" and not root.children:
+        root.data.transform(root.matrix_world)
+        root.matrix_world = Matrix.Identity(4)
+        low, high = world_bounds(root)
+        base = Vector(((low[0] + high[0]) / 2, (low[1] + high[1]) / 2, low[2]))
+        root.data.transform(Matrix.Translation(-base))
+        root.data.update()
+        return
+    low, high = world_bounds(root)  # a hierarchy: move it as a whole so its base sits at the origin
+    base = Vector(((low[0] + high[0]) / 2, (low[1] + high[1]) / 2, low[2]))
+    root.matrix_world = Matrix.Translation(-base) @ root.matrix_world
+
+
+def show_vertex_colours(mesh: bpy.types.Mesh) -> None:
+    """A mesh with vertex colours and no material shows grey: give it a material that reads them."""
+    if not mesh.color_attributes or any(m is not None for m in mesh.materials):
+        return
+    attribute = (mesh.color_attributes.active_color or mesh.color_attributes[0]).name
+    mesh.materials.append(vertex_colour_material(attribute))
+
+
+def vertex_colour_material(attribute: str) -> bpy.types.Material:
+    for mat in bpy.data.materials:  # reuse ours when it reads the same attribute
+        if mat.name.startswith(VERTEX_COLOUR_MATERIAL) and mat.get("sam3d_attribute") == attribute:
+            return mat
+    mat = bpy.data.materials.new(VERTEX_COLOUR_MATERIAL)
+    mat["sam3d_attribute"] = attribute
+    mat.use_nodes = True
+    nodes = mat.node_tree.nodes
+    bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
+    colour = nodes.new("ShaderNodeVertexColor")
+    colour.layer_name = attribute
+    colour.location = (bsdf.location.x - 300, bsdf.location.y)
+    mat.node_tree.links.new(colour.outputs["Color"], bsdf.inputs["Base Color"])
+    return mat
+
+
+def tag(root: bpy.types.Object, prov: Provenance, path: Path) -> None:
+    """Provenance as custom properties. The seed is a string: seeds run to 2**63-1, ID ints stop at 2**31."""
+    root["sam3d_task_uuid"] = prov.task_uuid
+    root["sam3d_seed"] = "" if prov.seed is None else str(prov.seed)
+    if prov.cost is not None:
+        root["sam3d_cost"] = float(prov.cost)
+    root["sam3d_prompt"] = prov.prompt
+    root["sam3d_image"] = prov.image
+    root["sam3d_mask"] = prov.mask
+    root["sam3d_model"] = prov.model
+    root["sam3d_result_index"] = prov.index
+    root["sam3d_glb"] = str(path)
+
+
+def select_only(context: bpy.types.Context, objects: list[bpy.types.Object]) -> None:
+    for obj in context.view_layer.objects:
+        if obj is not None:
+            obj.select_set(False)
+    for obj in objects:
+        obj.select_set(True)
+    if objects:
+        context.view_layer.objects.active = objects[0]
+
+
+def _snapshot() -> dict[str, set[bpy.types.ID]]:
+    return {kind: set(getattr(bpy.data, kind)) for kind in _KINDS}
+
+
+_KINDS = ("objects", "meshes", "materials", "images", "textures", "cameras", "lights", "node_groups")
+
+
+def _remove_new(before: dict[str, set[bpy.types.ID]]) -> None:
+    """Remove every datablock made since `before` (a failed import leaves nothing behind)."""
+    for kind in _KINDS:
+        data = getattr(bpy.data, kind)
+        for block in [b for b in data if b not in before[kind]]:
+            data.remove(block)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[-1] if text else type(exc).__name__)[:200]

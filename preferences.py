@@ -1,0 +1,93 @@
+"""Add-on preferences: the API key (or RUNWARE_API_KEY), the endpoint, the model id, limits, result folder.
+
+The key lives here or in the environment only: never in a .blend, a report, a log or a URL.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import bpy
+from bpy.props import FloatProperty, IntProperty, StringProperty
+
+from .client import DEFAULT_API_URL, DEFAULT_MODEL
+
+ENV_KEY = "RUNWARE_API_KEY"
+
+
+class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    api_key: StringProperty(  # type: ignore[valid-type]
+        name="API Key", subtype="PASSWORD",
+        description=f"Your Runware API key. When empty, the {ENV_KEY} environment variable is used")
+    api_url: StringProperty(  # type: ignore[valid-type]
+        name="API URL", default=DEFAULT_API_URL, description="Runware's REST endpoint (HTTPS)")
+    model: StringProperty(  # type: ignore[valid-type]
+        name="Model", default=DEFAULT_MODEL,
+        description="Runware model id of SAM 3D Objects; change it when a newer version is published")
+    request_timeout: FloatProperty(  # type: ignore[valid-type]
+        name="Request Timeout", default=60.0, min=5.0, max=600.0, unit="TIME_ABSOLUTE",
+        description="How long to wait for one answer from Runware or the download host")
+    job_timeout: FloatProperty(  # type: ignore[valid-type]
+        name="Job Time Limit", default=900.0, min=30.0, max=7200.0, unit="TIME_ABSOLUTE",
+        description="Give up on a reconstruction that takes longer than this (it stays in the journal)")
+    max_download_mb: IntProperty(  # type: ignore[valid-type]
+        name="Largest Download (MB)", default=512, min=1, max=8192,
+        description="Refuse results larger than this")
+    result_dir: StringProperty(  # type: ignore[valid-type]
+        name="Result Folder", subtype="DIR_PATH", default="",
+        description="Where results (GLB files) and the job journal are kept. Empty: the extension's user folder")
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        col = layout.column()
+        col.prop(self, "api_key")
+        if not self.api_key:
+            col.label(text=f"Using {ENV_KEY} from the environment" if os.environ.get(ENV_KEY)
+                      else f"No key: paste one, or set {ENV_KEY}", icon="INFO")
+        col.prop(self, "api_url")
+        col.prop(self, "model")
+        col = layout.column(heading="Limits")
+        col.prop(self, "request_timeout")
+        col.prop(self, "job_timeout")
+        col.prop(self, "max_download_mb")
+        layout.prop(self, "result_dir")
+        layout.label(text=f"Results go to {result_folder(self)}", icon="FILE_FOLDER")
+        if not bpy.app.online_access:
+            layout.label(text="Online access is off: Preferences › System › Network", icon="ERROR")
+
+
+def get(context: bpy.types.Context | None = None) -> SAM3D_AddonPreferences:
+    context = context or bpy.context
+    return context.preferences.addons[__package__].preferences  # type: ignore[return-value]
+
+
+def api_key(prefs: SAM3D_AddonPreferences) -> str:
+    return (prefs.api_key or os.environ.get(ENV_KEY, "")).strip()
+
+
+def result_folder(prefs: SAM3D_AddonPreferences) -> Path:
+    """The chosen folder, else the extension's user folder (a temp folder when loaded as a plain add-on)."""
+    if prefs.result_dir:
+        return Path(bpy.path.abspath(prefs.result_dir))
+    try:
+        return Path(bpy.utils.extension_path_user(__package__, path="results", create=True))
+    except ValueError:  # not installed as an extension (e.g. loaded from source)
+        return Path(tempfile.gettempdir()) / "sam3d" / "results"
+
+
+classes = (SAM3D_AddonPreferences,)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,60 @@
+"""Scene settings, `context.scene.sam3d`: what to reconstruct and every request parameter of the model."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
+
+
+class SAM3D_PG_settings(bpy.types.PropertyGroup):
+    image: PointerProperty(  # type: ignore[valid-type]
+        name="Photo", type=bpy.types.Image,
+        description="The photo to reconstruct from. Empty: the image shown in the Image Editor")
+    mask: PointerProperty(  # type: ignore[valid-type]
+        name="Mask", type=bpy.types.Image,
+        description="White (or opaque) where the object is: grayscale, RGB, or a cut-out whose alpha is the mask")
+    use_photo_alpha: BoolProperty(  # type: ignore[valid-type]
+        name="Use Photo Alpha", default=False,
+        description="Use the photo's own transparency as the mask (for cut-out photos)")
+    prompt: StringProperty(  # type: ignore[valid-type]
+        name="Prompt", default="",
+        description="A few words naming the object (sent as positivePrompt). Empty: the mask's name")
+    use_random_seed: BoolProperty(  # type: ignore[valid-type]
+        name="Random Seed", default=True, description="Let the server pick a seed (it is kept on the object)")
+    seed: IntProperty(  # type: ignore[valid-type]
+        name="Seed", default=0, min=0, description="The same seed and inputs give the same object")
+    num_results: IntProperty(  # type: ignore[valid-type]
+        name="Variants", default=1, min=1, max=4,
+        description="How many objects to make (each with its own seed), placed side by side")
+    placement: EnumProperty(  # type: ignore[valid-type]
+        name="Placement", default="CURSOR",
+        items=[("CURSOR", "On 3D Cursor", "Stand the object on the 3D cursor, origin at its base"),
+               ("AS_IS", "As Returned", "Keep the transform the GLB came with (SAM 3D's camera frame)")])
+    # Advanced: the rest of the model's request parameters.
+    delivery_method: EnumProperty(  # type: ignore[valid-type]
+        name="Delivery", default="ASYNC",
+        items=[("ASYNC", "Async", "Submit, then poll for the result (recommended)"),
+               ("SYNC", "Sync", "Keep one request open until the result is ready")])
+    ttl: IntProperty(  # type: ignore[valid-type]
+        name="URL Lifetime", default=0, min=0, soft_max=86400,
+        description="Seconds the result URL stays valid (at least 60). 0: Runware's default")
+    upload_endpoint: StringProperty(  # type: ignore[valid-type]
+        name="Upload Endpoint", default="",
+        description="A presigned URL of your storage: Runware also PUTs the GLB there")
+    webhook_url: StringProperty(  # type: ignore[valid-type]
+        name="Webhook URL", default="", description="Runware POSTs the result JSON there when it is ready")
+
+
+classes = (SAM3D_PG_settings,)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.sam3d = PointerProperty(type=SAM3D_PG_settings)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.sam3d
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Make (once) the virtual environment for one Blender version and print its python.
+#   tools/venv.sh 4.2|5.0|5.3 [dev]
+# Each holds Blender as a Python module (PyPI's bpy) and pytest; "dev" adds the lint/type/SDK tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+version=${1:?usage: tools/venv.sh 4.2|5.0|5.3 [dev]}
+case "$version" in
+  4.2) bpy="bpy==4.2.23"; python=python3.11 ;;
+  5.0) bpy="bpy==5.0.1";  python=python3.11 ;;
+  5.3) bpy="bpy==5.3.0";  python=python3.13 ;;
+  *) echo "unknown Blender version $version (known: 4.2 5.0 5.3)" >&2; exit 2 ;;
+esac
+# pyenv installs every Python here but its shims answer only for the selected one: find the binary itself.
+if ! "$python" -c pass 2>/dev/null; then
+  found=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"${python#python}"*/bin/"$python" 2>/dev/null | tail -n 1 || true)
+  [ -n "$found" ] || { echo "$python is needed for Blender $version and was not found" >&2; exit 1; }
+  python=$found
+fi
+packages=("$bpy" "pytest>=8")
+if [ "${2:-}" = dev ]; then
+  packages+=("runware-sdk==1.8.0" "mypy>=1.10" "ruff>=0.6" "fake-bpy-module-${version}")
+fi
+venv=.venv/blender-$version
+stamp="$venv/.installed"
+want="${packages[*]}"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "Setting up $venv ($want)…" >&2
+  "$python" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${packages[@]}" >&2
+  echo "$want" > "$stamp"
+fi
+echo "$venv/bin/python"
