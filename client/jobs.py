@@ -240,14 +240,25 @@ class Journal:
         line = json.dumps(record, default=str) + "\n"
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self._ends_mid_line():  # a crash cut the last line: never glue ours onto it
+                line = "\n" + line
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(line)
                 f.flush()
                 os.fsync(f.fileno())
 
+    def _ends_mid_line(self) -> bool:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                return f.read(1) != b"\n"
+        except OSError:  # missing or empty
+            return False
+
     def read(self) -> tuple[list[dict[str, Any]], int]:
         """(records, number of broken lines skipped)."""
-        records, broken = [], 0
+        records: list[dict[str, Any]] = []
+        broken = 0
         if not self.path.exists():
             return records, broken
         with open(self.path, encoding="utf-8", errors="replace") as f:

@@ -122,8 +122,8 @@ def split_envelope(body: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     for item in data or []:
         if not isinstance(item, dict):
             continue
-        if str(item.get("status", "")).lower() in ERROR_WORDS or isinstance(item.get("error"), dict):
-            inner = item.get("error") if isinstance(item.get("error"), dict) else item
+        inner = item["error"] if isinstance(item.get("error"), dict) else item
+        if str(item.get("status", "")).lower() in ERROR_WORDS or inner is not item:
             errors.append({**inner, "taskUUID": inner.get("taskUUID", item.get("taskUUID")),
                            "resultIndex": item.get("resultIndex")})
         else:

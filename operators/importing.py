@@ -20,7 +20,7 @@ VERTEX_COLOUR_MATERIAL = "SAM3D Vertex Colour"
 GAP = 0.1  # between variants, as a fraction of the widest one
 
 
-class ImportFailed(RuntimeError):
+class GlbImportError(RuntimeError):
     """The GLB could not become objects; the text says where the file is kept."""
 
 
@@ -44,7 +44,7 @@ def import_results(context: bpy.types.Context, paths: list[Path], provenance: li
     context.scene.collection.children.link(collection)
     try:
         roots = []
-        for n, (path, prov) in enumerate(zip(paths, provenance)):
+        for n, (path, prov) in enumerate(zip(paths, provenance, strict=True)):
             label = name if len(paths) == 1 else f"{name}_v{n + 1}"
             root = _import_one(context, path, label, collection)
             tag(root, prov, path)
@@ -57,7 +57,7 @@ def import_results(context: bpy.types.Context, paths: list[Path], provenance: li
         _remove_new(before)
         bpy.data.collections.remove(collection)
         kept = ", ".join(str(p) for p in paths)
-        raise ImportFailed(f"Blender could not import the result ({_short(exc)}). Nothing was added; "
+        raise GlbImportError(f"Blender could not import the result ({_short(exc)}). Nothing was added; "
                            f"the file is kept at {kept}.") from exc
     return roots
 
@@ -74,20 +74,21 @@ def _import_one(context: bpy.types.Context, path: Path, label: str,
     root.name = label
     if root.type == "MESH":
         root.data.name = label
-    for mesh in {o.data for o in [root, *root.children_recursive] if o.type == "MESH"}:
-        show_vertex_colours(mesh)
+    for obj in [root, *root.children_recursive]:
+        if isinstance(obj.data, bpy.types.Mesh):
+            show_vertex_colours(obj.data)
     return root
 
 
 def import_glb(path: Path) -> list[bpy.types.Object]:
     """Blender's glTF importer; returns what it made (found by difference, not by selection)."""
-    props = bpy.ops.import_scene.gltf.get_rna_type().properties.keys()
+    props = bpy.ops.import_scene.gltf.get_rna_type().properties.keys()  # type: ignore[call-arg]
     options = {k: v for k, v in _IMPORT_OPTIONS.items() if k in props}
     before = set(bpy.data.objects)
-    bpy.ops.import_scene.gltf(filepath=str(path), **options)
+    bpy.ops.import_scene.gltf(filepath=str(path), **options)  # type: ignore[arg-type]
     made = [o for o in bpy.data.objects if o not in before]
     if not any(o.type == "MESH" for o in made):
-        raise ImportFailed("the file holds no mesh")
+        raise GlbImportError("the file holds no mesh")
     return made
 
 
@@ -133,7 +134,7 @@ def world_bounds(root: bpy.types.Object) -> tuple[np.ndarray, np.ndarray]:
 
 def place_on_cursor(context: bpy.types.Context, roots: list[bpy.types.Object]) -> None:
     """Each object's bottom centre (origin moved there) on the 3D cursor; variants side by side along X."""
-    cursor = Vector(context.scene.cursor.location)
+    cursor = context.scene.cursor.location.copy()
     widths = []
     for root in roots:
         set_origin_to_base(root)
@@ -177,7 +178,8 @@ def vertex_colour_material(attribute: str) -> bpy.types.Material:
             return mat
     mat = bpy.data.materials.new(VERTEX_COLOUR_MATERIAL)
     mat["sam3d_attribute"] = attribute
-    mat.use_nodes = True
+    if mat.node_tree is None:  # Blender < 5 makes node trees on request only
+        mat.use_nodes = True
     nodes = mat.node_tree.nodes
     bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
     colour = nodes.new("ShaderNodeVertexColor")

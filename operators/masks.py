@@ -62,7 +62,7 @@ def read_inputs(photo_image, mask_image=None, *, use_photo_alpha: bool = False) 
         if not has_alpha(rgba):
             raise MaskError(f"The photo '{photo_image.name}' has no transparency to use as a mask. "
                             "Pick a mask image instead.")
-        mask, warnings = rgba[..., 3] >= 0.5, []
+        mask, warnings = rgba[..., 3] >= 0.5, list[str]()
     else:
         if mask_image is None:
             raise MaskError("Pick a mask image (white = object), or use the photo's alpha.")

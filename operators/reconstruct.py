@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,7 +109,7 @@ def start_job(context: bpy.types.Context) -> Running:
 
 
 def finish_job(context: bpy.types.Context, running: Running) -> tuple[list[bpy.types.Object], list[str]]:
-    """Import a finished job's results (main thread). Raises RunwareError or ImportFailed on failure."""
+    """Import a finished job's results (main thread). Raises RunwareError or GlbImportError on failure."""
     RUNNING.pop(running.job.id, None)
     outcome = running.job.outcome
     assert outcome is not None
@@ -141,15 +142,99 @@ def cancel_all(join: float = 0.0) -> None:
     RUNNING.clear()
 
 
+Report = Callable[..., object]  # Operator.report(type, message)
+
+
+def begin(context: bpy.types.Context, report: Report) -> Running | None:
+    """Start a job, or report why not (bad input is refused here, before anything is paid)."""
+    try:
+        running = start_job(context)
+    except (masks.MaskError, RunwareError) as exc:
+        report({"ERROR"}, str(exc))
+        return None
+    for warning in running.warnings:
+        report({"WARNING"}, warning)
+    running.warnings.clear()
+    return running
+
+
+def conclude(context: bpy.types.Context, running: Running, report: Report) -> set[str]:
+    """Import a finished job and report the outcome in a sentence; the operator's return value."""
+    try:
+        objects, warnings = finish_job(context, running)
+    except RunwareError as exc:
+        if exc.code == "cancelled":
+            report({"INFO"}, _cancel_note(running))
+        else:
+            report({"ERROR"}, str(exc))
+        return {"CANCELLED"}
+    except importing.GlbImportError as exc:
+        report({"ERROR"}, str(exc))
+        return {"CANCELLED"}
+    for warning in warnings:
+        report({"WARNING"}, warning)
+    costs = [o.get("sam3d_cost") for o in objects if o.get("sam3d_cost") is not None]
+    cost = f" (cost ${sum(costs):.4f})" if costs else ""
+    report({"INFO"}, f"SAM 3D: added {', '.join(o.name for o in objects)}{cost}")
+    return {"FINISHED"}
+
+
+def _cancel_note(running: Running) -> str:
+    if running.job.task_uuid:
+        return (f"Cancelled. The task {running.job.task_uuid} was already sent and may be billed; "
+                "it is kept in the job journal.")
+    return "Cancelled before anything was sent."
+
+
+class ModalRun:
+    """What the modal operator does, kept apart from it so that tests (where Blender runs no modal
+    handlers) can drive it with plain events. Holds only the job's id, never the job."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        self.job_id = ""
+
+    def start(self, context: bpy.types.Context) -> bool:
+        running = begin(context, self.report)
+        if running is None:
+            return False
+        self.job_id = running.job.id
+        self._status(context, running)
+        return True
+
+    def on_event(self, context: bpy.types.Context, kind: str, value: str) -> set[str]:
+        running = RUNNING.get(self.job_id)
+        if running is None:  # stopped from elsewhere (add-on disabled, file loaded)
+            return self._end(context, {"CANCELLED"})
+        if kind == "ESC" and value == "PRESS":
+            running.job.cancel()
+        if kind != "TIMER":
+            return {"PASS_THROUGH"}
+        running.job.drain()
+        self._status(context, running)
+        redraw_panels()
+        if not running.job.done:
+            return {"PASS_THROUGH"}
+        return self._end(context, conclude(context, running, self.report))
+
+    def _status(self, context: bpy.types.Context, running: Running) -> None:
+        if context.workspace is not None:
+            context.workspace.status_text_set(
+                f"SAM 3D · {running.label} · {running.job.fraction:.0%}  (Esc to cancel)")
+
+    def _end(self, context: bpy.types.Context, result: set[str]) -> set[str]:
+        if context.workspace is not None:
+            context.workspace.status_text_set(None)
+        redraw_panels()
+        return result
+
+
 class SAM3D_OT_reconstruct(bpy.types.Operator):
     """Reconstruct the masked object of the photo as a 3D object (SAM 3D Objects on Runware)"""
 
     bl_idname = "sam3d.reconstruct"
     bl_label = "Reconstruct"
     bl_options = {"REGISTER", "UNDO"}
-
-    _job_id: str = ""
-    _timer: bpy.types.Timer | None = None
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -161,88 +246,27 @@ class SAM3D_OT_reconstruct(bpy.types.Operator):
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if bpy.app.background or context.window is None:
             return self.execute(context)
-        running = self._start(context)
-        if running is None:
+        self._run = ModalRun(self.report)
+        if not self._run.start(context):
             return {"CANCELLED"}
-        self._job_id = running.job.id
         wm = context.window_manager
         self._timer = wm.event_timer_add(TICK, window=context.window)
         wm.modal_handler_add(self)
-        self._status(context, running)
         return {"RUNNING_MODAL"}
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        running = RUNNING.get(self._job_id)
-        if running is None:  # cancelled from elsewhere (add-on disabled)
-            return self._end(context, {"CANCELLED"})
-        if event.type == "ESC" and event.value == "PRESS":
-            running.job.cancel()
-        if event.type != "TIMER" or event.timer != self._timer:
-            return {"PASS_THROUGH"}
-        running.job.drain()
-        self._status(context, running)
-        redraw_panels()
-        if not running.job.done:
-            return {"PASS_THROUGH"}
-        return self._end(context, self._finish(context, running))
+        result = self._run.on_event(context, event.type, event.value)
+        if result != {"PASS_THROUGH"}:
+            context.window_manager.event_timer_remove(self._timer)
+        return result
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        running = self._start(context)
+        running = begin(context, self.report)
         if running is None:
             return {"CANCELLED"}
         while not running.job.done:  # blocking by request: a script asked to wait for the result
             running.job.drain(block=TICK)
-        return self._finish(context, running)
-
-    def _start(self, context: bpy.types.Context) -> Running | None:
-        try:
-            running = start_job(context)
-        except (masks.MaskError, RunwareError) as exc:
-            self.report({"ERROR"}, str(exc))
-            return None
-        for warning in running.warnings:
-            self.report({"WARNING"}, warning)
-        running.warnings.clear()
-        return running
-
-    def _finish(self, context: bpy.types.Context, running: Running) -> set[str]:
-        try:
-            objects, warnings = finish_job(context, running)
-        except RunwareError as exc:
-            if exc.code == "cancelled":
-                self.report({"INFO"}, self._cancel_note(running))
-                return {"CANCELLED"}
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        except importing.ImportFailed as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        for warning in warnings:
-            self.report({"WARNING"}, warning)
-        costs = [o.get("sam3d_cost") for o in objects if o.get("sam3d_cost") is not None]
-        cost = f" (cost ${sum(costs):.4f})" if costs else ""
-        self.report({"INFO"}, f"SAM 3D: added {', '.join(o.name for o in objects)}{cost}")
-        return {"FINISHED"}
-
-    @staticmethod
-    def _cancel_note(running: Running) -> str:
-        if running.job.task_uuid:
-            return (f"Cancelled. The task {running.job.task_uuid} was already sent and may be billed; "
-                    "it is kept in the job journal.")
-        return "Cancelled before anything was sent."
-
-    def _status(self, context: bpy.types.Context, running: Running) -> None:
-        if context.workspace is not None:
-            context.workspace.status_text_set(f"SAM 3D · {running.label} · {running.job.fraction:.0%}  (Esc to cancel)")
-
-    def _end(self, context: bpy.types.Context, result: set[str]) -> set[str]:
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
-            self._timer = None
-        if context.workspace is not None:
-            context.workspace.status_text_set(None)
-        redraw_panels()
-        return result
+        return conclude(context, running, self.report)
 
 
 class SAM3D_OT_cancel(bpy.types.Operator):

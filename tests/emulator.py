@@ -1,0 +1,989 @@
+"""A faithful emulator of the Runware REST API as far as the add-on needs it (stdlib only).
+
+Follows /work/shared/docs/runware-api.md: where the documentation admits two forms, `Style` picks one, and
+`Faults` injects the failures a client must survive. Two servers run: the API on 127.0.0.1 and a separate
+FILE host on "localhost" (the CDN stand-in), so a test can prove the API key never reaches the second host.
+
+    with Emulator() as emu:            # or: python tests/emulator.py --port 8765
+        emu.faults.status_sequence = [429]
+        ... point a client at emu.api_url ...
+
+All times (Recorded.time, TaskState.created) are time.monotonic() seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import contextlib
+import json
+import math
+import random
+import re
+import signal
+import socket
+import struct
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+try:
+    from . import glb
+except ImportError:  # run as a script, or imported with tests/ on sys.path
+    import glb
+
+SAM3D = "meta:sam@3d"
+MAX_SEED = 2**63 - 1
+COST_PER_GENERATION = 0.0038
+DOCS = "https://runware.ai/docs"
+ERRORS_DOC = f"{DOCS}/platform/errors"
+SAM3D_DOC = f"{DOCS}/models/meta-sam-3d-objects"
+REMBG_MODELS = {"runware:109@1", "bria:2@1", *(f"runware:112@{i}" for i in range(1, 11))}
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_TRANSIENT_CODES = {401: "invalidApiKey", 402: "insufficientCredits", 403: "insufficientPermissions",
+                    404: "notFound", 408: "timeout", 429: "rateLimitExceeded",
+                    502: "serviceUnavailable", 503: "serviceUnavailable", 504: "serviceUnavailable"}
+_TASK_ERROR_MESSAGES = {
+    "timeoutProvider": "The provider did not answer in time.",
+    "contentPolicyViolation": "The input was flagged by the content policy.",
+    "inferenceError": "Inference failed for this task.",
+}
+
+
+@dataclass
+class Faults:
+    """Failures to inject; tests flip fields between calls. Counters count down as they fire."""
+
+    status_sequence: list[int] = field(default_factory=list)  # next API answers, in order
+    retry_after: float = 1  # seconds, sent as Retry-After with status_sequence answers
+    insufficient_credits: bool = False  # 402 for 3dInference submissions
+    empty_401: bool = False  # an invalid key gets a 401 without a body
+    task_error: str | None = None  # every generation fails with this code after processing
+    task_error_form: str = "errors"  # "errors": in the errors array | "data": {"status": "error", "error"}
+    fail_generations: int = 0  # the last N generations of a task fail (code task_error or inferenceError)
+    drop_after_submit: int = 0  # accept the next N 3dInference submissions, then close without answering
+    truncate_downloads: int = 0  # full Content-Length, half the bytes, close
+    no_content_length: bool = False  # close-delimited file bodies
+    corrupt_downloads: int = 0  # serve an HTML error page with 200
+    file_status: int | None = None  # the file host answers only this status
+    download_size: int | None = None  # GLB results padded to about this many bytes
+
+
+@dataclass
+class Style:
+    """The documented alternatives for response shapes."""
+
+    result_form: str = "files"  # "files": outputs.files[{uuid, url}] | "modelURL": modelUUID/modelURL
+    multi_form: str = "items"  # "items": one item per generation | "files": one item, several outputs.files
+    ack_form: str = "item"  # "item": {"data": [{taskType, taskUUID}]} | "empty": {"data": []}
+    status_word: str = "processing"  # or "pending" (older docs)
+    include_progress: bool = True
+    upload_data_form: str = "array"  # imageUpload/mediaStorage "data": "array" | "object"
+    echo_task_type: str = "original"  # poll items' taskType: "original" | "getResponse"
+    error_envelope: str = "errors"  # request-level errors: "errors" array | legacy "error" | "bare" object
+
+
+class Headers(dict):
+    """Request headers with case-insensitive lookup (keys stored lower-case)."""
+
+    def __init__(self, items=()):
+        super().__init__((k.lower(), v) for k, v in items)
+
+    def __getitem__(self, key):
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key):
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+    def get(self, key, default=None):
+        return super().get(key.lower(), default)
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: Headers
+    body: object  # parsed JSON, or the raw bytes when the body is not JSON
+    time: float
+    status: int | None = None  # None: answered by closing the connection
+    response: object = None  # the parsed JSON answer, if any
+
+
+@dataclass
+class Generation:
+    """One result of a 3dInference task."""
+
+    index: int
+    seed: int
+    done_at: float
+    error: str | None = None  # the error code when this generation fails
+    file_uuid: str = ""
+    url: str = ""
+
+
+@dataclass
+class TaskState:
+    task_type: str
+    payload: dict
+    created: float
+    results: list = field(default_factory=list)  # Generation (3dInference) or ready item dicts
+    submissions: int = 1
+    upload_results: list = field(default_factory=list)  # uploadEndpoint PUTs: {"url", "status"|"error"}
+    webhook_results: list = field(default_factory=list)  # webhook POSTs: {"url", "attempts", "ok"}
+
+
+@dataclass
+class _File:
+    data: bytes
+    content_type: str
+    available_at: float = 0.0
+    expires_at: float | None = None
+
+
+class ApiError(Exception):
+    """A task or request failure; becomes one error object."""
+
+    def __init__(self, status: int, code: str, message: str, parameter=None, **extra):
+        super().__init__(message)
+        self.status, self.code, self.parameter, self.extra = status, code, parameter, extra
+
+    def to_json(self, task: dict | None = None) -> dict:
+        err = {"code": self.code, "message": str(self)}
+        if self.parameter is not None:
+            err["parameter"] = self.parameter
+        err.update(self.extra)
+        if task:
+            err["taskType"] = task.get("taskType")
+            err["taskUUID"] = task.get("taskUUID")
+        err.setdefault("documentation", ERRORS_DOC)
+        return err
+
+
+@dataclass
+class _Outcome:
+    """What one API request produces, gathered task by task."""
+
+    data: list = field(default_factory=list)
+    errors: list = field(default_factory=list)  # (http status, error object)
+    sync: list = field(default_factory=list)  # 3dInference TaskStates to answer after processing
+    data_object: bool = False  # answer "data" as a single object (upload style)
+    drop: bool = False
+
+
+# ---------------------------------------------------------------- images
+
+
+def sniff_image(data: bytes) -> str | None:
+    """The image format by magic bytes (never trust names or MIME types)."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data.startswith(b"BM"):
+        return "bmp"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) for PNG, JPEG, GIF and BMP; None when unknown."""
+    kind = sniff_image(data)
+    try:
+        if kind == "png":
+            return struct.unpack(">II", data[16:24])
+        if kind == "gif":
+            return struct.unpack("<HH", data[6:10])
+        if kind == "bmp":
+            w, h = struct.unpack("<ii", data[18:26])
+            return w, abs(h)
+        if kind == "jpg":
+            return _jpeg_size(data)
+    except struct.error:
+        pass
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        length = struct.unpack(">H", data[i + 2:i + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame
+            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            return w, h
+        i += 2 + length
+    return None
+
+
+def encode_png_rgba(width: int, height: int, rows) -> bytes:
+    """An 8-bit RGBA PNG from an iterable of raw rows (4 bytes per pixel)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    raw = b"".join(b"\0" + row for row in rows)  # filter type 0 on every row
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+
+def cutout_png(width: int, height: int) -> bytes:
+    """What removeBackground returns for our inputs: alpha 255 in a centred ellipse of ~40 % of the frame."""
+    k = math.sqrt(1.6 / math.pi)  # pi/4 * k^2 = 0.4: the ellipse's share of the frame
+    a, b = k * width / 2, k * height / 2
+    inside, outside = b"\x80\x80\x80\xff", b"\0\0\0\0"
+    empty = outside * width
+
+    def row(y: int) -> bytes:
+        dy = (y + 0.5 - height / 2) / b
+        if abs(dy) >= 1:
+            return empty
+        half = a * math.sqrt(1 - dy * dy)
+        x0, x1 = max(0, round(width / 2 - half)), min(width, round(width / 2 + half))
+        return outside * x0 + inside * (x1 - x0) + outside * (width - x1)
+
+    return encode_png_rgba(width, height, (row(y) for y in range(height)))
+
+
+def _decode_base64(text: str) -> bytes | None:
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- HTTP plumbing
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr, handler, emulator: Emulator):
+        self.emulator = emulator
+        self.connections: set[socket.socket] = set()
+        super().__init__(addr, handler)
+
+    def handle_error(self, request, client_address):
+        if self.emulator.verbose:  # clients hanging up mid-answer is normal here
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like the real API: Content-Length on every answer
+    server_version = "RunwareEmulator/1.0"
+    timeout = 30
+
+    def setup(self):
+        super().setup()
+        self.server.connections.add(self.connection)
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            self.server.connections.discard(self.connection)
+
+    def log_message(self, format, *args):  # noqa: A002 (the stdlib's name)
+        if self.server.emulator.verbose:
+            super().log_message(format, *args)
+
+    def read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            parts = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+                pass
+            return b"".join(parts)
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def send(self, status: int, body: bytes, headers: dict | None = None, send_body: bool = True):
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            if value is not None:  # None: leave the header out
+                self.send_header(name, value)
+        if "Content-Length" not in (headers or {}):
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if send_body and body:
+            self.wfile.write(body)
+
+
+class _ApiHandler(_Handler):
+    def do_POST(self):
+        self.server.emulator._serve_api(self)
+
+    def do_GET(self):  # answered with 405, and recorded
+        self.server.emulator._serve_api(self)
+
+
+class _FileHandler(_Handler):
+    def do_GET(self):
+        self.server.emulator._serve_file(self)
+
+    def do_HEAD(self):
+        self.server.emulator._serve_file(self)
+
+
+# ---------------------------------------------------------------- the emulator
+
+
+class Emulator:
+    def __init__(self, api_key="test-key", processing_time=0.3, result_glb=None, host="127.0.0.1",
+                 verbose=False):
+        self.api_key = api_key
+        self.processing_time = processing_time
+        self.result_bytes = Path(result_glb).read_bytes() if result_glb else glb.canonical_glb()
+        self.host = host
+        self.verbose = verbose
+        self.api_url = self.files_url = ""
+        self.lock = threading.RLock()
+        self._servers: list[_Server] = []
+        self._threads: list[threading.Thread] = []
+        self._timers: list[threading.Timer] = []
+        self._stopping = threading.Event()
+        self.reset()
+
+    # ---- lifecycle
+
+    def start(self, port: int = 0, files_port: int = 0) -> Emulator:
+        self._stopping.clear()
+        api = _Server((self.host, port), _ApiHandler, self)
+        files = _Server((self.host, files_port), _FileHandler, self)
+        # A different host NAME for files, so "the key went to a second host" is observable.
+        files_host = "localhost" if self.host == "127.0.0.1" else self.host
+        self.api_url = f"http://{self.host}:{api.server_address[1]}/v1"
+        self.files_url = f"http://{files_host}:{files.server_address[1]}"
+        for server in (api, files):
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                      daemon=True, name="runware-emulator")
+            thread.start()
+            self._servers.append(server)
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes sync submissions that are waiting
+        with self.lock:
+            timers, self._timers = self._timers, []
+        for timer in timers:
+            timer.cancel()
+        for server in self._servers:
+            server.shutdown()
+            for conn in list(server.connections):  # idle keep-alive connections would linger
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+            server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=1)
+        self._servers, self._threads = [], []
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        with self.lock:
+            for timer in getattr(self, "_timers", []):
+                timer.cancel()
+            self._timers = []
+            self.faults = Faults()
+            self.style = Style()
+            self.requests: list[Recorded] = []
+            self.file_requests: list[Recorded] = []
+            self.tasks: dict[str, TaskState] = {}
+            self.uploads: dict[str, bytes] = {}
+            self._files: dict[str, _File] = {}
+            self._padded: tuple[int | None, bytes, bytes] = (None, b"", b"")
+
+    def billed_tasks(self) -> int:
+        with self.lock:
+            return sum(1 for t in self.tasks.values() if t.task_type == "3dInference")
+
+    # ---- API host
+
+    def _serve_api(self, h: _Handler) -> None:
+        raw = h.read_body()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = raw
+        rec = Recorded(h.command, h.path, Headers(h.headers.items()), body, time.monotonic())
+        with self.lock:
+            self.requests.append(rec)
+        answer = self._answer(rec)
+        if answer is None:  # accepted, then the connection "drops": no status line at all
+            h.close_connection = True
+            return
+        status, payload, headers = answer
+        rec.status, rec.response = status, payload
+        data = b"" if payload is None else json.dumps(payload).encode()
+        headers = dict(headers)
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        h.send(status, data, headers)
+
+    def _answer(self, rec: Recorded):
+        """(status, JSON body or None, headers), or None to drop the connection."""
+        with self.lock:
+            if self.faults.status_sequence:
+                return self._transient(self.faults.status_sequence.pop(0))
+        if urlsplit(rec.path).path.rstrip("/") != "/v1":
+            return self._request_error(ApiError(404, "notFound", "Unknown endpoint: use POST /v1."))
+        if rec.method != "POST":
+            return self._request_error(ApiError(405, "invalidMethod", "Only POST is supported."))
+        tasks = rec.body
+        if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+            return self._request_error(ApiError(
+                400, "invalidRequestBody", "The body must be a JSON array of task objects."))
+        tasks, failure = self._authenticate(rec.headers, tasks)
+        if failure:
+            return failure
+        out = _Outcome()
+        for task in tasks:
+            self._dispatch(task, out)
+        if out.drop:
+            return None
+        if out.sync:  # sync delivery holds the request open until the work is done
+            wait = max(g.done_at for t in out.sync for g in t.results) - time.monotonic()
+            self._stopping.wait(max(wait, 0))
+            for state in out.sync:
+                data, errors = self._render(state, "sync")
+                out.data += data
+                out.errors += [(200, e) for e in errors]
+        return self._compose(out)
+
+    def _transient(self, status: int):
+        code = _TRANSIENT_CODES.get(status, "internalServerError" if status >= 500 else "invalidRequest")
+        err = ApiError(status, code, f"Emulated HTTP {status}: try again later.")
+        value = self.faults.retry_after
+        status, body, headers = self._request_error(err)
+        return status, body, {**headers, "Retry-After": f"{value:g}"}
+
+    def _request_error(self, err: ApiError, task: dict | None = None):
+        return err.status, self._envelope([err.to_json(task)]), {}
+
+    def _envelope(self, errors: list[dict]) -> dict:
+        form = self.style.error_envelope
+        if form == "bare":
+            return errors[0]
+        if form == "error":  # legacy: {"error": {...}, "taskUUID", "taskType"}
+            first = errors[0]
+            return {"error": first, **{k: first[k] for k in ("taskUUID", "taskType") if k in first}}
+        return {"errors": errors}
+
+    def _compose(self, out: _Outcome):
+        errors = [e for _, e in out.errors]
+        if errors and not out.data:
+            status = out.errors[0][0]
+            return status, (self._envelope(errors) if status >= 400 else {"errors": errors}), {}
+        body: dict = {"data": out.data[0] if out.data_object and len(out.data) == 1 else out.data}
+        if errors:  # a 2xx that is still an error for some tasks
+            body["errors"] = errors
+        return 200, body, {}
+
+    def _authenticate(self, headers: Headers, tasks: list):
+        """(tasks without the authentication element, failure answer or None)."""
+        first = next((t for t in tasks if t.get("taskType") != "authentication"), None)
+        if tasks and tasks[0].get("taskType") == "authentication":
+            key, tasks = tasks[0].get("apiKey"), tasks[1:]
+        else:
+            auth = headers.get("Authorization") or ""
+            key = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+        if not key:
+            return tasks, self._request_error(
+                ApiError(401, "missingApiKey", "No API key: send Authorization: Bearer <key>."), first)
+        if key != self.api_key:  # never echo the key back
+            if self.faults.empty_401:
+                return tasks, (401, None, {})
+            return tasks, self._request_error(ApiError(401, "invalidApiKey", "Invalid API key."), first)
+        return tasks, None
+
+    def _dispatch(self, task: dict, out: _Outcome) -> None:
+        handlers = {
+            "3dInference": self._submit_3d,
+            "getResponse": self._poll,
+            "getTaskDetails": self._poll,
+            "imageUpload": self._image_upload,
+            "mediaStorage": self._media_storage,
+            "removeBackground": self._remove_background,
+        }
+        task_type = task.get("taskType")
+        try:
+            if task_type == "authentication":
+                return
+            if not task_type:
+                raise ApiError(400, "missingTaskType", "Every task needs a taskType.", "taskType")
+            if not isinstance(task_type, str) or task_type not in handlers:
+                raise ApiError(400, "invalidTaskType", f"Unsupported taskType {task_type!r}.", "taskType")
+            handlers[task_type](task, out)
+        except ApiError as err:
+            out.errors.append((err.status, err.to_json(task)))
+
+    # ---- tasks
+
+    def _check_uuid(self, task: dict, name: str = "taskUUID") -> str:
+        value = task.get(name)
+        if value is None:
+            raise ApiError(400, "missingTaskUUID", f"{name} is required.", name)
+        if not isinstance(value, str) or not _UUID_RE.match(value):
+            raise ApiError(400, "invalidTaskUUID", f"{name} must be a UUID v4 string.", name)
+        return value
+
+    def _refuse_reuse(self, task_uuid: str) -> None:
+        """A reused taskUUID is a conflict: counted, never created or billed again. Call under the lock."""
+        existing = self.tasks.get(task_uuid)
+        if existing:
+            existing.submissions += 1
+            raise ApiError(400, "conflictTaskUUID",
+                           "This taskUUID was already used: poll it with getResponse.", "taskUUID")
+
+    def _create(self, task: dict, results: list) -> TaskState:
+        with self.lock:
+            self._refuse_reuse(task["taskUUID"])
+            state = TaskState(task["taskType"], task, time.monotonic(), results)
+            self.tasks[task["taskUUID"]] = state
+            return state
+
+    def _submit_3d(self, task: dict, out: _Outcome) -> None:
+        self._check_uuid(task)
+        self._validate_3d(task)
+        with self.lock:  # conflict, credits and creation happen atomically
+            self._refuse_reuse(task["taskUUID"])
+            if self.faults.insufficient_credits:
+                raise ApiError(402, "insufficientCredits", "Insufficient credits: top up your balance.")
+            state = self._create(task, self._generations(task))
+            self._schedule_delivery(state)
+            if self.faults.drop_after_submit > 0:
+                self.faults.drop_after_submit -= 1
+                out.drop = True
+        if task.get("deliveryMethod", "async") == "sync":
+            out.sync.append(state)
+        elif self.style.ack_form == "item":
+            out.data.append({"taskType": "3dInference", "taskUUID": task["taskUUID"]})
+
+    def _validate_3d(self, task: dict) -> None:
+        def bad(code, message, param, **extra):
+            anchor = param.replace(".", "-").lower()
+            return ApiError(400, code, message, param, documentation=f"{SAM3D_DOC}#request-{anchor}", **extra)
+
+        def is_int(value):
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        model = task.get("model")
+        if not model:
+            raise bad("missingModel", "model is required.", "model")
+        if model != SAM3D:
+            raise bad("invalidModel", f"Model {model!r} does not support 3dInference.", "model")
+        prompt = task.get("positivePrompt")
+        if prompt is None:
+            raise bad("missingPositivePrompt", "positivePrompt is required.", "positivePrompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise bad("invalidPositivePrompt", "positivePrompt must be a non-empty string.", "positivePrompt")
+        inputs = task.get("inputs")
+        if not isinstance(inputs, dict):
+            raise bad("missingInputs", "inputs with image and mask is required.", "inputs")
+        images = {}
+        for name in ("image", "mask"):
+            if not inputs.get(name):
+                raise bad(f"missing{name.title()}", f"inputs.{name} is required.", f"inputs.{name}")
+            images[name] = self._resolve_image(inputs[name], f"inputs.{name}")
+        sizes = [image_size(images[n]) for n in ("image", "mask")]
+        if all(sizes) and sizes[0] != sizes[1]:  # the reference code hard-fails on this (issue #127)
+            (iw, ih), (mw, mh) = sizes
+            raise bad("invalidMask", f"The mask is {mw}x{mh} but the image is {iw}x{ih}: they must match.",
+                      "inputs.mask")
+        checks = [
+            ("outputType", lambda v: v == "URL", "unsupportedParameter", {"allowedValues": ["URL"]}),
+            ("outputFormat", lambda v: v == "GLB", "unsupportedParameter", {"allowedValues": ["GLB"]}),
+            ("numberResults", lambda v: is_int(v) and 1 <= v <= 4, "invalidNumberResults",
+             {"min": 1, "max": 4}),
+            ("seed", lambda v: is_int(v) and 0 <= v <= MAX_SEED, "invalidSeed", {"min": 0, "max": MAX_SEED}),
+            ("ttl", lambda v: is_int(v) and v >= 60, "invalidTtl", {"min": 60}),
+            ("deliveryMethod", lambda v: v in ("async", "sync"), "invalidDeliveryMethod",
+             {"allowedValues": ["async", "sync"]}),
+            ("includeCost", lambda v: isinstance(v, bool), "invalidIncludeCost", {}),
+            ("webhookURL", lambda v: isinstance(v, str) and v.startswith(("http://", "https://")),
+             "invalidWebhookURL", {}),
+            ("uploadEndpoint", lambda v: isinstance(v, str) and v.startswith(("http://", "https://")),
+             "invalidUploadEndpoint", {}),
+        ]
+        for name, ok, code, extra in checks:
+            if name in task and not ok(task[name]):
+                raise bad(code, f"Invalid value for {name}: {task[name]!r}.", name, **extra)
+
+    def _resolve_image(self, value, parameter: str) -> bytes:
+        """Bytes of an image given as upload UUID, data URI, bare base64 or URL (the documented forms)."""
+        def bad(message):
+            code = {"inputs.mask": "invalidMask", "media": "invalidMedia"}.get(parameter, "invalidImage")
+            return ApiError(400, code, message, parameter)
+
+        if not isinstance(value, str):
+            raise bad(f"{parameter} must be a string.")
+        if _UUID_RE.match(value):
+            with self.lock:
+                data = self.uploads.get(value)
+            if data is None:
+                raise bad(f"No uploaded image with UUID {value}.")
+        elif value.startswith(("http://", "https://")):
+            data = self._fetch(value)
+            if data is None:
+                raise bad(f"Could not download {parameter} from its URL.")
+        elif value.startswith("data:"):
+            head, _, payload = value.partition(",")
+            data = _decode_base64(payload) if head.endswith(";base64") else None
+        else:
+            data = _decode_base64(value)
+        if not data or not sniff_image(data):
+            raise bad(f"{parameter} is not a PNG, JPEG, WEBP, BMP or GIF image.")
+        return data
+
+    def _fetch(self, url: str) -> bytes | None:
+        with self.lock:
+            local = self._files.get(urlsplit(url).path) if url.startswith(self.files_url) else None
+        if local:
+            return local.data
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return resp.read()
+        except (OSError, ValueError):
+            return None
+
+    def _generations(self, task: dict) -> list[Generation]:
+        n = task.get("numberResults", 1)
+        seed = task.get("seed")
+        if seed is None:  # unsigned 32-bit, usually >= 2**31 so 64-bit-safe handling gets exercised
+            seeds = random.sample(range(2**31, 2**32), n)
+        else:
+            seeds = [(seed + i) % (MAX_SEED + 1) for i in range(n)]
+        failing = n if self.faults.task_error else min(self.faults.fail_generations, n)
+        code = self.faults.task_error or "inferenceError"
+        done_at = time.monotonic() + self.processing_time
+        ttl = task.get("ttl")
+        gens = []
+        for i, s in enumerate(seeds):
+            gen = Generation(i, s, done_at, error=code if i >= n - failing else None)
+            if not gen.error:
+                gen.file_uuid = str(uuid.uuid4())
+                gen.url = f"{self.files_url}/files/{gen.file_uuid}.glb"
+                self._files[f"/files/{gen.file_uuid}.glb"] = _File(
+                    self.result_bytes, "model/gltf-binary", done_at, done_at + ttl if ttl else None)
+            gens.append(gen)
+        return gens
+
+    def _poll(self, task: dict, out: _Outcome) -> None:
+        task_uuid = self._check_uuid(task)
+        with self.lock:
+            state = self.tasks.get(task_uuid)
+        if state is None:
+            raise ApiError(404, "taskFailedOrNotFound", f"No task {task_uuid}.", "taskUUID")
+        data, errors = self._render(state, "poll")
+        out.data += data
+        out.errors += [(200, e) for e in errors]
+
+    def _render(self, state: TaskState, mode: str) -> tuple[list, list]:
+        """(data items, error objects) describing a task now; mode is "poll", "sync" or "webhook"."""
+        echo = "getResponse" if mode == "poll" and self.style.echo_task_type == "getResponse" else None
+        task_type = echo or state.task_type
+        if state.task_type != "3dInference":
+            return [{**item, "taskType": task_type, "status": "success"} for item in state.results], []
+        gens: list[Generation] = state.results
+        if len(gens) > 1 and self.style.multi_form == "files" and self.style.result_form == "files":
+            return self._render_grouped(state, task_type)
+        data, errors = [], []
+        for gen in gens:
+            if time.monotonic() < gen.done_at:
+                data.append(self._processing_item(state, task_type, gen.index))
+            elif gen.error:
+                self._add_failure(state, task_type, gen, data, errors)
+            else:
+                data.append(self._success_item(state, task_type, gen.seed, [gen], gen.index))
+        return data, errors
+
+    def _render_grouped(self, state: TaskState, task_type: str) -> tuple[list, list]:
+        """numberResults > 1 as one item carrying several outputs.files."""
+        gens: list[Generation] = state.results
+        if time.monotonic() < max(g.done_at for g in gens):
+            return [self._processing_item(state, task_type, None)], []
+        data, errors = [], []
+        ok = [g for g in gens if not g.error]
+        if ok:
+            data.append(self._success_item(state, task_type, ok[0].seed, ok))
+        for gen in gens:
+            if gen.error:
+                self._add_failure(state, task_type, gen, data, errors)
+        return data, errors
+
+    def _processing_item(self, state: TaskState, task_type: str, index: int | None) -> dict:
+        item = {"taskType": task_type, "taskUUID": state.payload["taskUUID"],
+                "status": self.style.status_word}
+        if index is not None:
+            item["resultIndex"] = index
+        if self.style.include_progress:
+            elapsed = time.monotonic() - state.created
+            item["progress"] = min(99, int(100 * elapsed / max(self.processing_time, 1e-6)))
+        return item
+
+    def _success_item(self, state: TaskState, task_type: str, seed: int, gens: list[Generation],
+                      index: int | None = None) -> dict:
+        item = {"taskType": task_type, "taskUUID": state.payload["taskUUID"], "status": "success"}
+        if index is not None:  # the SDK tells generations apart by resultIndex first
+            item["resultIndex"] = index
+        item["seed"] = seed
+        if state.payload.get("includeCost"):
+            item["cost"] = round(COST_PER_GENERATION * len(gens), 6)
+        if self.style.result_form == "modelURL":
+            item.update(modelUUID=gens[0].file_uuid, modelURL=gens[0].url)
+        else:
+            item["outputs"] = {"files": [{"uuid": g.file_uuid, "url": g.url} for g in gens]}
+        return item
+
+    def _add_failure(self, state: TaskState, task_type: str, gen: Generation, data: list, errors: list):
+        message = _TASK_ERROR_MESSAGES.get(gen.error, f"The task failed ({gen.error}).")
+        base = {"taskType": task_type, "taskUUID": state.payload["taskUUID"], "status": "error",
+                "resultIndex": gen.index}
+        if self.faults.task_error_form == "data":
+            data.append({**base, "error": {"code": gen.error, "message": message}})
+        else:
+            errors.append({"code": gen.error, "message": message, **base, "documentation": ERRORS_DOC})
+
+    # ---- uploads and masks
+
+    def _store_image(self, data: bytes) -> tuple[str, str]:
+        """Keep an uploaded image; returns (uuid, URL on the file host)."""
+        image_uuid = str(uuid.uuid4())
+        path = f"/images/{image_uuid}.{sniff_image(data)}"
+        with self.lock:
+            self.uploads[image_uuid] = data
+            self._files[path] = _File(data, f"image/{sniff_image(data)}")
+        return image_uuid, self.files_url + path
+
+    def _upload_reply(self, task: dict, out: _Outcome, item: dict) -> None:
+        self._create(task, [item])
+        out.data.append({"taskType": task["taskType"], "taskUUID": task["taskUUID"], **item})
+        out.data_object = self.style.upload_data_form == "object"
+
+    def _image_upload(self, task: dict, out: _Outcome) -> None:
+        self._check_uuid(task)
+        if not task.get("image"):
+            raise ApiError(400, "missingImage", "image is required.", "image")
+        image_uuid, url = self._store_image(self._resolve_image(task["image"], "image"))
+        self._upload_reply(task, out, {"imageUUID": image_uuid, "imageURL": url})
+
+    def _media_storage(self, task: dict, out: _Outcome) -> None:
+        self._check_uuid(task)
+        operation = task.get("operation", "upload")
+        if operation == "delete":
+            with self.lock:
+                found = self.uploads.pop(task.get("mediaUUID") or "", None)
+            if found is None:
+                raise ApiError(404, "mediaNotFound", "No such media.", "mediaUUID")
+            self._upload_reply(task, out, {"mediaUUID": task["mediaUUID"]})
+            return
+        if operation != "upload":
+            raise ApiError(400, "unsupportedParameter", f"Unknown operation {operation!r}.", "operation",
+                           allowedValues=["upload", "delete"])
+        if not task.get("media"):
+            raise ApiError(400, "missingMedia", "media is required.", "media")
+        media_uuid, url = self._store_image(self._resolve_image(task["media"], "media"))
+        self._upload_reply(task, out, {"mediaUUID": media_uuid, "mediaURL": url})
+
+    def _remove_background(self, task: dict, out: _Outcome) -> None:
+        self._check_uuid(task)
+        model = task.get("model")
+        if model not in REMBG_MODELS:
+            raise ApiError(400, "invalidModel" if model else "missingModel",
+                           f"Model {model!r} cannot remove backgrounds.", "model")
+        value = (task.get("inputs") or {}).get("image") or task.get("inputImage")
+        if not value:
+            raise ApiError(400, "missingImage", "inputs.image is required.", "inputs.image")
+        size = image_size(self._resolve_image(value, "inputs.image"))
+        if not size:
+            raise ApiError(400, "invalidImage", "Unsupported image format.", "inputs.image")
+        output_type = task.get("outputType", "URL")
+        if output_type not in ("URL", "base64Data", "dataURI"):
+            raise ApiError(400, "unsupportedParameter", "Invalid outputType.", "outputType",
+                           allowedValues=["URL", "base64Data", "dataURI"])
+        if task.get("outputFormat", "PNG") != "PNG":  # emulator limit: only PNG keeps the alpha we make
+            raise ApiError(400, "unsupportedParameter", "Only PNG is emulated.", "outputFormat",
+                           allowedValues=["PNG"])
+        png = cutout_png(*size)
+        image_uuid, url = self._store_image(png)
+        item = {"imageUUID": image_uuid}
+        if output_type == "URL":
+            item["imageURL"] = url
+        elif output_type == "base64Data":
+            item["imageBase64Data"] = base64.b64encode(png).decode()
+        else:
+            item["imageDataURI"] = "data:image/png;base64," + base64.b64encode(png).decode()
+        self._create(task, [item])
+        if task.get("deliveryMethod", "sync") == "async":
+            if self.style.ack_form == "item":
+                out.data.append({"taskType": "removeBackground", "taskUUID": task["taskUUID"]})
+        else:
+            out.data.append({"taskType": "removeBackground", "taskUUID": task["taskUUID"], **item})
+
+    # ---- webhooks and upload endpoints (the server calls out)
+
+    def _schedule_delivery(self, state: TaskState) -> None:
+        if not (state.payload.get("webhookURL") or state.payload.get("uploadEndpoint")):
+            return
+        finish = max(g.done_at for g in state.results) - time.monotonic()
+        timer = threading.Timer(max(finish, 0) + 0.01, self._deliver, (state,))
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+
+    def _deliver(self, state: TaskState) -> None:
+        data, errors = self._render(state, "webhook")
+        hook = state.payload.get("webhookURL")
+        if hook:
+            for body in [{"data": [d]} for d in data] + [{"errors": [e]} for e in errors]:
+                state.webhook_results.append(self._post_webhook(hook, body))
+        endpoint = state.payload.get("uploadEndpoint")
+        if endpoint:
+            for gen in state.results:
+                if not gen.error:
+                    state.upload_results.append(self._put(endpoint, self._glb_bytes()))
+
+    def _post_webhook(self, url: str, body: dict, attempts: int = 3) -> dict:
+        """POST with a couple of retries on non-2xx, like the real server."""
+        result = {"url": url, "attempts": [], "ok": False}
+        for attempt in range(attempts):
+            status = self._call(url, "POST", json.dumps(body).encode(), "application/json")
+            result["attempts"].append(status)
+            if isinstance(status, int) and 200 <= status < 300:
+                result["ok"] = True
+                break
+            if self._stopping.wait(0.2 * 2**attempt):
+                break
+        return result
+
+    def _put(self, url: str, data: bytes) -> dict:
+        status = self._call(url, "PUT", data, "model/gltf-binary")
+        return {"url": url, "status" if isinstance(status, int) else "error": status}
+
+    @staticmethod
+    def _call(url: str, method: str, data: bytes, content_type: str):
+        """HTTP status, or the error text when there was no answer."""
+        request = urllib.request.Request(url, data=data, method=method,
+                                         headers={"Content-Type": content_type})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                return resp.status
+        except urllib.error.HTTPError as err:
+            return err.code
+        except (OSError, ValueError) as err:
+            return str(err)
+
+    # ---- FILE host (the CDN stand-in)
+
+    def _glb_bytes(self) -> bytes:
+        size = self.faults.download_size
+        if not size:
+            return self.result_bytes
+        cached_size, source, padded = self._padded
+        if cached_size != size or source is not self.result_bytes:  # padding per download would be slow
+            padded = glb.pad_glb(self.result_bytes, size)
+            self._padded = (size, self.result_bytes, padded)
+        return padded
+
+    def _serve_file(self, h: _Handler) -> None:
+        rec = Recorded(h.command, h.path, Headers(h.headers.items()), None, time.monotonic())
+        with self.lock:
+            self.file_requests.append(rec)
+            stored = self._files.get(urlsplit(h.path).path)
+            status, body, ctype, mode = self._pick_file_answer(stored)
+        rec.status = status
+        head = h.command == "HEAD"
+        headers = {"Content-Type": ctype, "Accept-Ranges": "bytes"}
+        if status == 200 and "Range" in h.headers:  # resuming; faults then apply to the range
+            status, body, extra = self._range(h.headers["Range"], body)
+            headers.update(extra)
+            rec.status = status
+        if mode:  # "truncate": promise everything, deliver half, hang up; "no_length": close-delimited
+            h.close_connection = True
+            length = None if "no_length" in mode else str(len(body))
+            sent = body[:len(body) // 2] if "truncate" in mode else body
+            h.send(status, sent, {**headers, "Content-Length": length, "Connection": "close"}, not head)
+        else:
+            h.send(status, body, headers, not head)
+
+    def _pick_file_answer(self, stored: _File | None):
+        """(status, body, content type, delivery mode) with the file faults applied; under the lock."""
+        faults, now = self.faults, time.monotonic()
+        if faults.file_status:
+            return faults.file_status, b"<html><body>Error</body></html>", "text/html", None
+        if stored is None or now < stored.available_at:
+            return 404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml", None
+        if stored.expires_at is not None and now > stored.expires_at:  # like an expired signed URL
+            expired = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+            return 403, expired, "application/xml", None
+        body, ctype = stored.data, stored.content_type
+        if ctype == "model/gltf-binary":
+            body = self._glb_bytes()
+        if faults.corrupt_downloads > 0:
+            faults.corrupt_downloads -= 1
+            return 200, b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>", "text/html", None
+        mode = "no_length" if faults.no_content_length else ""
+        if faults.truncate_downloads > 0:
+            faults.truncate_downloads -= 1
+            mode += " truncate"
+        return 200, body, ctype, mode.strip() or None
+
+    @staticmethod
+    def _range(header: str, body: bytes):
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", header.strip())
+        if not match:
+            return 200, body, {}
+        start = int(match.group(1))
+        end = min(int(match.group(2) or len(body) - 1), len(body) - 1)
+        if start >= len(body) or start > end:
+            return 416, b"", {"Content-Range": f"bytes */{len(body)}"}
+        return 206, body[start:end + 1], {"Content-Range": f"bytes {start}-{end}/{len(body)}"}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Emulate the Runware REST API on loopback.")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--files-port", type=int, default=0)
+    parser.add_argument("--key", default="test-key")
+    parser.add_argument("--glb", help="GLB file to serve as every result (default: a generated mesh)")
+    parser.add_argument("--processing", type=float, default=3.0, help="seconds per task")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    emu = Emulator(args.key, args.processing, args.glb, verbose=args.verbose)
+    emu.start(args.port, args.files_port)
+    print(emu.api_url, flush=True)
+    print(f"files on {emu.files_url}; key {args.key!r}; Ctrl-C to stop", flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    emu.stop()
+
+
+if __name__ == "__main__":
+    main()
