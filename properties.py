@@ -51,10 +51,10 @@ classes = (SAM3D_PG_settings,)
 def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
-    bpy.types.Scene.sam3d = PointerProperty(type=SAM3D_PG_settings)
+    bpy.types.Scene.sam3d = PointerProperty(type=SAM3D_PG_settings)  # type: ignore[attr-defined,func-returns-value]
 
 
 def unregister() -> None:
-    del bpy.types.Scene.sam3d
+    del bpy.types.Scene.sam3d  # type: ignore[attr-defined]
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

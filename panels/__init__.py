@@ -9,6 +9,7 @@ from ..operators import reconstruct
 
 
 class _Sidebar:
+    layout: bpy.types.UILayout
     bl_region_type = "UI"
     bl_category = "SAM 3D"
 

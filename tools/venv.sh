@@ -22,12 +22,17 @@ if [ "${2:-}" = dev ]; then
   packages+=("runware-sdk==1.8.0" "mypy>=1.10" "ruff>=0.6" "fake-bpy-module-${version}")
 fi
 venv=.venv/blender-$version
-stamp="$venv/.installed"
 want="${packages[*]}"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+# One stamp per package set, so "dev" and plain runs don't undo each other.
+stamp="$venv/.installed-$(echo "$want" | cksum | cut -d' ' -f1)"
+if [ ! -f "$stamp" ]; then
   echo "Setting up $venv ($want)…" >&2
-  "$python" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${packages[@]}" >&2
-  echo "$want" > "$stamp"
+  [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+  if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${packages[@]}" >"$venv/pip.log" 2>&1
+  then
+    grep -v "^WARNING: Location" "$venv/pip.log" >&2; exit 1
+  fi
+  "$venv/bin/python" -c "import bpy, pytest" >/dev/null  # fail here, not in the middle of a test run
+  touch "$stamp"
 fi
 echo "$venv/bin/python"

@@ -1,0 +1,39 @@
+# SAM 3D Objects for Blender: every command sets up what it needs (Python venvs with PyPI's bpy) itself.
+#   make demo              build, install into a headless Blender, reconstruct a sample → out/demo.blend, out/demo.png
+#   make test              lint, type checks, client tests, then the in-Blender tests on every Blender below
+#   make test BLENDERS=5.0 only one Blender
+#   make build             dist/sam3d-<version>.zip, the file to install in Blender
+#   make emulator          the Runware emulator on http://127.0.0.1:8765/v1 (Ctrl-C stops it)
+
+BLENDERS ?= 4.2 5.0 5.3
+DEV ?= 5.0
+SHELL := /bin/bash
+
+.PHONY: test lint client-test blender-test build demo emulator clean
+
+test: lint client-test blender-test
+
+lint:
+	@py=$$(tools/venv.sh $(DEV) dev) && mkdir -p .venv/mypy && ln -sfn ../.. .venv/mypy/sam3d && set -x && \
+	  $$py -m ruff check . && $$py -m mypy -p sam3d
+
+client-test:
+	@py=$$(tools/venv.sh $(DEV) dev) && $$py -m pytest tests/client
+
+blender-test:
+	@set -e; for v in $(BLENDERS); do \
+	  py=$$(tools/venv.sh $$v); echo "=== Blender $$v ==="; \
+	  $$py -m pytest tests/blender -p no:cacheprovider; \
+	done
+
+build:
+	@py=$$(tools/venv.sh $(DEV)) && $$py tools/build.py dist
+
+demo:
+	@py=$$(tools/venv.sh $(DEV)) && $$py tools/demo.py
+
+emulator:
+	@py=$$(tools/venv.sh $(DEV)) && $$py tests/emulator.py --port 8765 --glb examples/human_object/sam3d_output_0.glb
+
+clean:
+	rm -rf dist out .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,134 @@
+"""In-Blender tests: the real bpy module, the extension built by Blender's builder and installed the way a
+user installs it, the real glTF importer. The Runware service is the only stand-in (tests/emulator.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = Path(os.environ.get("SAM3D_SAMPLES", ROOT.parent / "shared" / "samples"))
+KEY = "test-key-0123456789abcdef0123456789"
+
+# Blender reads these when bpy is first imported: a throw-away user folder, and never a real key.
+os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="sam3d-user-")
+os.environ.pop("RUNWARE_API_KEY", None)
+sys.path.insert(0, str(ROOT))
+
+import bpy  # noqa: E402
+
+from tests.emulator import Emulator  # noqa: E402
+from tests.glb import canonical_glb  # noqa: E402
+from tools.build import build  # noqa: E402
+
+MODULE = "bl_ext.user_default.sam3d"
+
+
+@pytest.fixture(scope="session")
+def zip_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build(tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="session")
+def addon(zip_path: Path) -> str:
+    """Install the zip with Blender's extension installer and enable it, as a user does."""
+    bpy.context.preferences.system.use_online_access = True
+    bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
+    assert MODULE in bpy.context.preferences.addons, "the extension did not enable"
+    return MODULE
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    with Emulator(api_key=KEY, processing_time=0.2) as emu:
+        yield emu
+
+
+@pytest.fixture
+def sam3d(addon: str, emulator: Emulator, tmp_path: Path):
+    """A clean scene, the preferences pointed at the emulator, a fresh result folder."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    emulator.reset()
+    emulator.processing_time = 0.2
+    emulator.result_bytes = canonical_glb()
+    bpy.context.preferences.system.use_online_access = True
+    prefs = bpy.context.preferences.addons[addon].preferences
+    prefs.api_key = KEY
+    prefs.api_url = emulator.api_url
+    prefs.model = "meta:sam@3d"
+    prefs.result_dir = str(tmp_path / "results")
+    prefs.max_download_mb = 512
+    prefs.request_timeout = 20.0
+    prefs.job_timeout = 120.0
+    return SimpleNamespace(prefs=prefs, emu=emulator, results=tmp_path / "results", tmp=tmp_path,
+                           settings=bpy.context.scene.sam3d)
+
+
+def load(relative: str) -> bpy.types.Image:
+    path = SAMPLES / relative
+    if not path.exists():
+        pytest.skip(f"sample {path} is missing (set SAM3D_SAMPLES)")
+    return bpy.data.images.load(str(path), check_existing=True)
+
+
+def use_inputs(photo: str = "human_object/image.png", mask: str | None = "human_object/mask_0.png") -> None:
+    settings = bpy.context.scene.sam3d
+    settings.image = load(photo)
+    settings.mask = load(mask) if mask else None
+
+
+def new_objects(before: set) -> list[bpy.types.Object]:
+    return [o for o in bpy.data.objects if o not in before]
+
+
+def zip_names(path: Path) -> list[str]:
+    with zipfile.ZipFile(path) as z:
+        return z.namelist()
+
+
+def last_task(emu: Emulator) -> dict:
+    """The last 3dInference task the emulator received."""
+    for rec in reversed(emu.requests):
+        for task in rec.body if isinstance(rec.body, list) else []:
+            if isinstance(task, dict) and task.get("taskType") == "3dInference":
+                return task
+    raise AssertionError("no 3dInference task was sent")
+
+
+def decode_png(data_uri: str, tmp: Path, name: str) -> tuple[tuple[int, int], np.ndarray]:
+    """(size, RGBA pixels top row first) of a PNG data URI, decoded by Blender itself."""
+    import base64
+
+    import numpy as np
+
+    assert data_uri.startswith("data:image/png;base64,")
+    path = tmp / f"{name}.png"
+    path.write_bytes(base64.b64decode(data_uri.split(",", 1)[1]))
+    image = bpy.data.images.load(str(path))
+    w, h = image.size
+    buf = np.empty(w * h * 4, np.float32)
+    image.pixels.foreach_get(buf)
+    bpy.data.images.remove(image)
+    return (w, h), buf.reshape(h, w, 4)[::-1]
+
+
+def new_image(name: str, w: int, h: int, rgba) -> bpy.types.Image:  # noqa: ANN001
+    """A Blender image filled from an (h, w, 4) array given top row first."""
+    image = bpy.data.images.new(name, w, h, alpha=True)
+    image.pixels.foreach_set(np.ascontiguousarray(np.asarray(rgba, np.float32)[::-1]).ravel())
+    return image
+
+
+def bounds(obj: bpy.types.Object):  # noqa: ANN201
+    import numpy as np
+    from mathutils import Vector
+
+    pts = np.array([obj.matrix_world @ Vector(c) for c in obj.bound_box])
+    return pts.min(axis=0), pts.max(axis=0)

@@ -1,0 +1,187 @@
+"""The package as a user gets it: Blender's builder, Blender's installer, register/unregister, the panels."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import bpy
+import pytest
+from conftest import MODULE, use_inputs, zip_names
+
+ADDON_FILES = {"blender_manifest.toml", "__init__.py", "preferences.py", "properties.py", "LICENSE"}
+
+
+def test_zip_holds_the_add_on_and_nothing_else(zip_path):
+    names = zip_names(zip_path)
+    top = {n.split("/")[0] for n in names}
+    assert top == ADDON_FILES | {"client", "operators", "panels"}
+    assert all(n.endswith(".py") for n in names if "/" in n)
+    assert not [n for n in names if "__pycache__" in n or n.startswith(".")]
+
+
+def test_installed_as_an_extension_with_its_interface(addon):
+    assert addon == MODULE
+    module = sys.modules[MODULE]
+    assert "/extensions/user_default/sam3d/" in module.__file__.replace("\\", "/")
+    assert hasattr(bpy.ops.sam3d, "reconstruct") and hasattr(bpy.ops.sam3d, "cancel")
+    for panel in ("SAM3D_PT_view3d", "SAM3D_PT_image"):
+        cls = getattr(bpy.types, panel)
+        assert cls.bl_category == "SAM 3D" and cls.bl_region_type == "UI"
+    settings = bpy.context.scene.sam3d
+    assert (settings.num_results, settings.placement, settings.use_random_seed) == (1, "CURSOR", True)
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    assert prefs.bl_rna.properties["api_key"].subtype == "PASSWORD"
+    assert prefs.bl_rna.properties["api_url"].default == "https://api.runware.ai/v1"
+    assert prefs.bl_rna.properties["model"].default == "meta:sam@3d"
+
+
+class Layout:
+    """Stands in for UILayout in a draw() call and checks each property and operator it is given exists."""
+
+    def __init__(self, calls: list) -> None:
+        self.calls = calls
+        self.enabled = self.use_property_split = self.use_property_decorate = True
+        self.scale_y = 1.0
+
+    def _child(self, *args, **kwargs):  # noqa: ANN002, ANN003
+        return Layout(self.calls)
+
+    row = column = box = _child
+
+    def prop(self, data, name, **kwargs):  # noqa: ANN001, ANN003
+        assert name in data.bl_rna.properties, f"no property {name}"
+        self.calls.append(("prop", name))
+
+    def template_ID(self, data, name, **kwargs):  # noqa: ANN001, ANN003
+        self.prop(data, name)
+
+    def operator(self, idname, **kwargs):  # noqa: ANN001, ANN003
+        category, op = idname.split(".")
+        assert hasattr(getattr(bpy.ops, category), op), f"no operator {idname}"
+        self.calls.append(("operator", idname))
+        return type("Props", (), {})()
+
+    def label(self, text="", **kwargs):  # noqa: ANN001, ANN003
+        self.calls.append(("label", text))
+
+    def progress(self, factor=0.0, text="", **kwargs):  # noqa: ANN001, ANN003
+        assert 0.0 <= factor <= 1.0
+        self.calls.append(("progress", text))
+
+    def separator(self, **kwargs):  # noqa: ANN003
+        pass
+
+
+def draw(panel: str) -> list:
+    calls: list = []
+    getattr(bpy.types, panel).draw(type("Panel", (), {"layout": Layout(calls)})(), bpy.context)
+    return calls
+
+
+def test_panels_draw_every_setting_and_say_why_reconstruct_is_disabled(sam3d):
+    calls = draw("SAM3D_PT_view3d")
+    props = {name for kind, name in calls if kind == "prop"}
+    assert {"image", "mask", "use_photo_alpha", "prompt", "seed", "num_results", "placement"} <= props
+    assert ("operator", "sam3d.reconstruct") in calls
+    assert any(kind == "label" and "Pick a photo" in text for kind, text in calls)
+    advanced = {name for kind, name in draw("SAM3D_PT_view3d_advanced") if kind == "prop"}
+    assert advanced == {"delivery_method", "ttl", "upload_endpoint", "webhook_url"}
+    assert draw("SAM3D_PT_image_advanced")
+
+
+def test_panel_shows_a_running_job_with_progress_and_cancel(sam3d):
+    reconstruct = sys.modules[f"{MODULE}.operators.reconstruct"]
+    sam3d.emu.processing_time = 5
+    use_inputs()
+    running = reconstruct.start_job(bpy.context)
+    try:
+        deadline = time.monotonic() + 10
+        while running.job.phase != "processing" and time.monotonic() < deadline:
+            running.job.drain(block=0.1)
+        calls = draw("SAM3D_PT_image")
+        assert ("progress", running.label) in calls and "Processing" in running.label
+        assert ("operator", "sam3d.cancel") in calls
+        assert bpy.ops.sam3d.cancel(job_id=running.job.id) == {"FINISHED"}
+        while not running.job.done:
+            running.job.drain(block=0.1)
+        assert running.job.outcome.error.code == "cancelled"
+    finally:
+        reconstruct.cancel_all(join=2)
+
+
+def test_disabling_during_a_job_stops_its_thread(sam3d):
+    reconstruct = sys.modules[f"{MODULE}.operators.reconstruct"]
+    sam3d.emu.processing_time = 30
+    use_inputs()
+    job = reconstruct.start_job(bpy.context).job
+    time.sleep(0.5)
+    started = time.monotonic()
+    bpy.ops.preferences.addon_disable(module=MODULE)
+    try:
+        assert time.monotonic() - started < 2.5
+        assert job.join(0) and not job._thread.is_alive()
+        assert not [t for t in __import__("threading").enumerate() if t.name.startswith("sam3d-job")]
+    finally:
+        bpy.ops.preferences.addon_enable(module=MODULE)
+    assert hasattr(bpy.ops.sam3d, "reconstruct") and bpy.context.scene.sam3d.num_results == 1
+
+
+def test_loading_a_file_during_a_job_stops_it_cleanly(sam3d):
+    reconstruct = sys.modules[f"{MODULE}.operators.reconstruct"]
+    sam3d.emu.processing_time = 30
+    use_inputs()
+    job = reconstruct.start_job(bpy.context).job
+    time.sleep(0.3)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    assert job.join(2.5) and not reconstruct.RUNNING
+    records = (sam3d.results / "journal.jsonl").read_text()
+    assert job.task_uuid in records  # the submitted task stays on record
+
+
+@pytest.mark.parametrize("space", ["VIEW_3D", "IMAGE_EDITOR"])
+def test_poll_explains_itself(sam3d, space):
+    sam3d.settings.image = None
+    assert not bpy.ops.sam3d.reconstruct.poll()
+    with pytest.raises(RuntimeError, match="Pick a photo"):
+        bpy.ops.sam3d.reconstruct()
+
+
+def drive(run, until: float = 20.0) -> set:  # noqa: ANN001
+    """Feed a ModalRun the events Blender would: mouse moves pass through, timer ticks step the job."""
+    deadline = time.monotonic() + until
+    while time.monotonic() < deadline:
+        assert run.on_event(bpy.context, "MOUSEMOVE", "NOTHING") == {"PASS_THROUGH"}
+        result = run.on_event(bpy.context, "TIMER", "NOTHING")
+        if result != {"PASS_THROUGH"}:
+            return result
+        time.sleep(0.05)
+    raise AssertionError("the modal run never ended")
+
+
+def test_modal_run_steps_the_job_on_timer_ticks_and_imports(sam3d):
+    reconstruct = sys.modules[f"{MODULE}.operators.reconstruct"]
+    reports: list = []
+    run = reconstruct.ModalRun(lambda kind, text: reports.append((kind, text)))
+    use_inputs()
+    assert run.start(bpy.context)
+    assert drive(run) == {"FINISHED"}
+    assert "mask_0" in bpy.data.objects and bpy.data.objects["mask_0"].select_get()
+    assert any(kind == {"INFO"} and "added mask_0" in text for kind, text in reports)
+    assert not reconstruct.RUNNING
+
+
+def test_modal_run_esc_cancels(sam3d):
+    reconstruct = sys.modules[f"{MODULE}.operators.reconstruct"]
+    reports: list = []
+    run = reconstruct.ModalRun(lambda kind, text: reports.append((kind, text)))
+    sam3d.emu.processing_time = 30
+    use_inputs()
+    assert run.start(bpy.context)
+    time.sleep(0.5)
+    started = time.monotonic()
+    assert run.on_event(bpy.context, "ESC", "PRESS") == {"PASS_THROUGH"}
+    assert drive(run) == {"CANCELLED"}
+    assert time.monotonic() - started < 2
+    assert any("Cancelled" in text for _, text in reports)
+    assert not [o for o in bpy.data.objects if o.name.startswith("mask_0")]

@@ -1,0 +1,137 @@
+"""`make demo`: build the extension, install it into a headless Blender, reconstruct the example photo.
+
+Against the Runware emulator (a local stand-in serving the real SAM 3D output of examples/) unless
+RUNWARE_API_KEY is set, in which case the real Runware API is used (and billed, about 0.004 USD).
+Writes out/demo.blend and a Cycles render, out/demo.png.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "out"
+EXAMPLE = ROOT / "examples" / "human_object"
+USER = Path(tempfile.mkdtemp(prefix="sam3d-demo-user-"))
+os.environ["BLENDER_USER_RESOURCES"] = str(USER)  # a throw-away Blender user folder, read when bpy starts
+sys.path.insert(0, str(ROOT))
+
+import bpy  # noqa: E402
+from mathutils import Vector  # noqa: E402
+
+from tools.build import build  # noqa: E402
+
+
+def say(text: str) -> None:
+    print(f"[demo] {text}", flush=True)
+
+
+def install(zip_path: Path) -> str:
+    bpy.context.preferences.system.use_online_access = True  # the user's "Allow Online Access"
+    bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
+    return "bl_ext.user_default.sam3d"
+
+
+def reconstruct(module: str, api_url: str | None, key: str) -> bpy.types.Object:
+    prefs = bpy.context.preferences.addons[module].preferences
+    prefs.api_key = key
+    if api_url:
+        prefs.api_url = api_url
+    prefs.result_dir = str(OUT / "results")
+    settings = bpy.context.scene.sam3d
+    settings.image = bpy.data.images.load(str(EXAMPLE / "image.png"))
+    settings.mask = bpy.data.images.load(str(EXAMPLE / "mask_0.png"))
+    settings.prompt = "a toy"
+    before = set(bpy.data.objects)
+    started = time.monotonic()
+    bpy.ops.sam3d.reconstruct()  # executed from a script: blocks until the object is in the scene
+    made = [o for o in bpy.data.objects if o not in before]
+    obj = made[0]
+    say(f"reconstructed '{obj.name}' in {time.monotonic() - started:.1f} s: {len(obj.data.polygons):,} "
+        f"triangles, task {obj['sam3d_task_uuid']}, seed {obj['sam3d_seed']}")
+    return obj
+
+
+def stage(obj: bpy.types.Object) -> None:
+    """A clay material, a floor, a sun and a camera framing the object, for the render."""
+    scene = bpy.context.scene
+    clay = bpy.data.materials.new("Demo Clay")
+    if clay.node_tree is None:  # Blender < 5 makes node trees on request only
+        clay.use_nodes = True
+    clay.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value = (0.8, 0.55, 0.4, 1)
+    if not obj.data.materials:
+        obj.data.materials.append(clay)
+    size = max(obj.dimensions)
+    bpy.ops.mesh.primitive_plane_add(size=size * 20, location=(0, 0, 0))
+    bpy.ops.object.light_add(type="SUN", rotation=(math.radians(40), math.radians(10), math.radians(30)))
+    bpy.context.object.data.energy = 3.0
+    centre = Vector((0, 0, obj.dimensions.z / 2))
+    bpy.ops.object.camera_add(location=centre + Vector((size * 0.9, -size * 1.6, size * 0.9)))
+    camera = bpy.context.object
+    camera.rotation_euler = (centre - camera.location).to_track_quat("-Z", "Y").to_euler()
+    scene.camera = camera
+    world = bpy.data.worlds.new("Demo World")
+    if world.node_tree is None:
+        world.use_nodes = True
+    world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.6, 0.65, 0.75, 1)
+    scene.world = world
+
+
+def render(path: Path) -> None:
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = 24
+    scene.render.resolution_x, scene.render.resolution_y = 960, 540
+    scene.render.filepath = str(path)
+    started = time.monotonic()
+    bpy.ops.render.render(write_still=True)
+    say(f"rendered {path.relative_to(ROOT)} with Cycles in {time.monotonic() - started:.1f} s")
+
+
+def main() -> int:
+    OUT.mkdir(exist_ok=True)
+    shutil.rmtree(OUT / "results", ignore_errors=True)
+    zip_path = build(ROOT / "dist")
+    say(f"built {zip_path.relative_to(ROOT)} with Blender {bpy.app.version_string}'s own extension builder")
+    module = install(zip_path)
+    say(f"installed and enabled {module}")
+    bpy.ops.wm.read_homefile(use_empty=True)
+    key = os.environ.get("RUNWARE_API_KEY", "")
+    emulator = None
+    if key:
+        say("RUNWARE_API_KEY is set: using the real Runware API (this task is billed, about 0.004 USD)")
+        api_url = os.environ.get("RUNWARE_API_URL") or None
+    else:
+        from tests.emulator import Emulator
+
+        key = "demo-key"
+        emulator = Emulator(api_key=key, processing_time=3.0,
+                            result_glb=str(EXAMPLE / "sam3d_output_0.glb")).start()
+        api_url = emulator.api_url
+        say(f"RUNWARE_API_KEY is not set: using the local Runware EMULATOR at {api_url}, which answers with "
+            "the real SAM 3D output for this photo (examples/README.md); set the key to use Runware itself")
+    try:
+        obj = reconstruct(module, api_url, key)
+    except RuntimeError as exc:
+        say(f"failed: {exc}")
+        return 1
+    finally:
+        if emulator:
+            emulator.stop()
+    stage(obj)
+    bpy.ops.wm.save_as_mainfile(filepath=str(OUT / "demo.blend"))
+    say("saved out/demo.blend")
+    render(OUT / "demo.png")
+    shutil.rmtree(USER, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
