@@ -30,6 +30,7 @@ _SENTENCES = {
     "insecureUrl": "Refusing to send the API key over plain HTTP: the API URL must start with https://.",
     "badResponse": "Runware sent an answer this add-on does not understand.",
     "cancelled": "Cancelled.",
+    "diskError": "Cannot write to the result folder (set another one in the add-on preferences).",
     "internal": "Something went wrong inside the SAM 3D add-on; the details are in Blender's system console.",
     "taskFailed": "Runware could not reconstruct this object.",
     "inferenceError": "The 3D model failed on this image. Try another mask or seed.",

@@ -158,8 +158,10 @@ class Job:
             self.events.put(Event("done", results=results, warnings=warnings))
         except RunwareError as exc:
             if self.task_uuid and exc.code != "cancelled":
-                journal.append(self, "failed", code=exc.code)
+                _try(journal.append, self, "failed", code=exc.code)
             self.events.put(Event("failed", error=exc))
+        except OSError as exc:  # the result folder: missing rights, disk full
+            self.events.put(Event("failed", error=RunwareError("diskError", f"{exc.strerror}: {exc.filename}")))
         except Exception as exc:  # a bug of ours: say so plainly, keep the traceback for the console
             log.exception("SAM 3D job %s failed", self.id)
             self.events.put(Event("failed", error=RunwareError("internal", f"unexpected {type(exc).__name__}")))
@@ -188,10 +190,10 @@ class Job:
 
             state = client.wait(self.task_uuid, req.number_results, deadline=deadline, on_progress=progress,
                                 first_delay=req.poll_first_delay)
-        journal.append(self, "results", results=[{"index": g.index, "url": g.url, "seed": str(g.seed),
+        _try(journal.append, self, "results", results=[{"index": g.index, "url": g.url, "seed": str(g.seed),
                                                   "cost": g.cost} for g in state.results])
         results = self._download(state.results)
-        journal.append(self, "downloaded", paths=[str(r.path) for r in results])
+        _try(journal.append, self, "downloaded", paths=[str(r.path) for r in results])
         return results, [e.sentence for e in state.errors]
 
     def _download(self, generations: list[tasks.Generation]) -> list[Result]:
@@ -214,6 +216,14 @@ class Job:
                          cancel=self.cancel_event, on_progress=progress)
             results.append(Result(dest, gen.task_uuid, gen.index, gen.seed, gen.cost, gen.url))
         return results
+
+
+def _try(write: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    """A journal line that cannot be written (disk full) must not turn a paid result into a failure."""
+    try:
+        write(*args, **kwargs)
+    except OSError as exc:
+        log.warning("SAM 3D: could not write the job journal: %s", exc)
 
 
 def _safe(name: str) -> str:

@@ -121,7 +121,10 @@ def finish_job(context: bpy.types.Context, running: Running) -> tuple[list[bpy.t
                                        req.model, r.index) for r in outcome.results]
     objects = importing.import_results(context, [r.path for r in outcome.results], provenance,
                                        name=running.name, placement=running.placement)
-    Journal(req.result_dir).append(job, "imported", objects=[o.name for o in objects])
+    try:
+        Journal(req.result_dir).append(job, "imported", objects=[o.name for o in objects])
+    except OSError as exc:
+        log.warning("SAM 3D: could not write the job journal: %s", exc)
     return objects, running.warnings + outcome.warnings
 
 
@@ -210,12 +213,16 @@ class ModalRun:
             running.job.cancel()
         if kind != "TIMER":
             return {"PASS_THROUGH"}
-        running.job.drain()
+        job = running.job
+        if job.done and job.outcome is not None and job.outcome.kind == "done" and job.phase != "importing":
+            job.phase, job.fraction, job.text = "importing", 0.95, "Importing"  # shown before the import blocks
+        elif job.done:
+            return self._end(context, conclude(context, running, self.report))
+        else:
+            job.drain()
         self._status(context, running)
         redraw_panels()
-        if not running.job.done:
-            return {"PASS_THROUGH"}
-        return self._end(context, conclude(context, running, self.report))
+        return {"PASS_THROUGH"}
 
     def _status(self, context: bpy.types.Context, running: Running) -> None:
         if context.workspace is not None:

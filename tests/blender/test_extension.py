@@ -163,9 +163,19 @@ def test_modal_run_steps_the_job_on_timer_ticks_and_imports(sam3d):
     reconstruct = sys.modules[f"{MODULE}.operators.reconstruct"]
     reports: list = []
     run = reconstruct.ModalRun(lambda kind, text: reports.append((kind, text)))
+    sam3d.emu.processing_time = 1.5
     use_inputs()
     assert run.start(bpy.context)
-    assert drive(run) == {"FINISHED"}
+    phases = []
+    original = reconstruct.redraw_panels
+    running = reconstruct.RUNNING[run.job_id]
+    reconstruct.redraw_panels = lambda: phases.append(running.job.phase)
+    try:
+        assert drive(run) == {"FINISHED"}
+    finally:
+        reconstruct.redraw_panels = original
+    assert {"processing", "downloading", "importing"} <= set(phases)
+    assert phases[-2:] == ["importing", "importing"], "the panel shows Importing before the import blocks"
     assert "mask_0" in bpy.data.objects and bpy.data.objects["mask_0"].select_get()
     assert any(kind == {"INFO"} and "added mask_0" in text for kind, text in reports)
     assert not reconstruct.RUNNING

@@ -190,3 +190,12 @@ def test_the_key_is_not_saved_in_the_blend_file(sam3d):
     path = sam3d.tmp / "scene.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(path))
     assert KEY.encode() not in path.read_bytes()
+
+
+def test_result_folder_that_cannot_be_written_is_refused_before_sending(sam3d):
+    blocker = sam3d.tmp / "not-a-folder"
+    blocker.write_text("a file where the result folder should be")
+    sam3d.prefs.result_dir = str(blocker)
+    use_inputs()
+    fails("Cannot write to the result folder")
+    assert sam3d.emu.requests == []
