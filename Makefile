@@ -23,7 +23,7 @@ client-test:
 blender-test:
 	@set -e; for v in $(BLENDERS); do \
 	  py=$$(tools/venv.sh $$v); echo "=== Blender $$v ==="; \
-	  $$py -m pytest tests/blender -p no:cacheprovider; \
+	  $$py -m pytest tests/blender; \
 	done
 
 build:
