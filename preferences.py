@@ -37,6 +37,12 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
     max_download_mb: IntProperty(  # type: ignore[valid-type]
         name="Largest Download (MB)", default=512, min=1, max=8192,
         description="Refuse results larger than this")
+    max_jobs: IntProperty(  # type: ignore[valid-type]
+        name="Jobs at Once", default=4, min=1, max=16,
+        description="How many reconstructions run at the same time; more wait in line")
+    session_budget: FloatProperty(  # type: ignore[valid-type]
+        name="Spending Limit", default=0.0, min=0.0, soft_max=100.0, precision=4,
+        description="Refuse new jobs once this session has spent this many USD. 0: no limit")
     result_dir: StringProperty(  # type: ignore[valid-type]
         name="Result Folder", subtype="DIR_PATH", default="",
         description="Where results (GLB files) and the job journal are kept. Empty: the extension's user folder")
@@ -55,6 +61,8 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
         col.prop(self, "request_timeout")
         col.prop(self, "job_timeout")
         col.prop(self, "max_download_mb")
+        col.prop(self, "max_jobs")
+        col.prop(self, "session_budget")
         layout.prop(self, "result_dir")
         layout.label(text=f"Results go to {result_folder(self)}", icon="FILE_FOLDER")
         if not bpy.app.online_access:

@@ -1,9 +1,10 @@
 """Pure-Python access to SAM 3D Objects on Runware. Never imports bpy (see ../design.md)."""
 
 from .errors import RunwareError
-from .jobs import Event, Job, JobRequest, Journal, Result
+from .jobs import Event, Job, JobRequest, Result
+from .journal import Journal, TaskRecord
 from .runware import DEFAULT_API_URL, RunwareClient
 from .tasks import DEFAULT_MODEL
 
 __all__ = ["DEFAULT_API_URL", "DEFAULT_MODEL", "Event", "Job", "JobRequest", "Journal", "Result", "RunwareClient",
-           "RunwareError"]
+           "RunwareError", "TaskRecord"]

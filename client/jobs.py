@@ -1,18 +1,16 @@
 """One reconstruction on a worker thread: prepare the PNGs, submit, poll, download, journal each step.
 
 The worker never touches bpy. It reports through `Job.events`, a queue the main thread drains on its timer
-tick (`Job.drain`), and it stops at the next step when `Job.cancel()` is called.
+tick (`Job.drain`), and it stops at its next step when `Job.cancel()` is called. A job made with
+`resume=True` skips the submission: it fetches an already submitted task by its UUID (nothing paid twice).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +19,14 @@ from typing import Any
 from . import tasks
 from .download import download, save_inline
 from .errors import RunwareError
+from .journal import Journal
 from .runware import DEFAULT_API_URL, RunwareClient
 
 log = logging.getLogger(__name__)
 
 # Where each phase sits on the progress bar (start, end); importing happens on the main thread.
 PHASES = {
+    "waiting": (0.0, 0.0),
     "preparing": (0.0, 0.05),
     "uploading": (0.05, 0.15),
     "queued": (0.15, 0.2),
@@ -34,6 +34,7 @@ PHASES = {
     "downloading": (0.8, 0.95),
     "importing": (0.95, 1.0),
 }
+INPUT_FILES = ("photo.png", "mask.png")  # kept beside the results, so Retry works from any .blend
 
 
 @dataclass
@@ -41,10 +42,14 @@ class JobRequest:
     """Everything a job needs, read from Blender on the main thread before the worker starts."""
 
     api_key: str = field(repr=False)
-    prepare: Callable[[], tuple[bytes, bytes]] = field(repr=False)  # -> (photo PNG, mask PNG), on the worker
     result_dir: Path
+    prepare: Callable[[], tuple[bytes, bytes]] | None = field(default=None, repr=False)  # on the worker
+    task_uuid: str = field(default_factory=tasks.new_task_uuid)
+    resume: bool = False
     name: str = "object"
     image_name: str = ""
+    mask_name: str = ""
+    placement: str = "CURSOR"
     api_url: str = DEFAULT_API_URL
     model: str = tasks.DEFAULT_MODEL
     prompt: str = ""
@@ -59,6 +64,16 @@ class JobRequest:
     max_download_bytes: int = 512 * 1024 * 1024
     user_agent: str = "sam3d-blender"
     poll_first_delay: float = 0.5
+
+    @property
+    def folder(self) -> Path:
+        return self.result_dir / self.task_uuid
+
+    def info(self) -> dict[str, Any]:
+        """What the journal keeps to show, re-import, retry or resume the job (never the key)."""
+        return {"name": self.name, "image": self.image_name, "mask": self.mask_name, "prompt": self.prompt,
+                "seed": None if self.seed is None else str(self.seed), "model": self.model,
+                "number_results": self.number_results, "placement": self.placement}
 
 
 @dataclass
@@ -85,34 +100,43 @@ class Event:
 
 
 class Job:
-    """A handle the main thread keeps; the worker only writes to `events` and `task_uuid`."""
+    """A handle the main thread keeps; the worker only writes to `events`."""
 
     def __init__(self, request: JobRequest) -> None:
-        self.id = uuid.uuid4().hex[:12]
         self.request = request
+        self.task_uuid = request.task_uuid
         self.events: queue.Queue[Event] = queue.Queue()
         self.cancel_event = threading.Event()
-        self.task_uuid: str | None = None
-        self.started = time.monotonic()
+        self.created = time.monotonic()
+        self.started: float | None = None
+        self.submitted = request.resume  # set once the task may have reached the server (it may be billed)
         # The main thread's view, updated by drain().
-        self.phase = "preparing"
+        self.phase = "waiting"
         self.fraction = 0.0
-        self.text = "Preparing"
+        self.text = "Waiting for a free slot"
         self.outcome: Event | None = None
-        self._thread = threading.Thread(target=self._run, name=f"sam3d-job-{self.id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"sam3d-job-{self.task_uuid[:8]}", daemon=True)
 
     # --- main thread ----------------------------------------------------------------------------------
 
     def start(self) -> Job:
+        self.started = time.monotonic()
+        self.phase, self.text = "preparing", "Preparing"
         self._thread.start()
         return self
 
     def cancel(self) -> None:
         self.cancel_event.set()
+        if self.started is None and self.outcome is None:  # never started: ends here
+            self.outcome = Event("failed", error=RunwareError("cancelled"))
 
     @property
     def done(self) -> bool:
         return self.outcome is not None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def drain(self, block: float = 0.0) -> list[Event]:
         """Apply the worker's events; wait up to `block` seconds for the first one."""
@@ -131,7 +155,8 @@ class Job:
         return got
 
     def join(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
         return not self._thread.is_alive()
 
     # --- worker thread --------------------------------------------------------------------------------
@@ -145,70 +170,86 @@ class Job:
         req = self.request
         journal = Journal(req.result_dir)
         try:
-            self._emit("preparing")
-            image_png, mask_png = req.prepare()
-            if self.cancel_event.is_set():
-                raise RunwareError("cancelled")
             client = RunwareClient(req.api_key, req.api_url, timeout=req.request_timeout,
                                    user_agent=req.user_agent, cancel=self.cancel_event)
             try:
-                results, warnings = self._reconstruct(client, journal, image_png, mask_png)
+                state = self._fetch(client) if req.resume else self._submit(client, journal)
+                _try(journal.append, "results", self.task_uuid, results=[
+                    {"index": g.index, "url": g.url, "seed": None if g.seed is None else str(g.seed), "cost": g.cost}
+                    for g in state.results])
+                results = self._download(state.results)
             finally:
                 client.close()
-            self.events.put(Event("done", results=results, warnings=warnings))
+            _try(journal.append, "downloaded", self.task_uuid, files=[
+                {"path": str(r.path), "index": r.index, "seed": None if r.seed is None else str(r.seed),
+                 "cost": r.cost} for r in results])
+            self.events.put(Event("done", results=results, warnings=[e.sentence for e in state.errors]))
         except RunwareError as exc:
-            if self.task_uuid and exc.code != "cancelled":
-                _try(journal.append, self, "failed", code=exc.code)
+            if exc.code == "cancelled" and not self.submitted:
+                _try(journal.append, "cancelled", self.task_uuid)
+            elif exc.code != "cancelled":  # a cancelled paid task stays unfinished: it can be resumed
+                _try(journal.append, "failed", self.task_uuid, code=exc.code)
             self.events.put(Event("failed", error=exc))
         except OSError as exc:  # the result folder: missing rights, disk full
             self.events.put(Event("failed", error=RunwareError("diskError", f"{exc.strerror}: {exc.filename}")))
         except Exception as exc:  # a bug of ours: say so plainly, keep the traceback for the console
-            log.exception("SAM 3D job %s failed", self.id)
+            log.exception("SAM 3D job %s failed", self.task_uuid)
             self.events.put(Event("failed", error=RunwareError("internal", f"unexpected {type(exc).__name__}")))
 
-    def _reconstruct(self, client: RunwareClient, journal: Journal, image_png: bytes,
-                     mask_png: bytes) -> tuple[list[Result], list[str]]:
+    def _submit(self, client: RunwareClient, journal: Journal) -> tasks.TaskState:
         req = self.request
+        journal.append("created", self.task_uuid, info=req.info())
+        self._emit("preparing")
+        if req.prepare is None:
+            raise RunwareError("internal", "no inputs")
+        image_png, mask_png = req.prepare()
+        client.check_cancel()
+        req.folder.mkdir(parents=True, exist_ok=True)
+        for name, data in zip(INPUT_FILES, (image_png, mask_png), strict=True):
+            (req.folder / name).write_bytes(data)
         task = tasks.inference_task(
             image=tasks.data_uri_png(image_png), mask=tasks.data_uri_png(mask_png), prompt=req.prompt,
             model=req.model, seed=req.seed, number_results=req.number_results, delivery=req.delivery,
-            ttl=req.ttl, webhook_url=req.webhook_url, upload_endpoint=req.upload_endpoint)
-        self.task_uuid = task["taskUUID"]
-        journal.append(self, "submitted")  # written before the request goes out: a paid task is never lost
+            ttl=req.ttl, webhook_url=req.webhook_url, upload_endpoint=req.upload_endpoint,
+            task_uuid=self.task_uuid)
+        client.check_cancel()
+        journal.append("submitted", self.task_uuid, info=req.info())  # before the request: never lost
+        self.submitted = True
         self._emit("uploading", text=f"Uploading {(len(image_png) + len(mask_png)) / 1e6:.1f} MB")
         state = client.submit(task)
-        deadline = self.started + req.job_timeout
-        if len(state.results) < req.number_results:
-            self._emit("queued", text="Queued")
+        if len(state.results) >= req.number_results:  # sync delivery, or an instant answer
+            return state
+        return self._wait(client)
 
-            def progress(s: tasks.TaskState) -> None:
-                done = len(s.results) / req.number_results
-                pct = s.progress if s.progress is not None else None
-                within = max(done, (pct or 0) / 100)
-                label = f"Processing {pct}%" if pct is not None else "Processing"
-                self._emit("processing", within, label if s.processing or s.results else "Queued")
+    def _fetch(self, client: RunwareClient) -> tasks.TaskState:
+        self._emit("queued", text="Fetching the earlier task")
+        return self._wait(client)
 
-            state = client.wait(self.task_uuid, req.number_results, deadline=deadline, on_progress=progress,
-                                first_delay=req.poll_first_delay)
-        _try(journal.append, self, "results", results=[{"index": g.index, "url": g.url, "seed": str(g.seed),
-                                                  "cost": g.cost} for g in state.results])
-        results = self._download(state.results)
-        _try(journal.append, self, "downloaded", paths=[str(r.path) for r in results])
-        return results, [e.sentence for e in state.errors]
+    def _wait(self, client: RunwareClient) -> tasks.TaskState:
+        req = self.request
+        self._emit("queued", text="Queued")
+
+        def progress(s: tasks.TaskState) -> None:
+            pct = s.progress
+            within = max(len(s.results) / req.number_results, (pct or 0) / 100)
+            label = f"Processing {pct}%" if pct is not None else "Processing"
+            self._emit("processing", within, label if s.processing or s.results else "Queued")
+
+        return client.wait(self.task_uuid, req.number_results, deadline=time.monotonic() + req.job_timeout,
+                           on_progress=progress, first_delay=req.poll_first_delay)
 
     def _download(self, generations: list[tasks.Generation]) -> list[Result]:
         req = self.request
-        folder = req.result_dir / (self.task_uuid or self.id)
         results = []
+        total = len(generations)
         for n, gen in enumerate(sorted(generations, key=lambda g: g.index)):
-            dest = folder / f"{_safe(req.name)}_{gen.index}.glb"
-            label = f"Downloading {n + 1}/{len(generations)}"
+            dest = req.folder / f"{_safe(req.name)}_{gen.index}.glb"
+            label = f"Downloading {n + 1}/{total}"
 
-            def progress(got: int, total: int | None, n: int = n, label: str = label) -> None:
-                within = (n + (got / total if total else 0.5)) / len(generations)
-                self._emit("downloading", within, f"{label} ({got / 1e6:.1f} MB)")
+            def progress(got: int, size: int | None, n: int = n, label: str = label) -> None:
+                self._emit("downloading", (n + (got / size if size else 0.5)) / total, f"{label} ({got / 1e6:.1f} MB)")
 
-            self._emit("downloading", n / len(generations), label)
+            self._emit("downloading", n / total, label)
             if gen.data is not None:
                 save_inline(gen.data, dest)
             elif gen.url:
@@ -228,55 +269,3 @@ def _try(write: Callable[..., None], *args: Any, **kwargs: Any) -> None:
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60] or "object"
-
-
-class Journal:
-    """An append-only JSON-lines record of every job in the result folder; one line per step.
-
-    A line cut short by a crash is skipped on reading, so every other job stays known."""
-
-    _lock = threading.Lock()
-    FILE = "journal.jsonl"
-
-    def __init__(self, folder: Path) -> None:
-        self.path = Path(folder) / self.FILE
-
-    def append(self, job: Job, event: str, **extra: Any) -> None:
-        req = job.request
-        record = {"time": time.time(), "event": event, "job": job.id, "task_uuid": job.task_uuid,
-                  "name": req.name, "image": req.image_name, "model": req.model, "prompt": req.prompt,
-                  "seed": None if req.seed is None else str(req.seed), "number_results": req.number_results,
-                  **extra}
-        line = json.dumps(record, default=str) + "\n"
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self._ends_mid_line():  # a crash cut the last line: never glue ours onto it
-                line = "\n" + line
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
-
-    def _ends_mid_line(self) -> bool:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                return f.read(1) != b"\n"
-        except OSError:  # missing or empty
-            return False
-
-    def read(self) -> tuple[list[dict[str, Any]], int]:
-        """(records, number of broken lines skipped)."""
-        records: list[dict[str, Any]] = []
-        broken = 0
-        if not self.path.exists():
-            return records, broken
-        with open(self.path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                try:
-                    records.append(json.loads(line))
-                except ValueError:
-                    broken += 1
-        return records, broken

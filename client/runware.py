@@ -181,9 +181,11 @@ class RunwareClient:
         min_delay: float = 0.5,
         max_delay: float = 2.0,
     ) -> tasks.TaskState:
-        """Poll until `expected` generations have succeeded or failed, backing off ×1.5.
+        """Poll until `expected` generations have succeeded or failed. Without a `progress` figure the delay
+        backs off ×1.5 up to `max_delay`; with one, the next poll is timed for the predicted end.
         Raises the task's error when nothing succeeded; a partial success returns with its errors."""
         delay = first_delay
+        began = time.monotonic()
         while True:
             if time.monotonic() + delay > deadline:
                 raise RunwareError("jobTimeout", task_uuid=task_uuid)
@@ -198,6 +200,9 @@ class RunwareClient:
                     raise state.errors[0]
                 return state
             delay = min(max(delay * 1.5, min_delay), max_delay)
+            if state.progress and 0 < state.progress < 100:  # linear estimate of the time left
+                elapsed = time.monotonic() - began
+                delay = min(max(elapsed * (100 - state.progress) / state.progress, 0.2), max_delay)
 
 
 def _json_or_none(resp: requests.Response) -> Any:

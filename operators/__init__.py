@@ -1,30 +1,32 @@
-"""Blender-side work, main thread only: the operators, the mask reading and the import."""
+"""Blender-side work, main thread only: the operators, the job runner, the mask reading and the import."""
 
 from __future__ import annotations
 
 import bpy
 from bpy.app.handlers import persistent
 
-from . import reconstruct
+from . import history, reconstruct, runner
 
-classes = (*reconstruct.classes,)
+classes = (*reconstruct.classes, *history.classes)
 
 
 @persistent
-def _on_load_pre(*_args: object) -> None:
-    # Loading a file frees the modal operators: stop their jobs cleanly (their task UUIDs stay in the journal).
-    reconstruct.cancel_all(join=2.0)
+def _on_load_post(*_args: object) -> None:
+    # Loading a file dropped the modal operators: their jobs go on, and import into the file now open.
+    for running in runner.RUNNER.jobs.values():
+        running.owned = False
 
 
 def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
-    bpy.app.handlers.load_pre.append(_on_load_pre)
+    bpy.app.handlers.load_post.append(_on_load_post)
+    runner.register()
 
 
 def unregister() -> None:
-    if _on_load_pre in bpy.app.handlers.load_pre:
-        bpy.app.handlers.load_pre.remove(_on_load_pre)
-    reconstruct.cancel_all(join=2.0)
+    runner.unregister()
+    if _on_load_post in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(_on_load_post)
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -1,48 +1,22 @@
 """`sam3d.reconstruct` and `sam3d.cancel`.
 
-Invoked from the UI, reconstruct is modal: a timer tick drains the job's events, updates the status bar and
-panels, and imports when the job is done; Esc or Cancel stops it. Executed from a script or in background
-mode (where timers and modal handlers never run) it steps the very same job until it ends.
-Job state lives in the module-level `RUNNING`, never on the operator (which Blender may free at any time).
+Invoked from the UI, reconstruct is modal: on each timer tick it steps the jobs, updates the status bar and
+the panels, and imports its job when done (one undo step); Esc or Cancel stops it, and it can be pressed
+again while jobs run. Executed from a script or in background mode (where timers and modal handlers never
+run) it steps the very same job until it ends. Job state lives in `runner.RUNNER`, never on the operator.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import bpy
 from bpy.props import StringProperty
 
 from .. import preferences
-from ..client import Job, JobRequest, Journal, RunwareError
-from . import importing, masks
-
-log = logging.getLogger(__name__)
-TICK = 0.1  # seconds between timer ticks while a job runs
-
-
-@dataclass
-class Running:
-    """A job and what its import needs, read when it started."""
-
-    job: Job
-    name: str
-    image: str
-    mask: str
-    placement: str
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return f"{self.name}: {self.job.text}"
-
-
-RUNNING: dict[str, Running] = {}
+from ..client import Job, RunwareError
+from . import masks
+from .runner import RUNNER, TICK, RefusedError, Report, Running, conclude, job_request, redraw_panels, run_blocking
 
 
 def photo_of(context: bpy.types.Context) -> bpy.types.Image | None:
@@ -56,12 +30,20 @@ def photo_of(context: bpy.types.Context) -> bpy.types.Image | None:
     return None
 
 
-def why_not(context: bpy.types.Context) -> str:
-    """Why Reconstruct cannot run now, or '' when it can."""
+def why_offline(context: bpy.types.Context) -> str:
+    """Why nothing can reach Runware now, or ''."""
     if not bpy.app.online_access:
         return "Online access is off: turn it on in Preferences › System › Network"
     if not preferences.api_key(preferences.get(context)):
         return "No Runware API key: set it in the add-on preferences (or RUNWARE_API_KEY)"
+    return ""
+
+
+def why_not(context: bpy.types.Context) -> str:
+    """Why Reconstruct cannot run now, or '' when it can."""
+    reason = why_offline(context)
+    if reason:
+        return reason
     if photo_of(context) is None:
         return "Pick a photo in the SAM 3D panel (or open one in the Image Editor)"
     settings = context.scene.sam3d
@@ -74,85 +56,29 @@ def _stem(name: str) -> str:
     return Path(name).stem if "." in name else name
 
 
-def _user_agent() -> str:
-    try:
-        with open(Path(__file__).parents[1] / "blender_manifest.toml", "rb") as f:
-            version = tomllib.load(f).get("version", "0")
-    except OSError:
-        version = "0"
-    return f"sam3d-blender/{version} Blender/{bpy.app.version_string.split()[0]}"
-
-
 def start_job(context: bpy.types.Context) -> Running:
-    """Read the settings and inputs (refusing bad input before anything is paid) and start the worker."""
+    """Read the settings and inputs (refusing bad input before anything is paid) and queue the job."""
     settings = context.scene.sam3d
-    prefs = preferences.get(context)
     photo = photo_of(context)
     assert photo is not None  # poll() made sure
     mask = None if settings.use_photo_alpha else settings.mask
     inputs = masks.read_inputs(photo, mask, use_photo_alpha=settings.use_photo_alpha)
     name = _stem(mask.name if mask else photo.name)
-    request = JobRequest(
-        api_key=preferences.api_key(prefs), prepare=inputs.encode, result_dir=preferences.result_folder(prefs),
-        name=name, image_name=photo.name, api_url=prefs.api_url.strip(), model=prefs.model.strip(),
-        prompt=settings.prompt.strip() or name.replace("_", " "),
+    mask_name = mask.name if mask else f"{photo.name} (alpha)"
+    request = job_request(
+        context, prepare=inputs.encode, name=name, image_name=photo.name, mask_name=mask_name,
+        placement=settings.placement, prompt=settings.prompt.strip() or name.replace("_", " "),
         seed=None if settings.use_random_seed else settings.seed, number_results=settings.num_results,
         delivery=settings.delivery_method.lower(), ttl=settings.ttl, webhook_url=settings.webhook_url.strip(),
-        upload_endpoint=settings.upload_endpoint.strip(), request_timeout=prefs.request_timeout,
-        job_timeout=prefs.job_timeout, max_download_bytes=prefs.max_download_mb * 1024 * 1024,
-        user_agent=_user_agent())
-    running = Running(Job(request), name, photo.name, mask.name if mask else f"{photo.name} (alpha)",
-                      settings.placement, list(inputs.warnings))
-    RUNNING[running.job.id] = running
-    running.job.start()
-    return running
-
-
-def finish_job(context: bpy.types.Context, running: Running) -> tuple[list[bpy.types.Object], list[str]]:
-    """Import a finished job's results (main thread). Raises RunwareError or GlbImportError on failure."""
-    RUNNING.pop(running.job.id, None)
-    outcome = running.job.outcome
-    assert outcome is not None
-    if outcome.kind == "failed":
-        assert outcome.error is not None
-        raise outcome.error
-    job, req = running.job, running.job.request
-    provenance = [importing.Provenance(r.task_uuid, r.seed, r.cost, req.prompt, running.image, running.mask,
-                                       req.model, r.index) for r in outcome.results]
-    objects = importing.import_results(context, [r.path for r in outcome.results], provenance,
-                                       name=running.name, placement=running.placement)
-    try:
-        Journal(req.result_dir).append(job, "imported", objects=[o.name for o in objects])
-    except OSError as exc:
-        log.warning("SAM 3D: could not write the job journal: %s", exc)
-    return objects, running.warnings + outcome.warnings
-
-
-def redraw_panels() -> None:
-    for window in bpy.context.window_manager.windows:
-        for area in window.screen.areas:
-            if area.type in {"VIEW_3D", "IMAGE_EDITOR"}:
-                area.tag_redraw()
-
-
-def cancel_all(join: float = 0.0) -> None:
-    """Stop every job (add-on disabled, file loaded); wait up to `join` seconds for their threads."""
-    for running in list(RUNNING.values()):
-        running.job.cancel()
-    deadline = time.monotonic() + join
-    for running in list(RUNNING.values()):
-        running.job.join(max(0.0, deadline - time.monotonic()))
-    RUNNING.clear()
-
-
-Report = Callable[..., object]  # Operator.report(type, message)
+        upload_endpoint=settings.upload_endpoint.strip())
+    return RUNNER.add(Running(Job(request), name, photo.name, mask_name, settings.placement, list(inputs.warnings)))
 
 
 def begin(context: bpy.types.Context, report: Report) -> Running | None:
-    """Start a job, or report why not (bad input is refused here, before anything is paid)."""
+    """Start a job, or report why not."""
     try:
         running = start_job(context)
-    except (masks.MaskError, RunwareError) as exc:
+    except (masks.MaskError, RunwareError, RefusedError) as exc:
         report({"ERROR"}, str(exc))
         return None
     for warning in running.warnings:
@@ -161,53 +87,26 @@ def begin(context: bpy.types.Context, report: Report) -> Running | None:
     return running
 
 
-def conclude(context: bpy.types.Context, running: Running, report: Report) -> set[str]:
-    """Import a finished job and report the outcome in a sentence; the operator's return value."""
-    try:
-        objects, warnings = finish_job(context, running)
-    except RunwareError as exc:
-        if exc.code == "cancelled":
-            report({"INFO"}, _cancel_note(running))
-        else:
-            report({"ERROR"}, str(exc))
-        return {"CANCELLED"}
-    except importing.GlbImportError as exc:
-        report({"ERROR"}, str(exc))
-        return {"CANCELLED"}
-    for warning in warnings:
-        report({"WARNING"}, warning)
-    costs = [o.get("sam3d_cost") for o in objects if o.get("sam3d_cost") is not None]
-    cost = f" (cost ${sum(costs):.4f})" if costs else ""
-    report({"INFO"}, f"SAM 3D: added {', '.join(o.name for o in objects)}{cost}")
-    return {"FINISHED"}
-
-
-def _cancel_note(running: Running) -> str:
-    if running.job.task_uuid:
-        return (f"Cancelled. The task {running.job.task_uuid} was already sent and may be billed; "
-                "it is kept in the job journal.")
-    return "Cancelled before anything was sent."
-
-
 class ModalRun:
     """What the modal operator does, kept apart from it so that tests (where Blender runs no modal
-    handlers) can drive it with plain events. Holds only the job's id, never the job."""
+    handlers) can drive it with plain events. Holds only the job's task UUID, never the job."""
 
     def __init__(self, report: Report) -> None:
         self.report = report
-        self.job_id = ""
+        self.task_uuid = ""
 
     def start(self, context: bpy.types.Context) -> bool:
         running = begin(context, self.report)
         if running is None:
             return False
-        self.job_id = running.job.id
+        running.owned = True
+        self.task_uuid = running.job.task_uuid
         self._status(context, running)
         return True
 
     def on_event(self, context: bpy.types.Context, kind: str, value: str) -> set[str]:
-        running = RUNNING.get(self.job_id)
-        if running is None:  # stopped from elsewhere (add-on disabled, file loaded)
+        running = RUNNER.jobs.get(self.task_uuid)
+        if running is None or not running.owned:  # stopped or adopted elsewhere (add-on disabled)
             return self._end(context, {"CANCELLED"})
         if kind == "ESC" and value == "PRESS":
             running.job.cancel()
@@ -219,15 +118,17 @@ class ModalRun:
         elif job.done:
             return self._end(context, conclude(context, running, self.report))
         else:
-            job.drain()
+            RUNNER.step()
         self._status(context, running)
         redraw_panels()
         return {"PASS_THROUGH"}
 
     def _status(self, context: bpy.types.Context, running: Running) -> None:
         if context.workspace is not None:
+            others = len(RUNNER.jobs) - 1
+            more = f" · {others} more job{'s' if others > 1 else ''}" if others > 0 else ""
             context.workspace.status_text_set(
-                f"SAM 3D · {running.label} · {running.job.fraction:.0%}  (Esc to cancel)")
+                f"SAM 3D · {running.label} · {running.job.fraction:.0%}{more}  (Esc to cancel)")
 
     def _end(self, context: bpy.types.Context, result: set[str]) -> set[str]:
         if context.workspace is not None:
@@ -271,30 +172,28 @@ class SAM3D_OT_reconstruct(bpy.types.Operator):
         running = begin(context, self.report)
         if running is None:
             return {"CANCELLED"}
-        while not running.job.done:  # blocking by request: a script asked to wait for the result
-            running.job.drain(block=TICK)
-        return conclude(context, running, self.report)
+        return run_blocking(context, [running], self.report)
 
 
 class SAM3D_OT_cancel(bpy.types.Operator):
-    """Stop a running reconstruction (all of them when no job is given)"""
+    """Stop a running reconstruction (all of them when no task is given)"""
 
     bl_idname = "sam3d.cancel"
     bl_label = "Cancel"
     bl_options = {"INTERNAL"}
 
-    job_id: StringProperty(name="Job", default="", options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    task_uuid: StringProperty(name="Task", default="", options={"SKIP_SAVE"})  # type: ignore[valid-type]
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if not RUNNING:
+        if not RUNNER.jobs:
             cls.poll_message_set("No reconstruction is running")
-        return bool(RUNNING)
+        return bool(RUNNER.jobs)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        for job_id, running in RUNNING.items():
-            if not self.job_id or job_id == self.job_id:
-                running.job.cancel()
+        if not RUNNER.cancel(self.task_uuid):
+            self.report({"WARNING"}, f"No running job has the task {self.task_uuid}")
+            return {"CANCELLED"}
         return {"FINISHED"}
 
 

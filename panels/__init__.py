@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import bpy
 
 from .. import preferences
+from ..client import TaskRecord
 from ..operators import reconstruct
+from ..operators.runner import RUNNER
 
 
 class _Sidebar:
@@ -47,11 +51,59 @@ class _MainPanel(_Sidebar):
         if reason:
             layout.label(text=reason, icon="INFO")
 
-        for job_id, running in list(reconstruct.RUNNING.items()):
-            box = layout.box()
-            row = box.row()
+        for running in list(RUNNER.jobs.values()):
+            row = layout.row(align=True)
             row.progress(factor=running.job.fraction, type="BAR", text=running.label)
-            row.operator("sam3d.cancel", text="", icon="X").job_id = job_id
+            row.operator("sam3d.cancel", text="", icon="X").task_uuid = running.job.task_uuid
+
+
+STATUS_ICONS = {"imported": "CHECKMARK", "failed": "ERROR", "cancelled": "CANCEL", "created": "TIME",
+                "submitted": "TIME", "processed": "TIME", "downloaded": "IMPORT"}
+
+
+class _JobsPanel(_Sidebar):
+    bl_label = "Jobs"
+    RECENT = 8
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        if len(RUNNER.jobs) > 1:
+            row = layout.row()
+            row.label(text=f"{RUNNER.active()} running, {len(RUNNER.jobs) - RUNNER.active()} waiting")
+            row.operator("sam3d.cancel", text="Cancel All", icon="X").task_uuid = ""
+        unfinished = RUNNER.unfinished()
+        if unfinished:
+            box = layout.box()
+            box.label(text=f"{len(unfinished)} job(s) were sent but never imported", icon="ERROR")
+            box.operator("sam3d.resume", icon="PLAY").task_uuid = ""
+        prefs = preferences.get(context)
+        spent = f"Spent: ${RUNNER.session_cost:.4f} this session, ${RUNNER.total_cost():.4f} in all"
+        if prefs.session_budget > 0:
+            spent += f" (limit ${prefs.session_budget:.4f})"
+        layout.label(text=spent)
+        if RUNNER.broken_lines:
+            layout.label(text=f"{RUNNER.broken_lines} broken journal line(s) skipped", icon="INFO")
+        recent = sorted(RUNNER.history.values(), key=lambda t: t.time, reverse=True)[: self.RECENT]
+        for task in recent:
+            self._draw_task(layout.box(), task)
+        if not recent:
+            layout.label(text="No jobs yet")
+        layout.operator("sam3d.open_folder", icon="FILE_FOLDER").task_uuid = ""
+
+    @staticmethod
+    def _draw_task(box: bpy.types.UILayout, task: TaskRecord) -> None:
+        info = task.info
+        row = box.row()
+        row.label(text=f"{info.get('name', '?')} · {task.status}", icon=STATUS_ICONS.get(task.status, "DOT"))  # type: ignore[arg-type]
+        row.label(text=time.strftime("%d %b %H:%M", time.localtime(task.time)))
+        col = box.column(align=True)
+        col.label(text=f"{info.get('image', '')} · {info.get('mask', '')}")
+        seeds = ", ".join(str(f.get("seed")) for f in task.files) or info.get("seed") or "random"
+        col.label(text=f"Seed {seeds}" + (f" · ${task.cost:.4f}" if task.cost else ""))
+        row = box.row(align=True)
+        row.operator("sam3d.reimport", text="Re-import", icon="IMPORT").task_uuid = task.task_uuid
+        row.operator("sam3d.retry", text="Retry", icon="FILE_REFRESH").task_uuid = task.task_uuid
+        row.operator("sam3d.open_folder", text="", icon="FILE_FOLDER").task_uuid = task.task_uuid
 
 
 class _AdvancedPanel(_Sidebar):
@@ -83,6 +135,16 @@ class SAM3D_PT_image(_MainPanel, bpy.types.Panel):
     bl_idname = "SAM3D_PT_image"
 
 
+class SAM3D_PT_view3d_jobs(_JobsPanel, bpy.types.Panel):
+    bl_space_type = "VIEW_3D"
+    bl_parent_id = "SAM3D_PT_view3d"
+
+
+class SAM3D_PT_image_jobs(_JobsPanel, bpy.types.Panel):
+    bl_space_type = "IMAGE_EDITOR"
+    bl_parent_id = "SAM3D_PT_image"
+
+
 class SAM3D_PT_view3d_advanced(_AdvancedPanel, bpy.types.Panel):
     bl_space_type = "VIEW_3D"
     bl_parent_id = "SAM3D_PT_view3d"
@@ -93,7 +155,8 @@ class SAM3D_PT_image_advanced(_AdvancedPanel, bpy.types.Panel):
     bl_parent_id = "SAM3D_PT_image"
 
 
-classes = (SAM3D_PT_view3d, SAM3D_PT_image, SAM3D_PT_view3d_advanced, SAM3D_PT_image_advanced)
+classes = (SAM3D_PT_view3d, SAM3D_PT_image, SAM3D_PT_view3d_jobs, SAM3D_PT_image_jobs, SAM3D_PT_view3d_advanced,
+           SAM3D_PT_image_advanced)
 
 
 def register() -> None:

@@ -92,6 +92,7 @@ def test_panels_draw_every_setting_and_say_why_reconstruct_is_disabled(sam3d):
 
 def test_panel_shows_a_running_job_with_progress_and_cancel(sam3d):
     reconstruct = sys.modules[f"{MODULE}.operators.reconstruct"]
+    runner = sys.modules[f"{MODULE}.operators.runner"]
     sam3d.emu.processing_time = 5
     use_inputs()
     running = reconstruct.start_job(bpy.context)
@@ -102,12 +103,12 @@ def test_panel_shows_a_running_job_with_progress_and_cancel(sam3d):
         calls = draw("SAM3D_PT_image")
         assert ("progress", running.label) in calls and "Processing" in running.label
         assert ("operator", "sam3d.cancel") in calls
-        assert bpy.ops.sam3d.cancel(job_id=running.job.id) == {"FINISHED"}
+        assert bpy.ops.sam3d.cancel(task_uuid=running.job.task_uuid) == {"FINISHED"}
         while not running.job.done:
             running.job.drain(block=0.1)
         assert running.job.outcome.error.code == "cancelled"
     finally:
-        reconstruct.cancel_all(join=2)
+        runner.RUNNER.shutdown(join=2)
 
 
 def test_disabling_during_a_job_stops_its_thread(sam3d):
@@ -120,23 +121,30 @@ def test_disabling_during_a_job_stops_its_thread(sam3d):
     bpy.ops.preferences.addon_disable(module=MODULE)
     try:
         assert time.monotonic() - started < 2.5
-        assert job.join(0) and not job._thread.is_alive()
+        assert job.join(0) and not job.alive
         assert not [t for t in __import__("threading").enumerate() if t.name.startswith("sam3d-job")]
     finally:
         bpy.ops.preferences.addon_enable(module=MODULE)
     assert hasattr(bpy.ops.sam3d, "reconstruct") and bpy.context.scene.sam3d.num_results == 1
 
 
-def test_loading_a_file_during_a_job_stops_it_cleanly(sam3d):
+def test_a_job_survives_loading_another_file_and_imports_into_it(sam3d):
     reconstruct = sys.modules[f"{MODULE}.operators.reconstruct"]
-    sam3d.emu.processing_time = 30
+    runner = sys.modules[f"{MODULE}.operators.runner"]
+    sam3d.emu.processing_time = 1.5
     use_inputs()
-    job = reconstruct.start_job(bpy.context).job
+    running = reconstruct.start_job(bpy.context)
+    running.owned = True  # as if a modal operator watched it: loading a file drops that operator
     time.sleep(0.3)
     bpy.ops.wm.read_homefile(use_empty=True)
-    assert job.join(2.5) and not reconstruct.RUNNING
-    records = (sam3d.results / "journal.jsonl").read_text()
-    assert job.task_uuid in records  # the submitted task stays on record
+    assert not running.owned, "load_post should hand the job to the app timer"
+    deadline = time.monotonic() + 20
+    while runner.RUNNER.jobs and time.monotonic() < deadline:
+        runner.tick()  # what Blender's app timer calls in the UI
+        time.sleep(0.05)
+    obj = bpy.data.objects["mask_0"]
+    assert obj["sam3d_task_uuid"] == running.job.task_uuid
+    assert [c.name for c in obj.users_collection] == ["mask_0"]
 
 
 @pytest.mark.parametrize("space", ["VIEW_3D", "IMAGE_EDITOR"])
@@ -168,7 +176,7 @@ def test_modal_run_steps_the_job_on_timer_ticks_and_imports(sam3d):
     assert run.start(bpy.context)
     phases = []
     original = reconstruct.redraw_panels
-    running = reconstruct.RUNNING[run.job_id]
+    running = sys.modules[f"{MODULE}.operators.runner"].RUNNER.jobs[run.task_uuid]
     reconstruct.redraw_panels = lambda: phases.append(running.job.phase)
     try:
         assert drive(run) == {"FINISHED"}
@@ -178,7 +186,7 @@ def test_modal_run_steps_the_job_on_timer_ticks_and_imports(sam3d):
     assert phases[-2:] == ["importing", "importing"], "the panel shows Importing before the import blocks"
     assert "mask_0" in bpy.data.objects and bpy.data.objects["mask_0"].select_get()
     assert any(kind == {"INFO"} and "added mask_0" in text for kind, text in reports)
-    assert not reconstruct.RUNNING
+    assert not sys.modules[f"{MODULE}.operators.runner"].RUNNER.jobs
 
 
 def test_modal_run_esc_cancels(sam3d):

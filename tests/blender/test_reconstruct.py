@@ -182,8 +182,8 @@ def test_results_and_journal_are_on_disk_without_the_key(sam3d):
     use_inputs()
     obj = reconstruct()[0]
     glb = sam3d.results / obj["sam3d_task_uuid"]
-    assert [p.suffix for p in glb.iterdir()] == [".glb"]
+    assert sorted(p.name for p in glb.iterdir()) == ["mask.png", "mask_0_0.glb", "photo.png"]
     journal = (sam3d.results / "journal.jsonl").read_text()
     events = [line.split('"event": "')[1].split('"')[0] for line in journal.splitlines()]
-    assert events == ["submitted", "results", "downloaded", "imported"]
+    assert events == ["created", "submitted", "results", "downloaded", "imported"]
     assert sam3d.prefs.api_key not in journal

@@ -1,18 +1,22 @@
-"""client/jobs.py: a job on its worker thread, its events, cancel, and its journal."""
+"""client/jobs.py and client/journal.py: a job on its worker thread, its events, cancel, resume, its journal."""
 
 from __future__ import annotations
 
 import threading
 
-from client.jobs import Job, JobRequest, Journal
+import pytest
+
+from client.jobs import INPUT_FILES, Job, JobRequest
+from client.journal import FILE, Journal
 from tests.client.conftest import KEY
 from tests.emulator import cutout_png
 
 
 def request(emu, tmp_path, **kwargs) -> JobRequest:
     png = cutout_png(64, 48)
-    return JobRequest(api_key=KEY, prepare=lambda: (png, png), result_dir=tmp_path, name="cube",
-                      api_url=emu.api_url, poll_first_delay=0.05, **kwargs)
+    kwargs.setdefault("prepare", lambda: (png, png))
+    return JobRequest(api_key=KEY, result_dir=tmp_path, name="cube", api_url=emu.api_url, poll_first_delay=0.05,
+                      **kwargs)
 
 
 def run(job: Job) -> Job:
@@ -21,6 +25,10 @@ def run(job: Job) -> Job:
         job.drain(block=0.1)
     assert job.join(2)
     return job
+
+
+def events(tmp_path) -> list[str]:
+    return [r["event"] for r in Journal(tmp_path).read()[0]]
 
 
 def test_job_runs_on_a_worker_and_reports_its_phases(emu, tmp_path):
@@ -36,8 +44,10 @@ def test_job_runs_on_a_worker_and_reports_its_phases(emu, tmp_path):
     assert seen_threads and seen_threads[0] is not threading.main_thread()
     assert job.outcome.kind == "done" and len(job.outcome.results) == 2
     assert all(r.path.exists() and r.path.parent.name == job.task_uuid for r in job.outcome.results)
+    assert all((tmp_path / job.task_uuid / name).exists() for name in INPUT_FILES), "Retry needs the inputs"
     order = [p for i, p in enumerate(phases) if i == 0 or phases[i - 1] != p]
     assert order[:2] == ["preparing", "uploading"] and order[-1] == "downloading" and "processing" in order
+    assert events(tmp_path) == ["created", "submitted", "results", "downloaded"]
 
 
 def test_task_uuid_is_journalled_before_the_request_goes_out(emu, tmp_path):
@@ -46,9 +56,9 @@ def test_task_uuid_is_journalled_before_the_request_goes_out(emu, tmp_path):
     job = run(Job(request(emu, tmp_path)))
     assert job.outcome.kind == "failed"
     records, broken = Journal(tmp_path).read()
-    assert broken == 0 and [r["event"] for r in records] == ["submitted", "failed"]
-    assert records[0]["task_uuid"] == job.task_uuid == emu.requests[0].body[0]["taskUUID"]
-    assert KEY not in (tmp_path / Journal.FILE).read_text()
+    assert broken == 0 and [r["event"] for r in records] == ["created", "submitted", "failed"]
+    assert records[1]["task_uuid"] == job.task_uuid == emu.requests[0].body[0]["taskUUID"]
+    assert KEY not in (tmp_path / FILE).read_text()
 
 
 def test_cancel_before_submission_sends_nothing(emu, tmp_path):
@@ -59,23 +69,53 @@ def test_cancel_before_submission_sends_nothing(emu, tmp_path):
     job = Job(req).start()
     job.cancel()
     gate.set()
-    run_to_end = job
-    while not run_to_end.done:
+    while not job.done:
         job.drain(block=0.1)
     assert job.outcome.error.code == "cancelled" and emu.requests == []
+    assert Journal(tmp_path).tasks()[job.task_uuid].status == "cancelled"
+
+
+def test_cancel_after_submission_leaves_the_task_resumable(emu, tmp_path):
+    emu.processing_time = 30
+    job = Job(request(emu, tmp_path)).start()
+    while emu.billed_tasks() == 0:
+        job.drain(block=0.05)
+    job.cancel()
+    while not job.done:
+        job.drain(block=0.1)
+    assert Journal(tmp_path).tasks()[job.task_uuid].unfinished
+
+
+def test_resume_fetches_by_task_uuid_without_submitting_again(emu, tmp_path):
+    emu.processing_time = 0.5
+    first = Job(request(emu, tmp_path)).start()
+    while emu.billed_tasks() == 0:
+        first.drain(block=0.05)
+    first.cancel()  # as if Blender had quit here
+    first.join(2)
+    again = run(Job(request(emu, tmp_path, task_uuid=first.task_uuid, resume=True, prepare=None)))
+    assert again.outcome.kind == "done" and len(again.outcome.results) == 1
+    assert emu.billed_tasks() == 1 and emu.tasks[first.task_uuid].submissions == 1
+    assert Journal(tmp_path).tasks()[first.task_uuid].status == "downloaded"
 
 
 def test_a_broken_journal_line_is_skipped(emu, tmp_path):
     run(Job(request(emu, tmp_path)))
-    path = tmp_path / Journal.FILE
-    with open(path, "a") as f:
+    with open(tmp_path / FILE, "a") as f:
         f.write('{"event": "submitted", "task_uu')  # a crash mid-write
     run(Job(request(emu, tmp_path)))
     records, broken = Journal(tmp_path).read()
     assert broken == 1
-    events = [(r["task_uuid"], r["event"]) for r in records]
-    assert len({uuid for uuid, _ in events}) == 2
-    assert [e for _, e in events] == ["submitted", "results", "downloaded"] * 2  # nothing glued to the broken line
+    tasks = Journal(tmp_path).tasks()
+    assert len(tasks) == 2 and all(t.status == "downloaded" for t in tasks.values())  # nothing glued on
+
+
+def test_journal_folds_each_task_and_its_cost(emu, tmp_path):
+    job = run(Job(request(emu, tmp_path, number_results=3)))
+    task = Journal(tmp_path).tasks()[job.task_uuid]
+    assert task.info["name"] == "cube" and task.info["number_results"] == 3
+    assert task.cost == pytest.approx(3 * 0.0038) and len(task.files) == 3
+    assert task.unfinished, "downloaded but not imported: Resume imports it from disk"
 
 
 def test_failed_job_carries_the_servers_code_and_a_sentence(emu, tmp_path):
@@ -83,3 +123,4 @@ def test_failed_job_carries_the_servers_code_and_a_sentence(emu, tmp_path):
     job = run(Job(request(emu, tmp_path)))
     assert job.outcome.error.code == "insufficientCredits"
     assert "credits" in str(job.outcome.error)
+    assert Journal(tmp_path).tasks()[job.task_uuid].code == "insufficientCredits"
