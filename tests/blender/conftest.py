@@ -55,6 +55,9 @@ def emulator():
 def sam3d(addon: str, emulator: Emulator, tmp_path: Path):
     """A clean scene, the preferences pointed at the emulator, a fresh result folder."""
     bpy.ops.wm.read_homefile(use_empty=True)
+    runner = sys.modules[f"{addon}.operators.runner"].RUNNER
+    runner.shutdown(join=2.0)
+    runner.session_cost, runner.history, runner.broken_lines = 0.0, {}, 0  # each test is a new session
     emulator.reset()
     emulator.processing_time = 0.2
     emulator.result_bytes = canonical_glb()

@@ -1,0 +1,44 @@
+"""One Blender session in its own process, for tests that kill Blender mid-job and start it again.
+
+    python session.py ZIP RESULT_DIR API_URL KEY reconstruct PHOTO MASK
+    python session.py ZIP RESULT_DIR API_URL KEY resume
+
+Installs the extension into a fresh user folder, points it at the emulator, runs the action, and prints one
+JSON line: the objects the action added, with their task UUIDs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+
+os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="sam3d-session-")
+os.environ.pop("RUNWARE_API_KEY", None)
+
+import bpy  # noqa: E402
+
+
+def main(zip_path: str, result_dir: str, api_url: str, key: str, action: str, *files: str) -> None:
+    bpy.context.preferences.system.use_online_access = True
+    bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
+    prefs = bpy.context.preferences.addons["bl_ext.user_default.sam3d"].preferences
+    prefs.api_key, prefs.api_url, prefs.result_dir = key, api_url, result_dir
+    bpy.ops.wm.read_homefile(use_empty=True)
+    before = set(bpy.data.objects)
+    if action == "reconstruct":
+        settings = bpy.context.scene.sam3d
+        settings.image, settings.mask = (bpy.data.images.load(f) for f in files)
+        print("STARTING", flush=True)
+        bpy.ops.sam3d.reconstruct()
+    else:
+        outcome = bpy.ops.sam3d.resume()
+        again = bpy.ops.sam3d.resume()  # a second press finds nothing left to do
+        print(json.dumps({"outcome": sorted(outcome), "again": sorted(again)}), flush=True)
+    made = [o for o in bpy.data.objects if o not in before]
+    print(json.dumps({"objects": [[o.name, o.get("sam3d_task_uuid")] for o in made]}), flush=True)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

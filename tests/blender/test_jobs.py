@@ -1,0 +1,160 @@
+"""Jobs that never freeze Blender and never lose a paid result: several at once, history, resume, cost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import bpy
+import pytest
+from conftest import KEY, MODULE, SAMPLES, use_inputs
+
+SESSION = Path(__file__).with_name("session.py")
+
+
+def runner():  # noqa: ANN201
+    return sys.modules[f"{MODULE}.operators.runner"]
+
+
+def reconstruct_module():  # noqa: ANN201
+    return sys.modules[f"{MODULE}.operators.reconstruct"]
+
+
+def tick_until_idle(timeout: float = 30.0) -> None:
+    """Do what Blender's app timer does in the UI until every job has ended and been imported."""
+    deadline = time.monotonic() + timeout
+    while runner().RUNNER.jobs:
+        assert time.monotonic() < deadline, "jobs did not finish"
+        runner().tick()
+        time.sleep(0.02)
+
+
+def journal(sam3d) -> dict:  # noqa: ANN001
+    from client.journal import Journal
+
+    return Journal(sam3d.results).tasks()
+
+
+def test_jobs_queue_behind_the_concurrency_limit(sam3d):
+    sam3d.prefs.max_jobs = 2
+    sam3d.emu.processing_time = 0.6
+    use_inputs()
+    started = [reconstruct_module().start_job(bpy.context) for _ in range(5)]
+    assert runner().RUNNER.active() == 2
+    assert sum(1 for r in started if r.job.started is None) == 3
+    peak = 0
+    deadline = time.monotonic() + 30
+    while runner().RUNNER.jobs and time.monotonic() < deadline:
+        peak = max(peak, runner().RUNNER.active())
+        runner().tick()
+        time.sleep(0.02)
+    assert peak == 2
+    made = [o for o in bpy.data.objects if o.get("sam3d_task_uuid")]
+    assert len(made) == 5 and len({o["sam3d_task_uuid"] for o in made}) == 5
+    assert sam3d.emu.billed_tasks() == 5
+
+
+def test_cancel_one_or_all_by_task_uuid(sam3d):
+    sam3d.emu.processing_time = 30
+    use_inputs()
+    a, b, c = (reconstruct_module().start_job(bpy.context) for _ in range(3))
+    assert bpy.ops.sam3d.cancel(task_uuid=a.job.task_uuid) == {"FINISHED"}
+    time.sleep(0.3)
+    runner().tick()
+    assert a.job.task_uuid not in runner().RUNNER.jobs and b.job.task_uuid in runner().RUNNER.jobs
+    assert bpy.ops.sam3d.cancel() == {"FINISHED"}  # empty: all
+    tick_until_idle()
+    assert not [o for o in bpy.data.objects if o.get("sam3d_task_uuid")]
+
+
+def test_history_cost_reimport_and_retry(sam3d):
+    use_inputs()
+    assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}
+    first = bpy.context.view_layer.objects.active
+    uuid = first["sam3d_task_uuid"]
+    record = journal(sam3d)[uuid]
+    assert record.status == "imported" and record.info["image"] == "image.png" and record.info["mask"] == "mask_0.png"
+    assert runner().RUNNER.session_cost == pytest.approx(0.0038)
+    assert runner().RUNNER.total_cost() == pytest.approx(0.0038)
+
+    requests_before = len(sam3d.emu.requests)
+    assert bpy.ops.sam3d.reimport(task_uuid=uuid) == {"FINISHED"}
+    again = bpy.context.view_layer.objects.active
+    assert again != first and again["sam3d_task_uuid"] == uuid and again["sam3d_seed"] == first["sam3d_seed"]
+    assert len(sam3d.emu.requests) == requests_before, "re-import must not touch the network"
+
+    bpy.ops.wm.read_homefile(use_empty=True)  # Retry works from any file: the inputs are kept on disk
+    assert bpy.ops.sam3d.retry(task_uuid=uuid) == {"FINISHED"}
+    retried = bpy.context.view_layer.objects.active
+    assert retried["sam3d_task_uuid"] != uuid and sam3d.emu.billed_tasks() == 2
+    sent = [t for r in sam3d.emu.requests for t in r.body if t.get("taskType") == "3dInference"]
+    assert sent[0]["inputs"] == sent[1]["inputs"]
+
+
+def test_spending_limit_refuses_new_jobs_with_a_sentence(sam3d):
+    sam3d.prefs.session_budget = 0.003
+    use_inputs()
+    try:
+        assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}  # nothing spent yet: under the limit
+        with pytest.raises(RuntimeError, match="limit set in the preferences"):
+            bpy.ops.sam3d.reconstruct()
+        assert sam3d.emu.billed_tasks() == 1
+    finally:
+        sam3d.prefs.session_budget = 0.0
+
+
+def test_a_broken_journal_line_is_skipped_and_the_rest_stays(sam3d):
+    use_inputs()
+    bpy.ops.sam3d.reconstruct()
+    with open(sam3d.results / "journal.jsonl", "a") as f:
+        f.write('{"time": 1, "event": "subm')  # the disk filled up mid-line
+    bpy.ops.sam3d.reconstruct()
+    runner().RUNNER.refresh_history(sam3d.results)
+    assert runner().RUNNER.broken_lines == 1
+    assert [t.status for t in runner().RUNNER.history.values()] == ["imported", "imported"]
+
+
+def test_resume_imports_a_job_cut_off_after_download(sam3d):
+    sam3d.emu.processing_time = 0.3
+    use_inputs()
+    running = reconstruct_module().start_job(bpy.context)
+    running.owned = True  # nobody will import it: as if Blender crashed right after the download
+    while not running.job.done:
+        running.job.drain(block=0.1)
+    runner().RUNNER.jobs.clear()
+    assert journal(sam3d)[running.job.task_uuid].status == "downloaded"
+    requests_before = len(sam3d.emu.requests)
+    assert bpy.ops.sam3d.resume() == {"FINISHED"}
+    assert bpy.data.objects["mask_0"]["sam3d_task_uuid"] == running.job.task_uuid
+    assert len(sam3d.emu.requests) == requests_before  # from disk, no request
+    assert journal(sam3d)[running.job.task_uuid].status == "imported"
+
+
+def test_blender_killed_while_processing_then_resumed_once_without_paying_again(sam3d, zip_path):
+    """A real Blender process is killed mid-job; a new one resumes the task by its UUID and imports it."""
+    sam3d.emu.processing_time = 5.0
+    args = [sys.executable, str(SESSION), str(zip_path), str(sam3d.results), sam3d.emu.api_url, KEY]
+    photo, mask = SAMPLES / "human_object" / "image.png", SAMPLES / "human_object" / "mask_0.png"
+    first = subprocess.Popen([*args, "reconstruct", str(photo), str(mask)], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while sam3d.emu.billed_tasks() == 0:
+            assert first.poll() is None and time.monotonic() < deadline, "the first session never submitted"
+            time.sleep(0.05)
+        first.kill()  # mid-processing: no result yet
+    finally:
+        first.wait(10)
+    [uuid] = sam3d.emu.tasks
+    assert journal(sam3d)[uuid].status == "submitted"
+
+    second = subprocess.run([*args, "resume"], capture_output=True, text=True, timeout=120)
+    lines = [json.loads(line) for line in second.stdout.splitlines() if line.startswith("{")]
+    assert lines, second.stdout + second.stderr
+    assert lines[0] == {"outcome": ["FINISHED"], "again": ["CANCELLED"]}
+    assert lines[1]["objects"] == [["mask_0", uuid]]
+    assert sam3d.emu.billed_tasks() == 1 and sam3d.emu.tasks[uuid].submissions == 1
+    assert journal(sam3d)[uuid].status == "imported"
