@@ -7,6 +7,7 @@ tick (`Job.drain`), and it stops at its next step when `Job.cancel()` is called.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import tasks
+from .cache import OnceCache
 from .download import download, save_inline
 from .errors import RunwareError
 from .journal import Journal
@@ -35,6 +37,9 @@ PHASES = {
     "importing": (0.95, 1.0),
 }
 INPUT_FILES = ("photo.png", "mask.png")  # kept beside the results, so Retry works from any .blend
+# The photo is uploaded once (imageUpload) and its UUID reused by every task that sends the same photo to
+# the same endpoint: N masks of a photo cost one photo upload plus N masks.
+UPLOADS: OnceCache[str] = OnceCache(32)
 
 
 @dataclass
@@ -102,8 +107,9 @@ class Event:
 class Job:
     """A handle the main thread keeps; the worker only writes to `events`."""
 
-    def __init__(self, request: JobRequest) -> None:
+    def __init__(self, request: JobRequest, slots: threading.Semaphore | None = None) -> None:
         self.request = request
+        self.slots = slots  # the concurrency limit: the worker waits for a slot before it does anything
         self.task_uuid = request.task_uuid
         self.events: queue.Queue[Event] = queue.Queue()
         self.cancel_event = threading.Event()
@@ -121,7 +127,6 @@ class Job:
 
     def start(self) -> Job:
         self.started = time.monotonic()
-        self.phase, self.text = "preparing", "Preparing"
         self._thread.start()
         return self
 
@@ -129,6 +134,11 @@ class Job:
         self.cancel_event.set()
         if self.started is None and self.outcome is None:  # never started: ends here
             self.outcome = Event("failed", error=RunwareError("cancelled"))
+
+    @property
+    def running(self) -> bool:
+        """Holding a slot: past waiting, not yet ended (as far as the main thread has drained)."""
+        return self.started is not None and self.phase != "waiting" and not self.done
 
     @property
     def done(self) -> bool:
@@ -167,6 +177,29 @@ class Job:
                               text or phase.capitalize()))
 
     def _run(self) -> None:
+        try:
+            self._take_slot()
+        except RunwareError as exc:
+            self.events.put(Event("failed", error=exc))
+            return
+        try:
+            self._work()
+        finally:
+            if self.slots is not None:
+                self.slots.release()
+
+    def _take_slot(self) -> None:
+        """Wait for a free slot (the worker, not the main thread, so the next job starts the moment one
+        ends), checking for a cancel now and then."""
+        while self.slots is not None and not self.slots.acquire(timeout=0.2):
+            if self.cancel_event.is_set():
+                raise RunwareError("cancelled")
+        if self.cancel_event.is_set():
+            if self.slots is not None:
+                self.slots.release()
+            raise RunwareError("cancelled")
+
+    def _work(self) -> None:
         req = self.request
         journal = Journal(req.result_dir)
         try:
@@ -183,6 +216,9 @@ class Job:
             _try(journal.append, "downloaded", self.task_uuid, files=[
                 {"path": str(r.path), "index": r.index, "seed": None if r.seed is None else str(r.seed),
                  "cost": r.cost} for r in results])
+            if self.slots is not None:  # free the slot before the main thread imports: the next job starts now
+                self.slots.release()
+                self.slots = None
             self.events.put(Event("done", results=results, warnings=[e.sentence for e in state.errors]))
         except RunwareError as exc:
             if exc.code == "cancelled" and not self.submitted:
@@ -207,16 +243,27 @@ class Job:
         req.folder.mkdir(parents=True, exist_ok=True)
         for name, data in zip(INPUT_FILES, (image_png, mask_png), strict=True):
             (req.folder / name).write_bytes(data)
+        self._emit("uploading", text=f"Uploading the photo ({len(image_png) / 1e6:.1f} MB)")
+        upload_key = (req.api_url, hashlib.blake2b(image_png, digest_size=16).digest())
+        reused = upload_key in UPLOADS
+        image_ref = UPLOADS.get(upload_key, lambda: client.upload_image(image_png))
         task = tasks.inference_task(
-            image=tasks.data_uri_png(image_png), mask=tasks.data_uri_png(mask_png), prompt=req.prompt,
+            image=image_ref, mask=tasks.data_uri_png(mask_png), prompt=req.prompt,
             model=req.model, seed=req.seed, number_results=req.number_results, delivery=req.delivery,
             ttl=req.ttl, webhook_url=req.webhook_url, upload_endpoint=req.upload_endpoint,
             task_uuid=self.task_uuid)
         client.check_cancel()
         journal.append("submitted", self.task_uuid, info=req.info())  # before the request: never lost
         self.submitted = True
-        self._emit("uploading", text=f"Uploading {(len(image_png) + len(mask_png)) / 1e6:.1f} MB")
-        state = client.submit(task)
+        self._emit("uploading", 0.5, text="Sending the task")
+        try:
+            state = client.submit(task)
+        except RunwareError as exc:
+            if not (reused and exc.code == "invalidImage"):
+                raise
+            UPLOADS.forget(upload_key)  # Runware forgot the upload (deleted after 30 days unused): send it again
+            task["inputs"]["image"] = UPLOADS.get(upload_key, lambda: client.upload_image(image_png))
+            state = client.submit(task)  # the refused task was never created: same task UUID
         if len(state.results) >= req.number_results:  # sync delivery, or an instant answer
             return state
         return self._wait(client)

@@ -202,7 +202,7 @@ class RunwareClient:
             delay = min(max(delay * 1.5, min_delay), max_delay)
             if state.progress and 0 < state.progress < 100:  # linear estimate of the time left
                 elapsed = time.monotonic() - began
-                delay = min(max(elapsed * (100 - state.progress) / state.progress, 0.2), max_delay)
+                delay = min(max(elapsed * (100 - state.progress) / state.progress, 0.1), max_delay)
 
 
 def _json_or_none(resp: requests.Response) -> Any:

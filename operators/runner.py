@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import tomllib
 from collections.abc import Callable
@@ -53,6 +54,8 @@ class Running:
 class Runner:
     def __init__(self) -> None:
         self.jobs: dict[str, Running] = {}  # by task UUID, in the order they were asked for
+        self._slots = threading.BoundedSemaphore(4)
+        self._limit = 4
         self.session_cost = 0.0
         self.history: dict[str, TaskRecord] = {}
         self.history_folder: Path | None = None
@@ -61,31 +64,24 @@ class Runner:
     # --- jobs ---------------------------------------------------------------------------------------------
 
     def add(self, running: Running) -> Running:
+        """Start the job's worker; it waits for one of the preference's slots before doing anything."""
+        limit = _max_jobs()
+        if limit != self._limit:  # jobs holding slots of the old limit give them back to the old semaphore
+            self._slots, self._limit = threading.BoundedSemaphore(limit), limit
+        running.job.slots = self._slots
         self.jobs[running.job.task_uuid] = running
-        self.fill()
+        running.job.start()
         return running
 
     def active(self) -> int:
-        return sum(1 for r in self.jobs.values() if r.job.started is not None and not r.job.done)
-
-    def fill(self) -> None:
-        """Start waiting jobs while fewer than the preference's limit run."""
-        free = _max_jobs() - self.active()
-        for running in self.jobs.values():
-            if free <= 0:
-                break
-            if running.job.started is None and not running.job.done:
-                running.job.start()
-                free -= 1
+        return sum(1 for r in self.jobs.values() if r.job.running)
 
     def step(self) -> bool:
-        """Drain every job's events and start waiting ones. True when anything changed."""
+        """Drain every job's events. True when anything changed."""
         changed = False
         for running in list(self.jobs.values()):
-            if running.job.started is not None and running.job.drain():
+            if running.job.drain():
                 changed = True
-        if any(r.job.started is None for r in self.jobs.values()):
-            self.fill()
         return changed
 
     def cancel(self, task_uuid: str = "") -> int:
@@ -257,7 +253,7 @@ def _log_report(kind: set[str], text: str) -> None:
     """Where an adopted job's outcome goes: Blender's info log (and the console)."""
     level = logging.ERROR if "ERROR" in kind else logging.WARNING if "WARNING" in kind else logging.INFO
     log.log(level, "%s", text)
-    print(f"SAM 3D: {text}")
+    print(text if text.startswith("SAM 3D") else f"SAM 3D: {text}")
 
 
 def redraw_panels() -> None:

@@ -58,6 +58,7 @@ def sam3d(addon: str, emulator: Emulator, tmp_path: Path):
     runner = sys.modules[f"{addon}.operators.runner"].RUNNER
     runner.shutdown(join=2.0)
     runner.session_cost, runner.history, runner.broken_lines = 0.0, {}, 0  # each test is a new session
+    sys.modules[f"{addon}.client.jobs"].UPLOADS.clear()  # the emulator forgets its uploads at reset
     emulator.reset()
     emulator.processing_time = 0.2
     emulator.result_bytes = canonical_glb()
@@ -105,15 +106,21 @@ def last_task(emu: Emulator) -> dict:
     raise AssertionError("no 3dInference task was sent")
 
 
-def decode_png(data_uri: str, tmp: Path, name: str) -> tuple[tuple[int, int], np.ndarray]:
-    """(size, RGBA pixels top row first) of a PNG data URI, decoded by Blender itself."""
+def sent(emu: Emulator, task: dict, name: str) -> bytes:
+    """The bytes of `inputs[name]` as the server got them: inline data URI, or an earlier upload's UUID."""
     import base64
 
-    import numpy as np
+    value = task["inputs"][name]
+    if value.startswith("data:image/png;base64,"):
+        return base64.b64decode(value.split(",", 1)[1])
+    return emu.uploads[value]
 
-    assert data_uri.startswith("data:image/png;base64,")
+
+def decode_png(png: bytes, tmp: Path, name: str) -> tuple[tuple[int, int], np.ndarray]:
+    """(size, RGBA pixels top row first) of PNG bytes, decoded by Blender itself."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
     path = tmp / f"{name}.png"
-    path.write_bytes(base64.b64decode(data_uri.split(",", 1)[1]))
+    path.write_bytes(png)
     image = bpy.data.images.load(str(path))
     w, h = image.size
     buf = np.empty(w * h * 4, np.float32)

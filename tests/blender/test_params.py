@@ -84,7 +84,7 @@ def test_sync_delivery_needs_no_polling(sam3d):
     sam3d.settings.delivery_method = "SYNC"
     assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}
     kinds = [t["taskType"] for r in sam3d.emu.requests for t in r.body]
-    assert kinds == ["3dInference"] and last_task(sam3d.emu)["deliveryMethod"] == "sync"
+    assert kinds == ["imageUpload", "3dInference"] and last_task(sam3d.emu)["deliveryMethod"] == "sync"
 
 
 def test_model_id_is_a_preference(sam3d):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 import pytest
-from conftest import SAMPLES, bounds, decode_png, last_task, load, new_image, new_objects, use_inputs
+from conftest import SAMPLES, bounds, decode_png, last_task, load, new_image, new_objects, sent, use_inputs
 
 POSED = SAMPLES / "human_object" / "sam3d_output_0.glb"
 
@@ -109,8 +109,8 @@ def test_grayscale_mask_is_sent_as_a_clean_binary_png_at_the_photo_size(sam3d):
     use_inputs()
     reconstruct()
     task = last_task(sam3d.emu)
-    (w, h), mask = decode_png(task["inputs"]["mask"], sam3d.tmp, "mask")
-    (pw, ph), _ = decode_png(task["inputs"]["image"], sam3d.tmp, "photo")
+    (w, h), mask = decode_png(sent(sam3d.emu, task, "mask"), sam3d.tmp, "mask")
+    (pw, ph), _ = decode_png(sent(sam3d.emu, task, "image"), sam3d.tmp, "photo")
     assert (w, h) == (pw, ph) == (1600, 898)
     assert set(np.unique(mask[..., 0])) == {0.0, 1.0}
     source = load("human_object/mask_0.png")
@@ -123,8 +123,8 @@ def test_cutout_mask_alpha_is_the_mask_and_big_photos_are_downscaled(sam3d):
     use_inputs("socrates/image.png", "socrates/3.png")  # JPEG data named .png, 2560x1681; RGBA cut-out
     reconstruct()
     task = last_task(sam3d.emu)
-    (w, h), mask = decode_png(task["inputs"]["mask"], sam3d.tmp, "mask")
-    (pw, ph), _ = decode_png(task["inputs"]["image"], sam3d.tmp, "photo")
+    (w, h), mask = decode_png(sent(sam3d.emu, task, "mask"), sam3d.tmp, "mask")
+    (pw, ph), _ = decode_png(sent(sam3d.emu, task, "image"), sam3d.tmp, "photo")
     assert (w, h) == (pw, ph) == (2048, 1345)
     cut = load("socrates/3.png")
     alpha = np.empty(2560 * 1681 * 4, np.float32)
@@ -137,7 +137,7 @@ def test_photo_alpha_can_be_the_mask(sam3d):
     sam3d.settings.image = load("socrates/5.png")  # a cut-out: the photo carries its own mask
     sam3d.settings.use_photo_alpha = True
     assert len(reconstruct()) == 1
-    (_, _), mask = decode_png(last_task(sam3d.emu)["inputs"]["mask"], sam3d.tmp, "mask")
+    (_, _), mask = decode_png(sent(sam3d.emu, last_task(sam3d.emu), "mask"), sam3d.tmp, "mask")
     assert 0 < mask[..., 0].mean() < 1
 
 
@@ -147,7 +147,7 @@ def test_mask_of_another_size_is_resampled_with_a_warning(sam3d, capsys):
     rgba[100:300, 200:500] = 1.0
     sam3d.settings.mask = new_image("half_mask", 800, 449, rgba)
     assert len(reconstruct()) == 1
-    (w, h), mask = decode_png(last_task(sam3d.emu)["inputs"]["mask"], sam3d.tmp, "mask")
+    (w, h), mask = decode_png(sent(sam3d.emu, last_task(sam3d.emu), "mask"), sam3d.tmp, "mask")
     assert (w, h) == (1600, 898)
     assert mask[..., 0].mean() == pytest.approx(200 * 300 / (449 * 800), rel=0.02)
     assert "stretched" in capsys.readouterr().out

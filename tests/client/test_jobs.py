@@ -124,3 +124,32 @@ def test_failed_job_carries_the_servers_code_and_a_sentence(emu, tmp_path):
     assert job.outcome.error.code == "insufficientCredits"
     assert "credits" in str(job.outcome.error)
     assert Journal(tmp_path).tasks()[job.task_uuid].code == "insufficientCredits"
+
+
+def test_one_photo_is_uploaded_once_for_many_jobs(emu, tmp_path):
+    from client.jobs import UPLOADS
+
+    UPLOADS.clear()
+    photo, mask = cutout_png(640, 480), cutout_png(640, 480)
+    jobs = [Job(request(emu, tmp_path, prepare=lambda: (photo, mask))) for _ in range(4)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        while not job.done:
+            job.drain(block=0.1)
+    assert all(j.outcome.kind == "done" for j in jobs)
+    uploads = [t for r in emu.requests for t in r.body if t.get("taskType") == "imageUpload"]
+    images = {t["inputs"]["image"] for r in emu.requests for t in r.body if t.get("taskType") == "3dInference"}
+    assert len(uploads) == 1 and len(images) == 1 and images == set(emu.uploads)
+
+
+def test_an_upload_the_server_forgot_is_sent_again(emu, tmp_path):
+    from client.jobs import UPLOADS
+
+    UPLOADS.clear()
+    run(Job(request(emu, tmp_path)))
+    emu.uploads.clear()  # deleted server-side (30 days unused)
+    job = run(Job(request(emu, tmp_path)))
+    assert job.outcome.kind == "done"
+    assert len([t for r in emu.requests for t in r.body if t.get("taskType") == "imageUpload"]) == 2
+    assert emu.billed_tasks() == 2

@@ -1,0 +1,214 @@
+"""`make bench`: how the jobs machinery performs, each figure against its ideal in the same run.
+
+Runs in a bpy venv with the extension installed from its zip, against the emulator in a separate process
+(as Runware is), stepping jobs with the same `tick()` Blender's app timer calls every 0.1 s in the UI.
+Prints a Markdown table; the README keeps the last one.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "examples" / "human_object"
+KEY = "bench-key"
+os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="sam3d-bench-")
+sys.path.insert(0, str(ROOT))
+
+import bpy  # noqa: E402
+
+from tools.build import build  # noqa: E402
+
+MODULE = "bl_ext.user_default.sam3d"
+ROWS: list[tuple[str, str, str, str]] = []
+
+
+class EmulatorProcess:
+    """tests/emulator.py in its own process, so that it competes with Blender for no lock."""
+
+    def __init__(self, processing: float, glb: Path | None = None) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        cmd = [sys.executable, str(ROOT / "tests" / "emulator.py"), "--port", str(self.port), "--key", KEY,
+               "--processing", str(processing)]
+        if glb:
+            cmd += ["--glb", str(glb)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.proc.stdout.readline()  # it prints its URL once it listens
+        self.api_url = f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> EmulatorProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(5)
+
+
+def setup(api_url: str, result_dir: Path, max_jobs: int = 4) -> None:
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.api_key, prefs.api_url, prefs.result_dir, prefs.max_jobs = KEY, api_url, str(result_dir), max_jobs
+    bpy.ops.wm.read_homefile(use_empty=True)
+    settings = bpy.context.scene.sam3d
+    settings.image = bpy.data.images.load(str(SAMPLE / "image.png"))
+    settings.mask = bpy.data.images.load(str(SAMPLE / "mask_0.png"))
+
+
+def modules():  # noqa: ANN201
+    return sys.modules[f"{MODULE}.operators.reconstruct"], sys.modules[f"{MODULE}.operators.runner"]
+
+
+def run_ticks(until_idle: bool, timings: list[float] | None = None, imports: list[bool] | None = None) -> None:
+    """Call tick() every 0.1 s like Blender's app timer; record each tick's duration and whether it imported."""
+    _, runner = modules()
+    while runner.RUNNER.jobs or not until_idle:
+        before = len(bpy.data.objects)
+        started = time.perf_counter()
+        runner.tick()
+        spent = time.perf_counter() - started
+        if timings is not None and imports is not None:
+            timings.append(spent)
+            imports.append(len(bpy.data.objects) != before)
+        time.sleep(max(0.0, runner.TICK - spent))
+
+
+def bare_import_seconds(path: Path, repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        bpy.ops.wm.read_homefile(use_empty=True)
+        started = time.perf_counter()
+        bpy.ops.import_scene.gltf(filepath=str(path))
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def bench_tick(tmp: Path) -> None:
+    reconstruct, _ = modules()
+    with EmulatorProcess(processing=8.0) as emu:
+        setup(emu.api_url, tmp / "tick", max_jobs=8)
+        for _ in range(8):
+            reconstruct.start_job(bpy.context)
+        timings: list[float] = []
+        imports: list[bool] = []
+        run_ticks(True, timings, imports)
+    plain = sorted(t for t, imported in zip(timings, imports, strict=True) if not imported)
+    p99 = plain[min(len(plain) - 1, int(len(plain) * 0.99))] * 1000
+    ROWS.append(("Main-thread time per tick, 8 jobs in flight (import ticks excluded)",
+                 f"p50 {statistics.median(plain) * 1000:.3f} ms, p99 {p99:.3f} ms over {len(plain)} ticks",
+                 "p99 ≤ 1 ms", "yes" if p99 <= 1.0 else "NO"))
+
+
+def bench_latency(tmp: Path, runs: int = 5, processing: float = 5.0) -> None:
+    reconstruct, runner = modules()
+    glb = SAMPLE / "sam3d_output_0.glb"
+    bare = bare_import_seconds(glb)
+    overheads = []
+    with EmulatorProcess(processing=processing, glb=glb) as emu:
+        for n in range(runs):
+            setup(emu.api_url, tmp / f"latency{n}")
+            started = time.perf_counter()
+            reconstruct.start_job(bpy.context)
+            run_ticks(True)
+            overheads.append(time.perf_counter() - started - processing - bare)
+    median = statistics.median(overheads)
+    ROWS.append((f"Latency overhead at {processing:.0f} s processing (minus processing and the bare importer's "
+                 f"{bare:.2f} s)", f"median {median:.2f} s (min {min(overheads):.2f}, max {max(overheads):.2f}) "
+                 f"over {runs} jobs", "≤ 0.5 s", "yes" if median <= 0.5 else "NO"))
+
+
+def bench_throughput(tmp: Path, jobs: int = 32, processing: float = 2.0, concurrency: int = 8) -> None:
+    reconstruct, _ = modules()
+    with EmulatorProcess(processing=processing) as emu:
+        setup(emu.api_url, tmp / "throughput", max_jobs=concurrency)
+        started = time.perf_counter()
+        for _ in range(jobs):
+            reconstruct.start_job(bpy.context)
+        run_ticks(True)
+        elapsed = time.perf_counter() - started
+    ideal = jobs / concurrency * processing
+    made = len([o for o in bpy.data.objects if o.get("sam3d_task_uuid")])
+    assert made == jobs, f"{made} of {jobs} jobs imported"
+    ROWS.append((f"Throughput: {jobs} jobs of {processing:.0f} s, {concurrency} at once",
+                 f"{elapsed:.2f} s against an ideal {ideal:.2f} s: {ideal / elapsed:.0%} of ideal", "≥ 85 %",
+                 "yes" if ideal / elapsed >= 0.85 else "NO"))
+
+
+def bench_import_work(tmp: Path, repeat: int = 5) -> None:
+    importing = sys.modules[f"{MODULE}.operators.importing"]
+    glb = SAMPLE / "sam3d_output_0.glb"
+    bare = bare_import_seconds(glb, repeat)
+    ours = []
+    for _ in range(repeat):
+        bpy.ops.wm.read_homefile(use_empty=True)
+        prov = importing.Provenance("bench", 1, 0.0038, "p", "image.png", "mask_0.png", "meta:sam@3d")
+        started = time.perf_counter()
+        importing.import_results(bpy.context, [glb], [prov], name="mask_0", placement="CURSOR")
+        ours.append(time.perf_counter() - started)
+    extra = statistics.median(ours) - bare
+    ROWS.append(("Our work around the importer (flatten, place, tag, collect) on the 227k-triangle sample",
+                 f"{extra * 1000:.1f} ms = {extra / bare:.1%} of the bare importer's {bare * 1000:.0f} ms",
+                 "≤ 10 %", "yes" if extra / bare <= 0.10 else "NO"))
+
+
+def bench_download_memory(tmp: Path, size_mb: int = 200) -> None:
+    """A child process downloads a 200 MB result; it reports its peak RSS growth (VmHWM after reset)."""
+    from tests.glb import canonical_glb, pad_glb
+
+    big = tmp / "padded.glb"
+    big.write_bytes(pad_glb(canonical_glb(), size_mb << 20))
+    with EmulatorProcess(processing=0.1, glb=big) as emu:
+        code = f"""
+import pathlib, sys, time; sys.path.insert(0, {str(ROOT)!r})
+from client import tasks
+from client.download import download
+from client.runware import RunwareClient
+from tests.emulator import cutout_png
+png = cutout_png(64, 48)
+c = RunwareClient({KEY!r}, {emu.api_url!r})
+t = tasks.inference_task(image=tasks.data_uri_png(png), mask=tasks.data_uri_png(png), prompt="x")
+c.submit(t)
+url = c.wait(t["taskUUID"], 1, deadline=time.monotonic() + 30, first_delay=0.2).results[0].url
+def kb(field):
+    return int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith(field)))
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak to now
+base = kb("VmRSS:")
+download(url, pathlib.Path({str(tmp / "big.glb")!r}), max_bytes=1 << 30)
+print(kb("VmHWM:") - base)
+"""
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    growth_mb = int(out.stdout.strip().splitlines()[-1]) / 1024
+    size = (tmp / "big.glb").stat().st_size / 2**20
+    ROWS.append((f"Peak memory growth while downloading a {size:.0f} MB result", f"{growth_mb:.1f} MB",
+                 "≤ 32 MB", "yes" if growth_mb <= 32 else "NO"))
+
+
+def main() -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="sam3d-bench-out-"))
+    bpy.context.preferences.system.use_online_access = True
+    bpy.ops.extensions.package_install_files(filepath=str(build(tmp / "dist")), repo="user_default",
+                                             enable_on_install=True)
+    only = sys.argv[1:]
+    for bench in (bench_tick, bench_latency, bench_throughput, bench_import_work, bench_download_memory):
+        if not only or bench.__name__.removeprefix("bench_") in only:
+            print(f"running {bench.__name__} …", file=sys.stderr, flush=True)
+            bench(tmp)
+    print(f"\nBlender {bpy.app.version_string}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}\n")
+    print("| what | measured | goal | met |\n| --- | --- | --- | --- |")
+    for row in ROWS:
+        print("| " + " | ".join(row) + " |")
+    return 0 if all(r[3] == "yes" for r in ROWS) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
