@@ -6,6 +6,7 @@ stay on disk whatever happens, so nothing paid for is lost.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,10 @@ def import_results(context: bpy.types.Context, paths: list[Path], provenance: li
         _remove_new(before)
         bpy.data.collections.remove(collection)
         kept = ", ".join(str(p) for p in paths)
-        raise GlbImportError(f"Blender could not import the result ({_short(exc)}). Nothing was added; "
+        why = _short(exc)
+        if any(uses_draco(p) for p in paths):
+            why = "it is compressed with Draco, which this Blender build cannot decode; Blender from blender.org can"
+        raise GlbImportError(f"Blender could not import the result ({why}). Nothing was added; "
                            f"the file is kept at {kept}.") from exc
     return roots
 
@@ -163,8 +167,11 @@ def set_origin_to_base(root: bpy.types.Object) -> float:
             root.matrix_world = Matrix.Identity(4)
         root.data.transform(Matrix.Translation(-base))
         root.data.update()
-    else:  # a hierarchy: move it as a whole so its base sits at the origin
-        root.matrix_world = Matrix.Translation(-base) @ root.matrix_world
+    else:  # a hierarchy: move the root's origin to the base, its children staying where they are
+        children = [(child, child.matrix_world.copy()) for child in root.children]
+        root.matrix_world = Matrix.Translation(base - root.matrix_world.translation) @ root.matrix_world
+        for child, world in children:
+            child.matrix_world = world
     return float(high[0] - low[0])
 
 
@@ -230,6 +237,17 @@ def _remove_new(before: dict[str, set[bpy.types.ID]]) -> None:
         data = getattr(bpy.data, kind)
         for block in [b for b in data if b not in before[kind]]:
             data.remove(block)
+
+
+def uses_draco(path: Path) -> bool:
+    """Whether a GLB's JSON chunk asks for Draco mesh compression."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(20)
+            length = struct.unpack("<I", header[12:16])[0] if len(header) == 20 else 0
+            return b"KHR_draco_mesh_compression" in f.read(min(length, 1 << 24))
+    except OSError:
+        return False
 
 
 def _short(exc: BaseException) -> str:

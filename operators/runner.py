@@ -177,6 +177,14 @@ def note_imported(folder: Path, task_uuid: str, objects: list[bpy.types.Object])
         log.warning("SAM 3D: could not write the job journal: %s", exc)
 
 
+def _load_history() -> None:
+    """Read the journal (a local file: nothing touches the network) so the panel can offer Resume."""
+    try:
+        _refresh_quietly(preferences.result_folder(preferences.get()))
+    except (KeyError, AttributeError):  # preferences not there yet
+        pass
+
+
 def _refresh_quietly(folder: Path) -> None:
     try:
         RUNNER.refresh_history(folder)
@@ -229,6 +237,8 @@ def run_blocking(context: bpy.types.Context, runnings: list[Running], report: Re
 
 
 def tick() -> float:
+    if RUNNER.history_folder is None:  # the first tick after start: offer what earlier sessions left
+        _load_history()
     changed = RUNNER.step()
     for running in [r for r in RUNNER.jobs.values() if r.job.done and not r.owned]:
         adopt(running)

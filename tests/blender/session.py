@@ -33,6 +33,9 @@ def main(zip_path: str, result_dir: str, api_url: str, key: str, action: str, *f
         print("STARTING", flush=True)
         bpy.ops.sam3d.reconstruct()
     else:
+        runner = sys.modules["bl_ext.user_default.sam3d.operators.runner"]
+        runner.tick()  # Blender's app timer, on its first tick after start
+        print(json.dumps({"offered": [t.task_uuid for t in runner.RUNNER.unfinished()]}), flush=True)
         outcome = bpy.ops.sam3d.resume()
         again = bpy.ops.sam3d.resume()  # a second press finds nothing left to do
         print(json.dumps({"outcome": sorted(outcome), "again": sorted(again)}), flush=True)

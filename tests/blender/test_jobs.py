@@ -152,10 +152,14 @@ def test_blender_killed_while_processing_then_resumed_once_without_paying_again(
     [uuid] = [u for u, t in sam3d.emu.tasks.items() if t.task_type == "3dInference"]
     assert journal(sam3d)[uuid].status == "submitted"
 
+    polls_before = len(sam3d.emu.requests)
     second = subprocess.run([*args, "resume"], capture_output=True, text=True, timeout=120)
     lines = [json.loads(line) for line in second.stdout.splitlines() if line.startswith("{")]
     assert lines, second.stdout + second.stderr
-    assert lines[0] == {"outcome": ["FINISHED"], "again": ["CANCELLED"]}
-    assert lines[1]["objects"] == [["mask_0", uuid]]
+    assert lines[0] == {"offered": [uuid]}  # the panel offers it at start...
+    assert lines[1] == {"outcome": ["FINISHED"], "again": ["CANCELLED"]}  # ...and Resume brings it once
+    assert lines[2]["objects"] == [["mask_0", uuid]]
+    resumed = [t for r in sam3d.emu.requests[polls_before:] for t in r.body]
+    assert {t["taskType"] for t in resumed} == {"getResponse"} and {t["taskUUID"] for t in resumed} == {uuid}
     assert sam3d.emu.billed_tasks() == 1 and sam3d.emu.tasks[uuid].submissions == 1
     assert journal(sam3d)[uuid].status == "imported"
