@@ -9,6 +9,7 @@ file load or an undo can never leave a dangling reference.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -179,10 +180,8 @@ def note_imported(folder: Path, task_uuid: str, objects: list[bpy.types.Object])
 
 def _load_history() -> None:
     """Read the journal (a local file: nothing touches the network) so the panel can offer Resume."""
-    try:
+    with contextlib.suppress(KeyError, AttributeError):  # preferences not there yet
         _refresh_quietly(preferences.result_folder(preferences.get()))
-    except (KeyError, AttributeError):  # preferences not there yet
-        pass
 
 
 def _refresh_quietly(folder: Path) -> None:
