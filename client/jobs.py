@@ -244,9 +244,7 @@ class Job:
         for name, data in zip(INPUT_FILES, (image_png, mask_png), strict=True):
             (req.folder / name).write_bytes(data)
         self._emit("uploading", text=f"Uploading the photo ({len(image_png) / 1e6:.1f} MB)")
-        upload_key = (req.api_url, hashlib.blake2b(image_png, digest_size=16).digest())
-        reused = upload_key in UPLOADS
-        image_ref = UPLOADS.get(upload_key, lambda: client.upload_image(image_png))
+        image_ref, reused = self._photo(client, image_png)
         task = tasks.inference_task(
             image=image_ref, mask=tasks.data_uri_png(mask_png), prompt=req.prompt,
             model=req.model, seed=req.seed, number_results=req.number_results, delivery=req.delivery,
@@ -261,12 +259,28 @@ class Job:
         except RunwareError as exc:
             if not (reused and exc.code == "invalidImage"):
                 raise
-            UPLOADS.forget(upload_key)  # Runware forgot the upload (deleted after 30 days unused): send it again
-            task["inputs"]["image"] = UPLOADS.get(upload_key, lambda: client.upload_image(image_png))
-            state = client.submit(task)  # the refused task was never created: same task UUID
+            # Runware forgot the upload (deleted after 30 days unused): send it again. The refused task was
+            # never created, so it keeps its UUID.
+            task["inputs"]["image"] = self._photo(client, image_png, fresh=True)[0]
+            state = client.submit(task)
         if len(state.results) >= req.number_results:  # sync delivery, or an instant answer
             return state
         return self._wait(client)
+
+    def _photo(self, client: RunwareClient, png: bytes, fresh: bool = False) -> tuple[str, bool]:
+        """(inputs.image, whether it is an earlier upload). The photo is uploaded once per endpoint and its
+        UUID reused; an endpoint that refuses uploads gets it inline, as a data URI."""
+        key = (self.request.api_url, hashlib.blake2b(png, digest_size=16).digest())
+        if fresh:
+            UPLOADS.forget(key)
+        reused = key in UPLOADS
+        try:
+            return UPLOADS.get(key, lambda: client.upload_image(png)), reused
+        except RunwareError as exc:
+            if exc.status not in (400, 404, 405, 501) or exc.code in ("invalidApiKey", "insufficientCredits"):
+                raise
+            log.info("SAM 3D: the endpoint refused imageUpload (%s); sending the photo inline", exc.code)
+            return tasks.data_uri_png(png), False
 
     def _fetch(self, client: RunwareClient) -> tasks.TaskState:
         self._emit("queued", text="Fetching the earlier task")

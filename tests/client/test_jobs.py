@@ -153,3 +153,19 @@ def test_an_upload_the_server_forgot_is_sent_again(emu, tmp_path):
     assert job.outcome.kind == "done"
     assert len([t for r in emu.requests for t in r.body if t.get("taskType") == "imageUpload"]) == 2
     assert emu.billed_tasks() == 2
+
+
+def test_an_endpoint_without_image_upload_gets_the_photo_inline(emu, tmp_path, monkeypatch):
+    from client import tasks as task_module
+    from client.jobs import UPLOADS
+
+    UPLOADS.clear()
+    # An upload task the server does not know: what an endpoint without imageUpload answers.
+    def unknown_task(png: bytes, task_uuid: str | None = None) -> dict:
+        return {"taskType": "imageUploadX", "taskUUID": task_module.new_task_uuid()}
+
+    monkeypatch.setattr(task_module, "upload_task", unknown_task)
+    job = run(Job(request(emu, tmp_path)))
+    assert job.outcome.kind == "done"
+    [task] = [t for r in emu.requests for t in r.body if t.get("taskType") == "3dInference"]
+    assert task["inputs"]["image"].startswith("data:image/png;base64,")
