@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import BoolProperty, CollectionProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
+
+
+class SAM3D_PG_mask(bpy.types.PropertyGroup):
+    """One mask of the photo's list: each enabled one becomes one object."""
+
+    image: PointerProperty(name="Mask", type=bpy.types.Image)  # type: ignore[valid-type]
+    enabled: BoolProperty(name="Enabled", default=True)  # type: ignore[valid-type]
 
 
 class SAM3D_PG_settings(bpy.types.PropertyGroup):
@@ -13,6 +20,10 @@ class SAM3D_PG_settings(bpy.types.PropertyGroup):
     mask: PointerProperty(  # type: ignore[valid-type]
         name="Mask", type=bpy.types.Image,
         description="White (or opaque) where the object is: grayscale, RGB, or a cut-out whose alpha is the mask")
+    masks: CollectionProperty(  # type: ignore[valid-type]
+        name="Masks", type=SAM3D_PG_mask,
+        description="Several masks of the photo: when any is enabled, each enabled one becomes one object")
+    active_mask_index: IntProperty(name="Active Mask", default=0)  # type: ignore[valid-type]
     use_photo_alpha: BoolProperty(  # type: ignore[valid-type]
         name="Use Photo Alpha", default=False,
         description="Use the photo's own transparency as the mask (for cut-out photos)")
@@ -45,7 +56,7 @@ class SAM3D_PG_settings(bpy.types.PropertyGroup):
         name="Webhook URL", default="", description="Runware POSTs the result JSON there when it is ready")
 
 
-classes = (SAM3D_PG_settings,)
+classes = (SAM3D_PG_mask, SAM3D_PG_settings)
 
 
 def register() -> None:

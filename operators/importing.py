@@ -38,11 +38,17 @@ class Provenance:
 
 
 def import_results(context: bpy.types.Context, paths: list[Path], provenance: list[Provenance], *,
-                   name: str, placement: str = "CURSOR") -> list[bpy.types.Object]:
-    """Import every GLB as one object each, in a new collection named `name`; all or nothing."""
+                   name: str, placement: str = "CURSOR", photo: str = "") -> list[bpy.types.Object]:
+    """Import every GLB as one object each, in a new collection named `name`, or with `photo` (an image
+    name) in that photo's collection, shared by every mask of the photo; all or nothing."""
     before = _snapshot()
-    collection = bpy.data.collections.new(name)
-    context.scene.collection.children.link(collection)
+    collection = _photo_collection(context, photo) if photo else None
+    made_collection = collection is None
+    if collection is None:
+        collection = bpy.data.collections.new(Path(photo).stem if photo else name)
+        context.scene.collection.children.link(collection)
+        if photo:
+            collection["sam3d_photo"] = photo
     try:
         roots = []
         for n, (path, prov) in enumerate(zip(paths, provenance, strict=True)):
@@ -56,7 +62,8 @@ def import_results(context: bpy.types.Context, paths: list[Path], provenance: li
         select_only(context, roots)
     except Exception as exc:
         _remove_new(before)
-        bpy.data.collections.remove(collection)
+        if made_collection:
+            bpy.data.collections.remove(collection)
         kept = ", ".join(str(p) for p in paths)
         why = _short(exc)
         if any(uses_draco(p) for p in paths):
@@ -64,6 +71,14 @@ def import_results(context: bpy.types.Context, paths: list[Path], provenance: li
         raise GlbImportError(f"Blender could not import the result ({why}). Nothing was added; "
                            f"the file is kept at {kept}.") from exc
     return roots
+
+
+def _photo_collection(context: bpy.types.Context, photo: str) -> bpy.types.Collection | None:
+    """The collection an earlier mask of the same photo landed in."""
+    for collection in context.scene.collection.children:
+        if collection.get("sam3d_photo") == photo:
+            return collection
+    return None
 
 
 def _import_one(context: bpy.types.Context, path: Path, label: str,

@@ -9,6 +9,7 @@ run) it steps the very same job until it ends. Job state lives in `runner.RUNNER
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import bpy
 from bpy.props import StringProperty
@@ -47,7 +48,7 @@ def why_not(context: bpy.types.Context) -> str:
     if photo_of(context) is None:
         return "Pick a photo in the SAM 3D panel (or open one in the Image Editor)"
     settings = context.scene.sam3d
-    if not settings.use_photo_alpha and settings.mask is None:
+    if not settings.use_photo_alpha and settings.mask is None and not listed_masks(settings):
         return "Pick a mask image, or tick Use Photo Alpha"
     return ""
 
@@ -56,35 +57,54 @@ def _stem(name: str) -> str:
     return Path(name).stem if "." in name else name
 
 
-def start_job(context: bpy.types.Context) -> Running:
-    """Read the settings and inputs (refusing bad input before anything is paid) and queue the job."""
+def listed_masks(settings: Any) -> list[bpy.types.Image]:
+    """The enabled masks of the list (empty when the list is not in use)."""
+    return [item.image for item in settings.masks if item.enabled and item.image is not None]
+
+
+def start_jobs(context: bpy.types.Context) -> list[Running]:
+    """Read the settings and inputs (refusing bad input before anything is paid) and queue one job per
+    mask: the enabled masks of the list, else the single mask (or the photo's alpha)."""
     settings = context.scene.sam3d
     photo = photo_of(context)
     assert photo is not None  # poll() made sure
-    mask = None if settings.use_photo_alpha else settings.mask
-    inputs = masks.read_inputs(photo, mask, use_photo_alpha=settings.use_photo_alpha)
-    name = _stem(mask.name if mask else photo.name)
-    mask_name = mask.name if mask else f"{photo.name} (alpha)"
-    request = job_request(
-        context, prepare=inputs.encode, name=name, image_name=photo.name, mask_name=mask_name,
-        placement=settings.placement, prompt=settings.prompt.strip() or name.replace("_", " "),
-        seed=None if settings.use_random_seed else settings.seed, number_results=settings.num_results,
-        delivery=settings.delivery_method.lower(), ttl=settings.ttl, webhook_url=settings.webhook_url.strip(),
-        upload_endpoint=settings.upload_endpoint.strip())
-    return RUNNER.add(Running(Job(request), name, photo.name, mask_name, settings.placement, list(inputs.warnings)))
+    listed = listed_masks(settings)
+    chosen: list[bpy.types.Image | None] = [*listed] or [None if settings.use_photo_alpha else settings.mask]
+    alpha = settings.use_photo_alpha and not listed
+    inputs = masks.read_many(photo, chosen, use_photo_alpha=alpha)
+    runnings = []
+    for mask, given in zip(chosen, inputs, strict=True):
+        name = _stem(mask.name if mask else photo.name)
+        mask_name = mask.name if mask else f"{photo.name} (alpha)"
+        prompt = (settings.prompt.strip() if not listed else "") or name.replace("_", " ")
+        request = job_request(
+            context, prepare=given.encode, name=name, image_name=photo.name, mask_name=mask_name,
+            placement=settings.placement, prompt=prompt,
+            seed=None if settings.use_random_seed else settings.seed, number_results=settings.num_results,
+            delivery=settings.delivery_method.lower(), ttl=settings.ttl, webhook_url=settings.webhook_url.strip(),
+            upload_endpoint=settings.upload_endpoint.strip())
+        runnings.append(Running(Job(request), name, photo.name, mask_name, settings.placement,
+                                list(given.warnings), photo_collection=bool(listed)))
+    return [RUNNER.add(r) for r in runnings]
 
 
-def begin(context: bpy.types.Context, report: Report) -> Running | None:
-    """Start a job, or report why not."""
+def start_job(context: bpy.types.Context) -> Running:
+    """The first (usually the only) job of `start_jobs`."""
+    return start_jobs(context)[0]
+
+
+def begin(context: bpy.types.Context, report: Report) -> list[Running]:
+    """Start the jobs, or report why not (then none)."""
     try:
-        running = start_job(context)
+        runnings = start_jobs(context)
     except (masks.MaskError, RunwareError, RefusedError) as exc:
         report({"ERROR"}, str(exc))
-        return None
-    for warning in running.warnings:
-        report({"WARNING"}, warning)
-    running.warnings.clear()
-    return running
+        return []
+    for running in runnings:
+        for warning in running.warnings:
+            report({"WARNING"}, warning)
+        running.warnings.clear()
+    return runnings
 
 
 class ModalRun:
@@ -93,33 +113,45 @@ class ModalRun:
 
     def __init__(self, report: Report) -> None:
         self.report = report
-        self.task_uuid = ""
+        self.task_uuids: list[str] = []
+        self.results: set[str] = set()
+
+    @property
+    def task_uuid(self) -> str:
+        return self.task_uuids[0] if self.task_uuids else ""
 
     def start(self, context: bpy.types.Context) -> bool:
-        running = begin(context, self.report)
-        if running is None:
-            return False
-        running.owned = True
-        self.task_uuid = running.job.task_uuid
-        self._status(context, running)
-        return True
+        runnings = begin(context, self.report)
+        for running in runnings:
+            running.owned = True
+        self.task_uuids = [r.job.task_uuid for r in runnings]
+        if runnings:
+            self._status(context, runnings[0])
+        return bool(runnings)
+
+    def _mine(self) -> list[Running]:
+        return [r for r in (RUNNER.jobs.get(u) for u in self.task_uuids) if r is not None and r.owned]
 
     def on_event(self, context: bpy.types.Context, kind: str, value: str) -> set[str]:
-        running = RUNNER.jobs.get(self.task_uuid)
-        if running is None or not running.owned:  # stopped or adopted elsewhere (add-on disabled)
-            return self._end(context, {"CANCELLED"})
+        mine = self._mine()
+        if not mine:  # stopped or adopted elsewhere (add-on disabled, file loaded)
+            return self._end(context, {"FINISHED"} if "FINISHED" in self.results else {"CANCELLED"})
         if kind == "ESC" and value == "PRESS":
-            running.job.cancel()
+            for running in mine:
+                running.job.cancel()
         if kind != "TIMER":
             return {"PASS_THROUGH"}
-        job = running.job
-        if job.done and job.outcome is not None and job.outcome.kind == "done" and job.phase != "importing":
-            job.phase, job.fraction, job.text = "importing", 0.95, "Importing"  # shown before the import blocks
-        elif job.done:
-            return self._end(context, conclude(context, running, self.report))
-        else:
-            RUNNER.step()
-        self._status(context, running)
+        RUNNER.step()
+        for running in mine:
+            job = running.job
+            if job.done and job.outcome is not None and job.outcome.kind == "done" and job.phase != "importing":
+                job.phase, job.fraction, job.text = "importing", 0.95, "Importing"  # shown before it blocks
+            elif job.done:
+                self.results |= conclude(context, running, self.report)
+        mine = self._mine()
+        if not mine:  # every job of this press imported (or failed): one undo step for them all
+            return self._end(context, {"FINISHED"} if "FINISHED" in self.results else {"CANCELLED"})
+        self._status(context, mine[0])
         redraw_panels()
         return {"PASS_THROUGH"}
 
@@ -169,10 +201,10 @@ class SAM3D_OT_reconstruct(bpy.types.Operator):
         return result
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        running = begin(context, self.report)
-        if running is None:
+        runnings = begin(context, self.report)
+        if not runnings:
             return {"CANCELLED"}
-        return run_blocking(context, [running], self.report)
+        return run_blocking(context, runnings, self.report)
 
 
 class SAM3D_OT_cancel(bpy.types.Operator):

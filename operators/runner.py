@@ -45,6 +45,7 @@ class Running:
     placement: str
     warnings: list[str] = field(default_factory=list)
     owned: bool = False  # a modal or blocking operator imports it (one undo step); else the app timer does
+    photo_collection: bool = False  # one of several masks of a photo: all land in the photo's collection
 
     @property
     def label(self) -> str:
@@ -164,7 +165,8 @@ def finish(context: bpy.types.Context, running: Running) -> tuple[list[bpy.types
         provenance = [importing.Provenance(r.task_uuid, r.seed, r.cost, req.prompt, running.image,
                                            running.mask, req.model, r.index) for r in outcome.results]
         objects = importing.import_results(context, [r.path for r in outcome.results], provenance,
-                                           name=running.name, placement=running.placement)
+                                           name=running.name, placement=running.placement,
+                                           photo=running.image if running.photo_collection else "")
         note_imported(req.result_dir, job.task_uuid, objects)
         return objects, running.warnings + outcome.warnings
     finally:

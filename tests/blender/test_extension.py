@@ -182,7 +182,7 @@ def test_modal_run_steps_the_job_on_timer_ticks_and_imports(sam3d):
         assert drive(run) == {"FINISHED"}
     finally:
         reconstruct.redraw_panels = original
-    assert {"processing", "downloading", "importing"} <= set(phases)
+    assert {"processing", "importing"} <= set(phases)
     assert phases[-2:] == ["importing", "importing"], "the panel shows Importing before the import blocks"
     assert "mask_0" in bpy.data.objects and bpy.data.objects["mask_0"].select_get()
     assert any(kind == {"INFO"} and "added mask_0" in text for kind, text in reports)
