@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import bpy
 
@@ -35,6 +36,7 @@ class _MainPanel(_Sidebar):
         row.enabled = not settings.use_photo_alpha
         row.template_ID(settings, "mask", open="image.open", text="Mask")
         col.prop(settings, "use_photo_alpha")
+        _draw_masks_list(layout.column(), settings)
         col.prop(settings, "prompt")
         row = col.row(heading="Seed")
         row.prop(settings, "use_random_seed", text="Random")
@@ -45,9 +47,11 @@ class _MainPanel(_Sidebar):
         col.prop(settings, "placement")
 
         reason = reconstruct.why_not(context)
+        listed = len(reconstruct.listed_masks(settings))
         big = layout.row()
         big.scale_y = 1.5
-        big.operator("sam3d.reconstruct", icon="MESH_MONKEY")
+        big.operator("sam3d.reconstruct", icon="MESH_MONKEY",
+                     text=f"Reconstruct {listed} Objects" if listed > 1 else "Reconstruct")
         if reason:
             layout.label(text=reason, icon="INFO")
 
@@ -55,6 +59,17 @@ class _MainPanel(_Sidebar):
             row = layout.row(align=True)
             row.progress(factor=running.job.fraction, type="BAR", text=running.label)
             row.operator("sam3d.cancel", text="", icon="X").task_uuid = running.job.task_uuid
+
+
+def _draw_masks_list(layout: bpy.types.UILayout, settings: Any) -> None:
+    header = layout.row(align=True)
+    header.label(text="Masks of the photo" + (f" ({len(settings.masks)})" if len(settings.masks) else ""))
+    header.operator("sam3d.mask_add", text="", icon="ADD")
+    header.operator("sam3d.mask_remove", text="", icon="REMOVE")
+    header.operator("sam3d.masks_load_folder", text="", icon="FILE_FOLDER")
+    header.operator("sam3d.masks_clear", text="", icon="X")
+    if len(settings.masks):
+        layout.template_list("SAM3D_UL_masks", "", settings, "masks", settings, "active_mask_index", rows=3)
 
 
 STATUS_ICONS = {"imported": "CHECKMARK", "failed": "ERROR", "cancelled": "CANCEL", "created": "TIME",
@@ -106,6 +121,16 @@ class _JobsPanel(_Sidebar):
         row.operator("sam3d.open_folder", text="", icon="FILE_FOLDER").task_uuid = task.task_uuid
 
 
+class SAM3D_UL_masks(bpy.types.UIList):
+    """The masks of the photo, each with a checkbox."""
+
+    def draw_item(  # type: ignore[no-untyped-def]
+            self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0) -> None:
+        row = layout.row(align=True)
+        row.prop(item, "enabled", text="")
+        row.template_ID(item, "image", open="image.open")
+
+
 class _AdvancedPanel(_Sidebar):
     bl_label = "Advanced"
     bl_options = {"DEFAULT_CLOSED"}
@@ -155,8 +180,8 @@ class SAM3D_PT_image_advanced(_AdvancedPanel, bpy.types.Panel):
     bl_parent_id = "SAM3D_PT_image"
 
 
-classes = (SAM3D_PT_view3d, SAM3D_PT_image, SAM3D_PT_view3d_jobs, SAM3D_PT_image_jobs, SAM3D_PT_view3d_advanced,
-           SAM3D_PT_image_advanced)
+classes = (SAM3D_UL_masks, SAM3D_PT_view3d, SAM3D_PT_image, SAM3D_PT_view3d_jobs, SAM3D_PT_image_jobs,
+           SAM3D_PT_view3d_advanced, SAM3D_PT_image_advanced)
 
 
 def register() -> None:

@@ -56,6 +56,11 @@ class Layout:
     def template_ID(self, data, name, **kwargs):  # noqa: ANN001, ANN003
         self.prop(data, name)
 
+    def template_list(self, list_type, list_id, data, name, active_data, active_name, **kwargs):  # noqa: ANN001, ANN003
+        assert hasattr(bpy.types, list_type), f"no UIList {list_type}"
+        self.prop(data, name)
+        self.prop(active_data, active_name)
+
     def operator(self, idname, **kwargs):  # noqa: ANN001, ANN003
         category, op = idname.split(".")
         assert hasattr(getattr(bpy.ops, category), op), f"no operator {idname}"
@@ -80,7 +85,9 @@ def draw(panel: str) -> list:
 
 
 def test_panels_draw_every_setting_and_say_why_reconstruct_is_disabled(sam3d):
+    sam3d.settings.masks.add()
     calls = draw("SAM3D_PT_view3d")
+    assert ("prop", "masks") in calls and ("operator", "sam3d.masks_load_folder") in calls
     props = {name for kind, name in calls if kind == "prop"}
     assert {"image", "mask", "use_photo_alpha", "prompt", "seed", "num_results", "placement"} <= props
     assert ("operator", "sam3d.reconstruct") in calls
