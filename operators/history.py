@@ -144,7 +144,10 @@ class SAM3D_OT_retry(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[str]:
         record = _record(context, self.task_uuid)
         folder = (RUNNER.history_folder or Path()) / self.task_uuid
-        if record is None or not all((folder / name).is_file() for name in INPUT_FILES):
+        if record is None:
+            self.report({"ERROR"}, f"The journal has no task {self.task_uuid}.")
+            return {"CANCELLED"}
+        if not all((folder / name).is_file() for name in INPUT_FILES):
             self.report({"ERROR"}, "The inputs of this job are not on disk any more: reconstruct it from the panel.")
             return {"CANCELLED"}
         info = record.info

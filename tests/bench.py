@@ -29,6 +29,16 @@ MODULE = "bl_ext.user_default.sam3d"
 ROWS: list[tuple[str, str, str, str]] = []
 
 
+def _die_with_parent() -> None:
+    """Linux: the emulator ends with the benchmark, even when that one crashes."""
+    import contextlib
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class EmulatorProcess:
     """tests/emulator.py in its own process, so that it competes with Blender for no lock."""
 
@@ -42,7 +52,7 @@ class EmulatorProcess:
                "--processing", str(processing)]
         if glb:
             cmd += ["--glb", str(glb)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
         assert self.proc.stdout is not None
         self.proc.stdout.readline()  # it prints its URL once it listens
         self.api_url = f"http://127.0.0.1:{self.port}/v1"

@@ -30,6 +30,7 @@ import urllib.error
 import urllib.request
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -351,6 +352,8 @@ class Emulator:
         self.api_key = api_key
         self.processing_time = processing_time
         self.result_bytes = Path(result_glb).read_bytes() if result_glb else glb.canonical_glb()
+        # Tests may make each result from its task (e.g. a shape matching the mask): (task, index) -> GLB bytes.
+        self.result_factory: Callable[[dict, int], bytes] | None = None
         self.host = host
         self.verbose = verbose
         self.api_url = self.files_url = ""
@@ -685,8 +688,9 @@ class Emulator:
             if not gen.error:
                 gen.file_uuid = str(uuid.uuid4())
                 gen.url = f"{self.files_url}/files/{gen.file_uuid}.glb"
+                data = self.result_factory(task, i) if self.result_factory else self.result_bytes
                 self._files[f"/files/{gen.file_uuid}.glb"] = _File(
-                    self.result_bytes, "model/gltf-binary", done_at, done_at + ttl if ttl else None)
+                    data, "model/gltf-binary", done_at, done_at + ttl if ttl else None)
             gens.append(gen)
         return gens
 
@@ -939,7 +943,7 @@ class Emulator:
             expired = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
             return 403, expired, "application/xml", None
         body, ctype = stored.data, stored.content_type
-        if ctype == "model/gltf-binary":
+        if ctype == "model/gltf-binary" and self.result_factory is None:
             body = self._glb_bytes()
         if faults.corrupt_downloads > 0:
             faults.corrupt_downloads -= 1

@@ -47,7 +47,7 @@ def reconstruct(module: str, api_url: str | None, key: str) -> bpy.types.Object:
     settings = bpy.context.scene.sam3d
     settings.image = bpy.data.images.load(str(EXAMPLE / "image.png"))
     settings.mask = bpy.data.images.load(str(EXAMPLE / "mask_0.png"))
-    settings.prompt = "a toy"
+    settings.prompt = "a wooden bench"
     before = set(bpy.data.objects)
     started = time.monotonic()
     bpy.ops.sam3d.reconstruct()  # executed from a script: blocks until the object is in the scene
@@ -129,6 +129,7 @@ def main() -> int:
     bpy.ops.wm.save_as_mainfile(filepath=str(OUT / "demo.blend"))
     say("saved out/demo.blend")
     render(OUT / "demo.png")
+    say("done: out/demo.blend and out/demo.png" + (", made against the emulator" if emulator else ""))
     shutil.rmtree(USER, ignore_errors=True)
     return 0
 
