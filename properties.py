@@ -40,7 +40,8 @@ class SAM3D_PG_settings(bpy.types.PropertyGroup):
     placement: EnumProperty(  # type: ignore[valid-type]
         name="Placement", default="CURSOR",
         items=[("CURSOR", "On 3D Cursor", "Stand the object on the 3D cursor, origin at its base"),
-               ("AS_IS", "As Returned", "Keep the transform the GLB came with (SAM 3D's camera frame)")])
+               ("AS_IS", "As Returned", "Keep the transform the GLB came with (SAM 3D's camera frame)"),
+               ("CAMERA", "As in the Photo", "Stand in front of the photo's camera as in the photo (scene layout)")])
     # Advanced: the rest of the model's request parameters.
     delivery_method: EnumProperty(  # type: ignore[valid-type]
         name="Delivery", default="ASYNC",

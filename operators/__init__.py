@@ -5,9 +5,9 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
-from . import history, mask_list, reconstruct, runner
+from . import history, layout, mask_list, reconstruct, runner
 
-classes = (*reconstruct.classes, *history.classes, *mask_list.classes)
+classes = (*reconstruct.classes, *history.classes, *mask_list.classes, *layout.classes)
 
 
 @persistent

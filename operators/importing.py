@@ -7,6 +7,7 @@ stay on disk whatever happens, so nothing paid for is lost.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,8 @@ class Provenance:
 
 
 def import_results(context: bpy.types.Context, paths: list[Path], provenance: list[Provenance], *,
-                   name: str, placement: str = "CURSOR", photo: str = "") -> list[bpy.types.Object]:
+                   name: str, placement: str = "CURSOR", photo: str = "",
+                   arrange: Callable[[list[bpy.types.Object]], None] | None = None) -> list[bpy.types.Object]:
     """Import every GLB as one object each, in a new collection named `name`, or with `photo` (an image
     name) in that photo's collection, shared by every mask of the photo; all or nothing."""
     before = _snapshot()
@@ -58,6 +60,8 @@ def import_results(context: bpy.types.Context, paths: list[Path], provenance: li
             roots.append(root)
         if placement == "CURSOR":
             place_on_cursor(context, roots)
+        elif arrange is not None:  # e.g. in front of the photo's camera (operators/layout.py)
+            arrange(roots)
         context.view_layer.update()
         select_only(context, roots)
     except Exception as exc:

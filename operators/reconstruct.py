@@ -16,7 +16,7 @@ from bpy.props import StringProperty
 
 from .. import preferences
 from ..client import Job, RunwareError
-from . import masks
+from . import layout, masks
 from .runner import RUNNER, TICK, RefusedError, Report, Running, conclude, job_request, redraw_panels, run_blocking
 
 
@@ -84,7 +84,8 @@ def start_jobs(context: bpy.types.Context) -> list[Running]:
             delivery=settings.delivery_method.lower(), ttl=settings.ttl, webhook_url=settings.webhook_url.strip(),
             upload_endpoint=settings.upload_endpoint.strip())
         runnings.append(Running(Job(request), name, photo.name, mask_name, settings.placement,
-                                list(given.warnings), photo_collection=bool(listed)))
+                                list(given.warnings), photo_collection=bool(listed),
+                                mask_box=layout.mask_box(given.mask) if settings.placement == "CAMERA" else None))
     return [RUNNER.add(r) for r in runnings]
 
 

@@ -22,7 +22,7 @@ import bpy
 
 from .. import preferences
 from ..client import Job, JobRequest, Journal, RunwareError, TaskRecord
-from . import importing
+from . import importing, layout
 
 log = logging.getLogger(__name__)
 TICK = 0.1  # seconds between steps while jobs run
@@ -46,6 +46,7 @@ class Running:
     warnings: list[str] = field(default_factory=list)
     owned: bool = False  # a modal or blocking operator imports it (one undo step); else the app timer does
     photo_collection: bool = False  # one of several masks of a photo: all land in the photo's collection
+    mask_box: tuple[float, float, float, float] | None = None  # for placement 'CAMERA' (operators/layout.py)
 
     @property
     def label(self) -> str:
@@ -164,9 +165,11 @@ def finish(context: bpy.types.Context, running: Running) -> tuple[list[bpy.types
         RUNNER.session_cost += sum(r.cost or 0.0 for r in outcome.results)
         provenance = [importing.Provenance(r.task_uuid, r.seed, r.cost, req.prompt, running.image,
                                            running.mask, req.model, r.index) for r in outcome.results]
+        box = running.mask_box
+        arrange = (lambda roots: layout.arrange(context, roots, running.image, box)) if box else None
         objects = importing.import_results(context, [r.path for r in outcome.results], provenance,
                                            name=running.name, placement=running.placement,
-                                           photo=running.image if running.photo_collection else "")
+                                           photo=running.image if running.photo_collection else "", arrange=arrange)
         note_imported(req.result_dir, job.task_uuid, objects)
         return objects, running.warnings + outcome.warnings
     finally:

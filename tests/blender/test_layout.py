@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import base64
+import struct
+import zlib
 
 import bpy
+import numpy as np
 import pytest
 from conftest import SAMPLES, load, new_objects
+
+from tests import glb
 
 
 def test_a_folder_of_cutout_masks_becomes_one_object_each_in_the_photos_collection(sam3d):
@@ -58,3 +63,120 @@ def test_disabled_masks_and_an_empty_list_fall_back_to_the_single_mask(sam3d):
     [obj] = new_objects(before)
     assert [c.name for c in obj.users_collection] == ["mask_0"]
     assert bpy.ops.sam3d.mask_remove() == {"FINISHED"} and len(settings.masks) == 0
+
+
+# --- placement 'CAMERA': results made by the emulator from each task's own mask -------------------------
+
+
+def mask_of(task: dict) -> np.ndarray:
+    """The binary mask a task sent (our PNGs: 8-bit gray, filter 0 on every row), decoded without bpy:
+    the emulator calls this on its own threads."""
+    png = base64.b64decode(task["inputs"]["mask"].split(",", 1)[1])
+    w, h = struct.unpack(">II", png[16:24])
+    pos, idat = 8, b""
+    while pos < len(png):
+        length, kind = struct.unpack(">I4s", png[pos:pos + 8])
+        if kind == b"IDAT":
+            idat += png[pos + 8:pos + 8 + length]
+        pos += 12 + length
+    rows = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, w + 1)
+    return rows[:, 1:] > 127
+
+
+def box_of(mask: np.ndarray) -> tuple[float, float, float, float]:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    h, w = mask.shape
+    return cols[0] / w, rows[0] / h, (cols[-1] + 1) / w, (rows[-1] + 1) / h
+
+
+def shape_like(task: dict, posed: bool) -> bytes:
+    """What SAM 3D would send for this mask: an object of the mask box's proportions, canonical (in the
+    unit cube, Y up) or posed in the camera frame (OpenGL axes) so that it projects onto the mask's box
+    through a 35 mm camera (36 mm sensor), at a depth of its own."""
+    mask = mask_of(task)
+    left, top, right, bottom = box_of(mask)
+    h, w = mask.shape
+    aspect = (right - left) * w / ((bottom - top) * h)
+    if not posed:
+        rx, ry = 0.5 * min(aspect, 1.0), 0.5 * min(1.0 / aspect, 1.0)
+        positions, tris, colors = glb.ellipsoid((rx, ry, min(rx, ry)))
+        return glb.make_glb(positions, tris, colors)
+    tx = 18.0 / 35.0
+    ty = tx * h / w
+    depth = 3.0 + 4.0 * (1.0 - bottom)  # lower in the photo = nearer
+    cx, cy = (left + right - 1.0) * tx * depth, (1.0 - top - bottom) * ty * depth
+    rx, ry = (right - left) * tx * depth, (bottom - top) * ty * depth
+    positions, tris, colors = glb.ellipsoid((rx, ry, 0.2 * min(rx, ry)))
+    return glb.make_glb([(x + cx, y + cy, z - depth) for x, y, z in positions], tris, colors)
+
+
+def projected_box(scene: bpy.types.Scene, camera: bpy.types.Object, obj: bpy.types.Object):  # noqa: ANN201
+    from bpy_extras.object_utils import world_to_camera_view
+    from mathutils import Vector
+
+    points = [world_to_camera_view(scene, camera, obj.matrix_world @ Vector(c)) for c in obj.bound_box]
+    xs, ys = [p.x for p in points], [1.0 - p.y for p in points]  # y from the top, as image rows
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def iou(a, b) -> float:  # noqa: ANN001
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def lay_out_socrates(sam3d, posed: bool, count: int = 8) -> list[bpy.types.Object]:  # noqa: ANN001
+    sam3d.emu.result_factory = lambda task, index: shape_like(task, posed)
+    settings = sam3d.settings
+    settings.image = load("socrates/image.png")
+    bpy.ops.sam3d.masks_load_folder(directory=str(SAMPLES / "socrates"))
+    for item in list(settings.masks)[count:]:
+        item.enabled = False
+    settings.placement = "CAMERA"
+    sam3d.prefs.max_jobs = 8
+    before = set(bpy.data.objects)
+    try:
+        assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}
+    finally:
+        sam3d.emu.result_factory = None
+    return [o for o in new_objects(before) if o.type != "CAMERA"]
+
+
+def mask_boxes(settings) -> dict[str, tuple[float, float, float, float]]:  # noqa: ANN001
+    boxes = {}
+    for item in settings.masks:
+        if item.enabled:
+            w, h = item.image.size
+            buf = np.empty(w * h * 4, np.float32)
+            item.image.pixels.foreach_get(buf)
+            boxes[item.image.name] = box_of(buf.reshape(h, w, 4)[::-1][..., 3] >= 0.5)
+    return boxes
+
+
+@pytest.mark.parametrize("posed", [False, True], ids=["canonical", "posed"])
+def test_socrates_laid_out_through_a_camera_matching_the_photo(sam3d, posed):
+    made = lay_out_socrates(sam3d, posed)
+    scene = bpy.context.scene
+    camera = bpy.data.objects["image"]
+    assert camera.type == "CAMERA" and camera["sam3d_photo"] == "image.png" and scene.camera == camera
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (2560, 1681)
+    assert camera.data.background_images[0].image.name == "image.png"
+    assert len(made) == 8 and {c.name for o in made for c in o.users_collection} == {"image"}
+    assert {o["sam3d_frame"] for o in made} == {"POSED" if posed else "CANONICAL"}
+    boxes = mask_boxes(sam3d.settings)
+    scores = {o.name: iou(projected_box(scene, camera, o), boxes[o["sam3d_mask"]]) for o in made}
+    assert min(scores.values()) >= 0.5, scores
+    if not posed:  # a shared ground: every object whose mask reaches below the horizon stands on it
+        grounded = [o for o in made if boxes[o["sam3d_mask"]][3] > 0.55]
+        assert grounded and all(abs(o.matrix_world.translation.z) < 1e-3 for o in grounded)
+
+    camera.data.lens = 50.0  # the user corrects the focal length, then moves the camera
+    camera.location.x += 1.0
+    bpy.context.view_layer.update()
+    requests = len(sam3d.emu.requests)
+    assert bpy.ops.sam3d.relayout() == {"FINISHED"}
+    bpy.context.view_layer.update()
+    after = {o.name: iou(projected_box(scene, camera, o), boxes[o["sam3d_mask"]]) for o in made}
+    assert min(after.values()) >= 0.5, after
+    assert len(sam3d.emu.requests) == requests, "re-layout sends nothing"
