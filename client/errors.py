@@ -28,6 +28,7 @@ _SENTENCES = {
     "downloadFailed": "The result could not be downloaded.",
     "resultExpired": "The result's download link has expired. Run the reconstruction again.",
     "insecureUrl": "Refusing to send the API key over plain HTTP: the API URL must start with https://.",
+    "insecureResultUrl": "Runware gave a result address that is not https://, so it was not downloaded.",
     "badResponse": "Runware sent an answer this add-on does not understand.",
     "cancelled": "Cancelled.",
     "diskError": "Cannot write to the result folder (set another one in the add-on preferences).",

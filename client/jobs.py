@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from . import tasks
 from .cache import OnceCache
 from .download import download, save_inline
@@ -40,6 +42,10 @@ INPUT_FILES = ("photo.png", "mask.png")  # kept beside the results, so Retry wor
 # The photo is uploaded once (imageUpload) and its UUID reused by every task that sends the same photo to
 # the same endpoint: N masks of a photo cost one photo upload plus N masks.
 UPLOADS: OnceCache[str] = OnceCache(32)
+# Failures on our side of a sent task: Runware may still finish it (and bill it), so Resume stays offered.
+CLIENT_SIDE = {"jobTimeout", "network", "timeout", "downloadFailed", "downloadTooLarge", "notGlb", "resultExpired",
+               "rateLimitExceeded", "serviceUnavailable", "internalServerError", "badResponse", "diskError",
+               "internal"}
 
 
 @dataclass
@@ -188,6 +194,16 @@ class Job:
             if self.slots is not None:
                 self.slots.release()
 
+    def _failed(self, journal: Journal, exc: RunwareError) -> None:
+        """Journal the end of a job. A task that was sent stays resumable unless the server said it failed:
+        a time limit, the network or the download failing on our side must not lose a paid result."""
+        if exc.code == "cancelled" and not self.submitted:
+            _try(journal.append, "cancelled", self.task_uuid)
+        elif exc.code != "cancelled":  # a cancelled paid task stays unfinished: it can be resumed
+            ours = self.submitted and exc.code in CLIENT_SIDE
+            _try(journal.append, "failed", self.task_uuid, code=exc.code, resumable=ours)
+        self.events.put(Event("failed", error=exc))
+
     def _take_slot(self) -> None:
         """Wait for a free slot (the worker, not the main thread, so the next job starts the moment one
         ends), checking for a cancel now and then."""
@@ -221,11 +237,9 @@ class Job:
                 self.slots = None
             self.events.put(Event("done", results=results, warnings=[e.sentence for e in state.errors]))
         except RunwareError as exc:
-            if exc.code == "cancelled" and not self.submitted:
-                _try(journal.append, "cancelled", self.task_uuid)
-            elif exc.code != "cancelled":  # a cancelled paid task stays unfinished: it can be resumed
-                _try(journal.append, "failed", self.task_uuid, code=exc.code)
-            self.events.put(Event("failed", error=exc))
+            self._failed(journal, exc)
+        except requests.RequestException as exc:  # a malformed URL or header, too many redirects…
+            self._failed(journal, RunwareError("network", type(exc).__name__))
         except OSError as exc:  # the result folder: missing rights, disk full
             self.events.put(Event("failed", error=RunwareError("diskError", f"{exc.strerror}: {exc.filename}")))
         except Exception as exc:  # a bug of ours: say so plainly, keep the traceback for the console

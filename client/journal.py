@@ -22,7 +22,7 @@ FILE = "journal.jsonl"
 # What each event says about a task; a later step overrides an earlier one.
 STATUS = {"created": "created", "submitted": "submitted", "results": "processed", "downloaded": "downloaded",
           "imported": "imported", "failed": "failed", "cancelled": "cancelled"}
-UNFINISHED = {"submitted", "processed", "downloaded"}
+UNFINISHED = {"submitted", "processed", "downloaded", "interrupted"}
 
 
 @dataclass
@@ -112,4 +112,6 @@ class Journal:
                 task.files = list(rec.get("files") or [])
             if event == "failed":
                 task.code = str(rec.get("code", ""))
+                if rec.get("resumable"):  # it failed on our side after it was sent: Resume can still fetch it
+                    task.status = "interrupted"
         return tasks

@@ -35,7 +35,8 @@ def check_url(url: str, what: str = "API URL") -> None:
         return
     if parts.scheme == "http" and is_loopback(parts.hostname or ""):
         return
-    raise RunwareError("insecureUrl", f"The {what} must start with https:// (got {parts.scheme or 'nothing'}://).")
+    code = "insecureUrl" if what == "API URL" else "insecureResultUrl"
+    raise RunwareError(code, f"The {what} must start with https:// (got {parts.scheme or 'nothing'}://).")
 
 
 def is_loopback(host: str) -> bool:
@@ -64,6 +65,8 @@ class RunwareClient:
     ) -> None:
         if not api_key:
             raise RunwareError("missingApiKey")
+        if not (api_key.isascii() and api_key.isprintable()):  # e.g. a zero-width space pasted with it
+            raise RunwareError("invalidApiKey", "the key holds invisible or non-ASCII characters")
         check_url(api_url)
         self.api_url = api_url
         self.timeout = timeout
@@ -73,7 +76,9 @@ class RunwareClient:
         self.cancel = cancel or threading.Event()
         self._key = api_key
         self._session = requests.Session()
-        self._session.trust_env = True  # honour the user's proxy settings
+        # The user's proxy settings, but never for this machine: a key meant for loopback HTTP must not
+        # travel in clear to a proxy.
+        self._session.trust_env = not is_loopback(urlsplit(api_url).hostname or "")
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
                          "Accept": "application/json", "User-Agent": user_agent}
         self.requests_sent = 0
@@ -140,7 +145,7 @@ class RunwareClient:
     def upload_image(self, png: bytes) -> str:
         task = tasks.upload_task(png)
         status, body, _ = self.call([task])
-        if status >= 400 or body is None:
+        if not 200 <= status < 300 or body is None:
             raise self.fail(status, body, task["taskUUID"])
         try:
             return tasks.upload_uuid(body, task["taskUUID"])
@@ -156,14 +161,16 @@ class RunwareClient:
         state = tasks.task_state(body, uuid, status) if body is not None else tasks.TaskState(uuid)
         if attempts > 1 and any(e.code == "conflictTaskUUID" for e in state.errors):
             return tasks.TaskState(uuid, acknowledged=True)
-        if status >= 400 or (state.errors and not state.results):
+        if not 200 <= status < 300 or (state.errors and not state.results):
             raise self.fail(status, body, uuid)
+        for err in state.errors:  # generations that failed in a sync answer: shown to the user, so scrubbed
+            scrubbed(err, self._key)
         state.acknowledged = True
         return state
 
     def poll(self, task_uuid: str) -> tasks.TaskState:
         status, body, _ = self.call([tasks.poll_task(task_uuid)])
-        if status >= 400 or body is None:
+        if not 200 <= status < 300 or body is None:
             raise self.fail(status, body, task_uuid)
         state = tasks.task_state(body, task_uuid, status)
         for err in state.errors:

@@ -53,9 +53,9 @@ class SAM3D_OT_reimport(bpy.types.Operator):
 
     bl_idname = "sam3d.reimport"
     bl_label = "Re-import"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"UNDO"}  # not REGISTER: Repeat Last must never pay again
 
-    task_uuid: StringProperty(name="Task", default="")  # type: ignore[valid-type]
+    task_uuid: StringProperty(name="Task", default="", options={"HIDDEN", "SKIP_SAVE"})  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         record = _record(context, self.task_uuid)
@@ -81,9 +81,10 @@ class SAM3D_OT_resume(bpy.types.Operator):
 
     bl_idname = "sam3d.resume"
     bl_label = "Resume"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"UNDO"}  # not REGISTER: Repeat Last must never pay again
 
-    task_uuid: StringProperty(name="Task", default="", description="Empty: every unfinished job")  # type: ignore[valid-type]
+    task_uuid: StringProperty(  # type: ignore[valid-type]
+        name="Task", default="", description="Empty: every unfinished job", options={"HIDDEN", "SKIP_SAVE"})
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         RUNNER.refresh_history(preferences.result_folder(preferences.get(context)))
@@ -130,9 +131,9 @@ class SAM3D_OT_retry(bpy.types.Operator):
 
     bl_idname = "sam3d.retry"
     bl_label = "Retry"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"UNDO"}  # not REGISTER: Repeat Last must never pay again
 
-    task_uuid: StringProperty(name="Task", default="")  # type: ignore[valid-type]
+    task_uuid: StringProperty(name="Task", default="", options={"HIDDEN", "SKIP_SAVE"})  # type: ignore[valid-type]
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -174,7 +175,7 @@ class SAM3D_OT_open_folder(bpy.types.Operator):
     bl_idname = "sam3d.open_folder"
     bl_label = "Open Folder"
 
-    task_uuid: StringProperty(name="Task", default="")  # type: ignore[valid-type]
+    task_uuid: StringProperty(name="Task", default="", options={"HIDDEN", "SKIP_SAVE"})  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         folder = preferences.result_folder(preferences.get(context))

@@ -17,7 +17,18 @@ from bpy.props import StringProperty
 from .. import preferences
 from ..client import Job, RunwareError
 from . import layout, masks
-from .runner import RUNNER, TICK, RefusedError, Report, Running, conclude, job_request, redraw_panels, run_blocking
+from .runner import (
+    RUNNER,
+    TICK,
+    RefusedError,
+    Report,
+    Running,
+    can_import,
+    conclude,
+    job_request,
+    redraw_panels,
+    run_blocking,
+)
 
 
 def photo_of(context: bpy.types.Context) -> bpy.types.Image | None:
@@ -140,6 +151,7 @@ class ModalRun:
         if kind == "ESC" and value == "PRESS":
             for running in mine:
                 running.job.cancel()
+            return {"RUNNING_MODAL"}  # consumed: one Esc cancels the newest press only, and nothing else
         if kind != "TIMER":
             return {"PASS_THROUGH"}
         RUNNER.step()
@@ -147,7 +159,7 @@ class ModalRun:
             job = running.job
             if job.done and job.outcome is not None and job.outcome.kind == "done" and job.phase != "importing":
                 job.phase, job.fraction, job.text = "importing", 0.95, "Importing"  # shown before it blocks
-            elif job.done:
+            elif job.done and can_import(context, running):
                 self.results |= conclude(context, running, self.report)
         mine = self._mine()
         if not mine:  # every job of this press imported (or failed): one undo step for them all
@@ -175,7 +187,9 @@ class SAM3D_OT_reconstruct(bpy.types.Operator):
 
     bl_idname = "sam3d.reconstruct"
     bl_label = "Reconstruct"
-    bl_options = {"REGISTER", "UNDO"}
+    # UNDO: the import is one undo step. Not REGISTER: Repeat Last or the redo panel would run it again,
+    # paying again and blocking Blender until it ends.
+    bl_options = {"UNDO"}
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -197,9 +211,15 @@ class SAM3D_OT_reconstruct(bpy.types.Operator):
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         result = self._run.on_event(context, event.type, event.value)
-        if result != {"PASS_THROUGH"}:
+        if result not in ({"PASS_THROUGH"}, {"RUNNING_MODAL"}):
             context.window_manager.event_timer_remove(self._timer)
         return result
+
+    def cancel(self, context: bpy.types.Context) -> None:
+        """Blender drops the operator (its window closed): the app timer imports its jobs instead."""
+        for running in self._run._mine():
+            running.owned = False
+        context.window_manager.event_timer_remove(self._timer)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         runnings = begin(context, self.report)

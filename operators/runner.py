@@ -241,15 +241,30 @@ def run_blocking(context: bpy.types.Context, runnings: list[Running], report: Re
 
 
 def tick() -> float:
-    if RUNNER.history_folder is None:  # the first tick after start: offer what earlier sessions left
-        _load_history()
-    changed = RUNNER.step()
-    for running in [r for r in RUNNER.jobs.values() if r.job.done and not r.owned]:
-        adopt(running)
-        changed = True
-    if changed:
-        redraw_panels()
+    try:  # a timer that raises is unregistered by Blender: then nothing would import again
+        if RUNNER.history_folder is None:  # the first tick after start: offer what earlier sessions left
+            _load_history()
+        changed = RUNNER.step()
+        for running in [r for r in RUNNER.jobs.values() if r.job.done and not r.owned]:
+            if can_import(bpy.context, running):
+                adopt(running)
+                changed = True
+        if changed:
+            redraw_panels()
+    except Exception:
+        log.exception("SAM 3D: the job timer failed; it goes on")
     return TICK if RUNNER.jobs else IDLE
+
+
+def can_import(context: bpy.types.Context, running: Running) -> bool:
+    """Not while the artist is in Edit, Sculpt or Paint mode: the glTF importer would throw them out of it.
+    The result waits (the panel says so) and lands when they are back in Object Mode."""
+    if running.job.outcome is not None and running.job.outcome.kind == "failed":
+        return True  # nothing to import: report it now
+    if context.mode == "OBJECT":
+        return True
+    running.job.text = "Ready: imports when you are back in Object Mode"
+    return False
 
 
 def adopt(running: Running) -> None:

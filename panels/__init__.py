@@ -9,6 +9,7 @@ import bpy
 
 from .. import preferences
 from ..client import TaskRecord
+from ..client.errors import sentence_for
 from ..operators import reconstruct
 from ..operators.runner import RUNNER
 
@@ -37,7 +38,9 @@ class _MainPanel(_Sidebar):
         row.template_ID(settings, "mask", open="image.open", text="Mask")
         col.prop(settings, "use_photo_alpha")
         _draw_masks_list(layout.column(), settings)
-        col.prop(settings, "prompt")
+        row = col.row()
+        row.enabled = not reconstruct.listed_masks(settings)  # with a list, each mask's name is its prompt
+        row.prop(settings, "prompt")
         row = col.row(heading="Seed")
         row.prop(settings, "use_random_seed", text="Random")
         sub = row.row()
@@ -113,11 +116,18 @@ class _JobsPanel(_Sidebar):
         row.label(text=time.strftime("%d %b %H:%M", time.localtime(task.time)))
         col = box.column(align=True)
         col.label(text=f"{info.get('image', '')} · {info.get('mask', '')}")
-        seeds = ", ".join(str(f.get("seed")) for f in task.files) or info.get("seed") or "random"
+        seeds = ", ".join(str(f.get("seed")) for f in task.files if f.get("seed")) or info.get("seed") or "random"
         col.label(text=f"Seed {seeds}" + (f" · ${task.cost:.4f}" if task.cost else ""))
+        if task.status == "failed" and task.code:
+            col.label(text=sentence_for(task.code), icon="ERROR")
+        running = task.task_uuid in RUNNER.jobs
         row = box.row(align=True)
-        row.operator("sam3d.reimport", text="Re-import", icon="IMPORT").task_uuid = task.task_uuid
-        row.operator("sam3d.retry", text="Retry", icon="FILE_REFRESH").task_uuid = task.task_uuid
+        sub = row.row(align=True)
+        sub.enabled = bool(task.files) and not running
+        sub.operator("sam3d.reimport", text="Re-import", icon="IMPORT").task_uuid = task.task_uuid
+        sub = row.row(align=True)
+        sub.enabled = not running
+        sub.operator("sam3d.retry", text="Retry", icon="FILE_REFRESH").task_uuid = task.task_uuid
         row.operator("sam3d.open_folder", text="", icon="FILE_FOLDER").task_uuid = task.task_uuid
 
 

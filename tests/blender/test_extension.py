@@ -205,7 +205,7 @@ def test_modal_run_esc_cancels(sam3d):
     assert run.start(bpy.context)
     time.sleep(0.5)
     started = time.monotonic()
-    assert run.on_event(bpy.context, "ESC", "PRESS") == {"PASS_THROUGH"}
+    assert run.on_event(bpy.context, "ESC", "PRESS") == {"RUNNING_MODAL"}  # consumed: nothing else reacts
     assert drive(run) == {"CANCELLED"}
     assert time.monotonic() - started < 2
     assert any("Cancelled" in text for _, text in reports)

@@ -163,3 +163,21 @@ def test_blender_killed_while_processing_then_resumed_once_without_paying_again(
     assert {t["taskType"] for t in resumed} == {"getResponse"} and {t["taskUUID"] for t in resumed} == {uuid}
     assert sam3d.emu.billed_tasks() == 1 and sam3d.emu.tasks[uuid].submissions == 1
     assert journal(sam3d)[uuid].status == "imported"
+
+
+def test_results_wait_for_object_mode_instead_of_throwing_the_artist_out_of_edit_mode(sam3d):
+    bpy.ops.mesh.primitive_cube_add()
+    bpy.ops.object.mode_set(mode="EDIT")
+    use_inputs()
+    running = reconstruct_module().start_job(bpy.context)
+    deadline = time.monotonic() + 20
+    while not running.job.done and time.monotonic() < deadline:
+        runner().tick()
+        time.sleep(0.05)
+    for _ in range(5):
+        runner().tick()
+    assert bpy.context.mode == "EDIT_MESH", "a finished job must not change the artist's mode"
+    assert "mask_0" not in bpy.data.objects and "Object Mode" in running.job.text
+    bpy.ops.object.mode_set(mode="OBJECT")
+    tick_until_idle()
+    assert bpy.data.objects["mask_0"]["sam3d_task_uuid"] == running.job.task_uuid

@@ -174,8 +174,10 @@ def test_photo_without_alpha_cannot_be_its_own_mask(sam3d):
 def test_the_import_is_one_undo_step():
     # Undo does not run in background mode (ed.undo's poll fails there), so check what makes the one step:
     # Blender pushes it when an operator with UNDO finishes, and the import happens inside that operator.
-    op = bpy.types.Operator.bl_rna_get_subclass_py("SAM3D_OT_reconstruct")
-    assert "UNDO" in op.bl_options and "REGISTER" in op.bl_options
+    # Not REGISTER: Repeat Last (Shift+R) or the redo panel would run a paid job again, blocking Blender.
+    for name in ("SAM3D_OT_reconstruct", "SAM3D_OT_retry", "SAM3D_OT_resume", "SAM3D_OT_reimport"):
+        op = bpy.types.Operator.bl_rna_get_subclass_py(name)
+        assert "UNDO" in op.bl_options and "REGISTER" not in op.bl_options, name
 
 
 def test_results_and_journal_are_on_disk_without_the_key(sam3d):

@@ -69,7 +69,7 @@ def test_never_sends_credentials(emu, tmp_path):
 def test_refuses_plain_http_to_a_remote_host(tmp_path):
     with pytest.raises(RunwareError) as info:
         download("http://cdn.example.com/x.glb", tmp_path / "r.glb", max_bytes=10)
-    assert info.value.code == "insecureUrl"
+    assert info.value.code == "insecureResultUrl" and "API key" not in str(info.value)
 
 
 def glb_file(tmp_path, data: bytes):

@@ -169,3 +169,18 @@ def test_an_endpoint_without_image_upload_gets_the_photo_inline(emu, tmp_path, m
     assert job.outcome.kind == "done"
     [task] = [t for r in emu.requests for t in r.body if t.get("taskType") == "3dInference"]
     assert task["inputs"]["image"].startswith("data:image/png;base64,")
+
+
+def test_a_sent_task_that_failed_on_our_side_stays_resumable(emu, tmp_path):
+    emu.processing_time = 30
+    job = run(Job(request(emu, tmp_path, job_timeout=1.0)))
+    assert job.outcome.error.code == "jobTimeout"
+    task = Journal(tmp_path).tasks()[job.task_uuid]
+    assert task.status == "interrupted" and task.unfinished, "Runware may still finish (and bill) it"
+
+
+def test_a_key_with_invisible_characters_is_refused_before_any_request(emu, tmp_path):
+    job = run(Job(JobRequest(api_key=KEY + "\u200b", result_dir=tmp_path, prepare=lambda: (b"", b""),
+                             api_url=emu.api_url)))
+    assert job.outcome.error.code == "invalidApiKey" and emu.requests == []
+    assert "\u200b" not in str(job.outcome.error)
