@@ -152,6 +152,26 @@ class RunwareClient:
         except RunwareError as exc:
             raise scrubbed(exc, self._key) from None
 
+    def remove_background(self, png: bytes) -> bytes:
+        """A cut-out of the photo (PNG, alpha = the object), made by Runware's removeBackground."""
+        task = tasks.remove_background_task(tasks.data_uri_png(png))
+        status, body, _ = self.call([task])
+        if not 200 <= status < 300 or body is None:
+            raise self.fail(status, body, task["taskUUID"])
+        try:
+            data, url = tasks.cutout_of(body, task["taskUUID"])
+        except RunwareError as exc:
+            raise scrubbed(exc, self._key) from None
+        if data is None and url:
+            check_url(url, "result URL")
+            with requests.get(url, timeout=self.timeout) as resp:  # a plain request: the key stays here
+                if resp.status_code != 200:
+                    raise RunwareError("downloadFailed", f"HTTP {resp.status_code}", status=resp.status_code)
+                data = resp.content
+        if not data or not data.startswith(b"\x89PNG"):
+            raise RunwareError("badResponse", "The background removal did not return a PNG.")
+        return data
+
     def submit(self, task: dict[str, Any]) -> tasks.TaskState:
         """Send one task. A retried submission that meets `conflictTaskUUID` was already accepted: the
         answer is then an acknowledgement to poll, never a second (paid) submission."""

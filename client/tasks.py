@@ -100,6 +100,31 @@ def upload_task(png: bytes, task_uuid: str | None = None) -> dict[str, Any]:
     return {"taskType": "imageUpload", "taskUUID": task_uuid or new_task_uuid(), "image": data_uri_png(png)}
 
 
+REMBG_MODEL = "runware:112@1"  # BiRefNet, general purpose
+
+
+def remove_background_task(image: str, model: str = REMBG_MODEL) -> dict[str, Any]:
+    """A sync `removeBackground` task: the answer is a cut-out PNG whose alpha is the mask."""
+    return {"taskType": "removeBackground", "taskUUID": new_task_uuid(), "model": model,
+            "inputs": {"image": image}, "outputType": "base64Data", "outputFormat": "PNG",
+            "deliveryMethod": "sync", "includeCost": True}
+
+
+def cutout_of(body: Any, task_uuid: str) -> tuple[bytes | None, str | None]:
+    """(PNG bytes, or else a URL to fetch them) from a removeBackground answer."""
+    items, errors = split_envelope(body)
+    for err in errors:
+        if err.get("taskUUID") in (None, task_uuid):
+            raise error_from(err)
+    for item in items:
+        if item.get("taskUUID") not in (None, task_uuid):
+            continue
+        inline = _inline_bytes({"base64": item.get("imageBase64Data"), "dataURI": item.get("imageDataURI")})
+        if inline or item.get("imageURL"):
+            return inline, item.get("imageURL")
+    raise RunwareError("badResponse", "The background removal answer held no image.")
+
+
 def poll_task(task_uuid: str) -> dict[str, Any]:
     return {"taskType": "getResponse", "taskUUID": task_uuid}
 

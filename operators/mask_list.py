@@ -1,4 +1,5 @@
-"""The list of masks of a photo (`scene.sam3d.masks`): add, remove, clear, and load a folder of masks.
+"""Masks made and managed in Blender: the list of masks of a photo (`scene.sam3d.masks`: add, remove, clear,
+load a folder, split a label map), a new black mask to paint, and a preview of the mask over the photo.
 
 A folder of masks may hold plain masks (white = object) or cut-outs whose alpha is the mask (Meta's own
 format); a file that is the photo itself is skipped.
@@ -7,10 +8,16 @@ format); a file that is the photo itself is skipped.
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import bpy
+import numpy as np
 from bpy.props import StringProperty
+
+from .. import preferences
+from ..client import RunwareClient, RunwareError
+from . import masks, reconstruct, runner
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".exr", ".tga"}
 
@@ -106,4 +113,235 @@ class SAM3D_OT_masks_load_folder(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (SAM3D_OT_mask_add, SAM3D_OT_mask_remove, SAM3D_OT_masks_clear, SAM3D_OT_masks_load_folder)
+
+
+# --- making masks in Blender -----------------------------------------------------------------------------
+
+
+def new_mask_image(name: str, mask: np.ndarray) -> bpy.types.Image:
+    """A packed Blender image of a (h, w) bool mask given top row first: white = object."""
+    h, w = mask.shape
+    image = bpy.data.images.new(name, w, h, alpha=False)
+    rgba = np.zeros((h, w, 4), np.float32)
+    rgba[mask] = 1.0
+    rgba[..., 3] = 1.0
+    image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())  # type: ignore[attr-defined]
+    image.pack()  # generated pixels live only in memory: packed, they are saved with the .blend
+    return image
+
+
+def show(context: bpy.types.Context, image: bpy.types.Image) -> None:
+    space = getattr(context, "space_data", None)
+    if space is not None and space.type == "IMAGE_EDITOR":
+        space.image = image
+
+
+def label_masks(rgb: np.ndarray, limit: int = 64) -> list[np.ndarray]:
+    """One bool mask per flat colour of a label map, the background (black, else the commonest colour)
+    left out, in order of first appearance from the top left."""
+    codes = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    values, first, counts = np.unique(codes, return_index=True, return_counts=True)
+    if len(values) > limit + 1:
+        raise ValueError(f"it has {len(values)} colours: a label map has one flat colour per object")
+    background = 0 if 0 in values else values[np.argmax(counts)]
+    order = [v for _, v in sorted(zip(first, values, strict=True)) if v != background]
+    return [codes == v for v in order]
+
+
+class SAM3D_OT_mask_new(bpy.types.Operator):
+    """A black mask of the photo's exact size, opened in the Image Editor: paint the object white"""
+
+    bl_idname = "sam3d.mask_new"
+    bl_label = "New Mask"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if reconstruct.photo_of(context) is None:
+            cls.poll_message_set("Pick the photo first")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        photo = reconstruct.photo_of(context)
+        assert photo is not None
+        w, h = photo.size
+        image = new_mask_image(f"{Path(photo.name).stem}_mask", np.zeros((h, w), bool))
+        context.scene.sam3d.mask = image
+        show(context, image)
+        space = getattr(context, "space_data", None)
+        if space is not None and space.type == "IMAGE_EDITOR":
+            space.ui_mode = "PAINT"
+            brush = context.tool_settings.image_paint.brush
+            if brush is not None:
+                brush.color = (1.0, 1.0, 1.0)
+        return {"FINISHED"}
+
+
+class SAM3D_OT_masks_split_label_map(bpy.types.Operator):
+    """Split a label map (one flat colour per object) into one mask per colour, added to the list"""
+
+    bl_idname = "sam3d.masks_split_label_map"
+    bl_label = "Split Label Map"
+    bl_options = {"REGISTER", "UNDO"}
+
+    image: StringProperty(name="Label Map", description="Image name; empty: the chosen mask")  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.sam3d
+        label_map = bpy.data.images.get(self.image) if self.image else settings.mask
+        if label_map is None:
+            self.report({"ERROR"}, "Pick the label map as the mask (or name it), then split it.")
+            return {"CANCELLED"}
+        try:
+            rgb = masks.to_uint8(masks.pixels(label_map))[..., :3]
+            found = label_masks(rgb)
+        except (masks.MaskError, ValueError) as exc:
+            self.report({"ERROR"}, f"Cannot split '{label_map.name}': {exc}.")
+            return {"CANCELLED"}
+        stem = Path(label_map.name).stem
+        for n, mask in enumerate(found):
+            settings.masks.add().image = new_mask_image(f"{stem}_{n}", mask)
+        settings.active_mask_index = len(settings.masks) - 1
+        self.report({"INFO"}, f"{len(found)} masks from {label_map.name}.")
+        return {"FINISHED"} if found else {"CANCELLED"}
+
+
+class SAM3D_OT_mask_preview(bpy.types.Operator):
+    """Show the photo with the mask over it (the rest darkened), as it will be sent"""
+
+    bl_idname = "sam3d.mask_preview"
+    bl_label = "Preview Mask"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if reconstruct.photo_of(context) is None:
+            cls.poll_message_set("Pick the photo first")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        return show_preview(context, self.report)
+
+
+PREVIEW = "SAM3D Mask Preview"
+
+
+def show_preview(context: bpy.types.Context, report: runner.Report) -> set[str]:
+    """The photo with the active mask over it (the rest darkened and tinted), in its own image."""
+    settings = context.scene.sam3d
+    photo = reconstruct.photo_of(context)
+    if photo is None:
+        return {"CANCELLED"}
+    listed = reconstruct.listed_masks(settings)
+    index = min(settings.active_mask_index, len(settings.masks) - 1)
+    mask = (settings.masks[index].image if listed and index >= 0 else None) or settings.mask
+    try:
+        given = masks.read_inputs(photo, mask, use_photo_alpha=settings.use_photo_alpha and not listed)
+    except masks.MaskError as exc:
+        report({"ERROR"}, str(exc))
+        return {"CANCELLED"}
+    shown = given.photo.astype(np.float32) / 255.0
+    shown[~given.mask] *= 0.3  # what is not sent as the object, darkened
+    shown[~given.mask, 0] += 0.25
+    h, w = given.mask.shape
+    preview = bpy.data.images.get(PREVIEW)
+    if preview is None or tuple(preview.size) != (w, h):
+        if preview is not None:
+            bpy.data.images.remove(preview)
+        preview = bpy.data.images.new(PREVIEW, w, h)
+    rgba = np.ones((h, w, 4), np.float32)
+    rgba[..., :3] = shown
+    preview.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())  # type: ignore[attr-defined]
+    preview.update()
+    show(context, preview)
+    report({"INFO"}, f"Mask covers {given.mask.mean():.1%} of the photo.")
+    return {"FINISHED"}
+
+
+
+
+class SAM3D_OT_auto_mask(bpy.types.Operator):
+    """Make the mask with Runware's background removal (removeBackground): the cut-out's alpha becomes
+    the mask, shown over the photo before anything is reconstructed"""
+
+    bl_idname = "sam3d.auto_mask"
+    bl_label = "Auto Mask"
+    bl_options = {"UNDO"}  # not REGISTER: a paid request must not run again from Repeat Last
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        reason = reconstruct.why_offline(context) or (
+            "" if reconstruct.photo_of(context) else "Pick the photo first")
+        if reason:
+            cls.poll_message_set(reason)
+        return not reason
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        photo = reconstruct.photo_of(context)
+        assert photo is not None
+        try:
+            rgba = masks.pixels(photo)
+        except masks.MaskError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        png = masks.encode_png(masks.to_uint8(rgba)[..., :3])
+        prefs = preferences.get(context)
+        key, url = preferences.api_key(prefs), prefs.api_url.strip()
+        outcome: dict[str, object] = {}
+
+        def work() -> None:  # the worker: network only, no bpy
+            try:
+                client = RunwareClient(key, url, timeout=prefs_timeout, user_agent=runner.user_agent())
+                outcome["png"] = client.remove_background(png)
+            except RunwareError as exc:
+                outcome["error"] = exc
+            except Exception as exc:  # noqa: BLE001 - reported as a sentence, never a traceback
+                outcome["error"] = RunwareError("internal", type(exc).__name__)
+
+        prefs_timeout = prefs.request_timeout
+        name, folder = photo.name, preferences.result_folder(prefs)
+        thread = threading.Thread(target=work, name="sam3d-auto-mask", daemon=True)
+        thread.start()
+        if bpy.app.background or not self.options.is_invoke:
+            thread.join()  # a script asked for the mask: it waits
+            return _apply_cutout(context, outcome, name, folder, self.report)
+
+        def poll_outcome() -> float | None:
+            if thread.is_alive():
+                return 0.2
+            _apply_cutout(bpy.context, outcome, name, folder, runner._log_report)
+            runner.redraw_panels()
+            return None
+
+        bpy.app.timers.register(poll_outcome, first_interval=0.2)
+        self.report({"INFO"}, "SAM 3D: removing the background…")
+        return {"FINISHED"}
+
+
+def _apply_cutout(context: bpy.types.Context, outcome: dict[str, object], photo_name: str, folder: Path,
+                  report: runner.Report) -> set[str]:
+    """The cut-out's alpha as the scene's mask (a packed image), and a preview over the photo."""
+    error = outcome.get("error")
+    if isinstance(error, RunwareError):
+        report({"ERROR"}, str(error))
+        return {"CANCELLED"}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{Path(photo_name).stem}_cutout.png"
+    path.write_bytes(outcome["png"])  # type: ignore[arg-type]
+    cutout = bpy.data.images.load(str(path))
+    try:
+        mask = masks.pixels(cutout)[..., 3] >= 0.5
+    finally:
+        bpy.data.images.remove(cutout)
+    image = new_mask_image(f"{Path(photo_name).stem}_auto_mask", mask)
+    settings = context.scene.sam3d
+    settings.mask = image
+    report({"INFO"}, f"SAM 3D: auto mask covers {mask.mean():.1%} of the photo")
+    show_preview(context, report)
+    return {"FINISHED"}
+
+
+classes = (SAM3D_OT_mask_add, SAM3D_OT_mask_remove, SAM3D_OT_masks_clear, SAM3D_OT_masks_load_folder,
+           SAM3D_OT_mask_new, SAM3D_OT_masks_split_label_map, SAM3D_OT_mask_preview, SAM3D_OT_auto_mask)

@@ -36,6 +36,10 @@ class _MainPanel(_Sidebar):
         row = col.row()
         row.enabled = not settings.use_photo_alpha
         row.template_ID(settings, "mask", open="image.open", text="Mask")
+        tools = col.row(align=True)
+        tools.operator("sam3d.mask_new", text="New", icon="BRUSH_DATA")
+        tools.operator("sam3d.auto_mask", text="Auto", icon="SHADERFX")
+        tools.operator("sam3d.mask_preview", text="Preview", icon="HIDE_OFF")
         col.prop(settings, "use_photo_alpha")
         _draw_masks_list(layout.column(), settings)
         row = col.row()
@@ -70,6 +74,7 @@ def _draw_masks_list(layout: bpy.types.UILayout, settings: Any) -> None:
     header.operator("sam3d.mask_add", text="", icon="ADD")
     header.operator("sam3d.mask_remove", text="", icon="REMOVE")
     header.operator("sam3d.masks_load_folder", text="", icon="FILE_FOLDER")
+    header.operator("sam3d.masks_split_label_map", text="", icon="COLOR")
     header.operator("sam3d.masks_clear", text="", icon="X")
     if len(settings.masks):
         layout.template_list("SAM3D_UL_masks", "", settings, "masks", settings, "active_mask_index", rows=3)

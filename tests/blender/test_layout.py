@@ -180,3 +180,61 @@ def test_socrates_laid_out_through_a_camera_matching_the_photo(sam3d, posed):
     after = {o.name: iou(projected_box(scene, camera, o), boxes[o["sam3d_mask"]]) for o in made}
     assert min(after.values()) >= 0.5, after
     assert len(sam3d.emu.requests) == requests, "re-layout sends nothing"
+
+
+# --- masks made in Blender ------------------------------------------------------------------------------
+
+
+def pixels_of(image: bpy.types.Image) -> np.ndarray:
+    w, h = image.size
+    buf = np.empty(w * h * 4, np.float32)
+    image.pixels.foreach_get(buf)
+    return buf.reshape(h, w, 4)[::-1]
+
+
+def test_new_mask_is_black_at_the_photos_exact_size(sam3d):
+    sam3d.settings.image = load("socrates/image.png")
+    assert bpy.ops.sam3d.mask_new() == {"FINISHED"}
+    mask = sam3d.settings.mask
+    assert tuple(mask.size) == (2560, 1681) and pixels_of(mask)[..., :3].max() == 0.0
+    assert mask.packed_file is not None, "a painted mask must be saved with the .blend"
+
+
+def test_a_label_map_splits_into_one_mask_per_colour(sam3d):
+    rgb = np.zeros((90, 160, 4), np.float32)
+    rgb[..., 3] = 1.0
+    rgb[10:40, 10:50, :3] = (1.0, 0.0, 0.0)
+    rgb[50:80, 20:60, :3] = (0.0, 0.5, 1.0)
+    rgb[20:70, 100:150, :3] = (0.2, 0.8, 0.2)
+    label_map = bpy.data.images.new("labels", 160, 90)
+    label_map.pixels.foreach_set(np.ascontiguousarray(rgb[::-1]).ravel())
+    sam3d.settings.mask = label_map
+    assert bpy.ops.sam3d.masks_split_label_map() == {"FINISHED"}
+    made = [m.image for m in sam3d.settings.masks]
+    assert [m.name for m in made] == ["labels_0", "labels_1", "labels_2"]
+    covered = [int((pixels_of(m)[..., 0] > 0.5).sum()) for m in made]
+    assert covered == [30 * 40, 50 * 50, 30 * 40]
+
+
+def test_a_photo_is_refused_as_a_label_map(sam3d):
+    sam3d.settings.mask = load("human_object/image.png")
+    with pytest.raises(RuntimeError, match="one flat colour per object"):
+        bpy.ops.sam3d.masks_split_label_map()
+
+
+def test_auto_mask_makes_a_usable_mask_from_remove_background(sam3d):
+    sam3d.settings.image = load("human_object/image.png")
+    assert bpy.ops.sam3d.auto_mask() == {"FINISHED"}
+    [task] = [t for r in sam3d.emu.requests for t in r.body]
+    assert task["taskType"] == "removeBackground"
+    mask = sam3d.settings.mask
+    assert mask is not None and tuple(mask.size) == (1600, 898)
+    covered = (pixels_of(mask)[..., 0] > 0.5).mean()
+    assert 0.2 < covered < 0.6, "the emulator's cut-out is an ellipse over ~40 % of the frame"
+    preview = bpy.data.images["SAM3D Mask Preview"]
+    shown = pixels_of(preview)
+    inside = pixels_of(mask)[..., 0] > 0.5
+    assert shown[~inside, 1].mean() < 0.5 * shown[inside, 1].mean() + 0.05, "outside the mask is darkened"
+    before = set(bpy.data.objects)
+    assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}  # the auto mask is usable as it is
+    assert len(new_objects(before)) == 1

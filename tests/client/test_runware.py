@@ -155,3 +155,12 @@ def test_server_message_quoting_the_key_is_scrubbed():
 
     err = tasks.error_from({"code": "invalidThing", "message": f"bad value {KEY} in request"})
     assert KEY not in str(scrubbed(err, KEY))
+
+
+@pytest.mark.parametrize("envelope", ["array", "object"])
+def test_remove_background_returns_a_cutout_png(emu, envelope):
+    emu.style.upload_data_form = envelope
+    png = client_for(emu).remove_background(cutout_png(64, 48))
+    assert png.startswith(b"\x89PNG") and png[16:24] == (64).to_bytes(4, "big") + (48).to_bytes(4, "big")
+    [task] = emu.requests[0].body
+    assert task["taskType"] == "removeBackground" and task["outputFormat"] == "PNG"
