@@ -1,8 +1,10 @@
-"""`make demo`: build the extension, install it into a headless Blender, reconstruct the example photo.
+"""`make demo`: build the extension, install it into a headless Blender, reconstruct the example photo,
+then lay out eight objects of the Socrates painting through a camera matching it.
 
-Against the Runware emulator (a local stand-in serving the real SAM 3D output of examples/) unless
-RUNWARE_API_KEY is set, in which case the real Runware API is used (and billed, about 0.004 USD).
-Writes out/demo.blend and a Cycles render, out/demo.png.
+Against the Runware emulator (a local stand-in: it serves the real SAM 3D output of examples/human_object,
+and for the painting shapes made from each mask) unless RUNWARE_API_KEY is set, in which case the real
+Runware API is used (and billed, about 0.004 USD per task, 9 tasks).
+Writes out/demo.blend and a Cycles render out/demo.png; out/layout.blend and out/layout.png.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "out"
 EXAMPLE = ROOT / "examples" / "human_object"
+PAINTING = ROOT / "examples" / "socrates"
 USER = Path(tempfile.mkdtemp(prefix="sam3d-demo-user-"))
 os.environ["BLENDER_USER_RESOURCES"] = str(USER)  # a throw-away Blender user folder, read when bpy starts
 sys.path.insert(0, str(ROOT))
 
 import bpy  # noqa: E402
-from mathutils import Vector  # noqa: E402
+from mathutils import Matrix, Vector  # noqa: E402
 
 from tools.build import build  # noqa: E402
 
@@ -83,16 +86,61 @@ def stage(obj: bpy.types.Object) -> None:
     scene.world = world
 
 
-def render(path: Path) -> None:
+def render(path: Path, size: tuple[int, int] | None = (960, 540)) -> None:
     scene = bpy.context.scene
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
     scene.cycles.samples = 24
-    scene.render.resolution_x, scene.render.resolution_y = 960, 540
+    if size:
+        scene.render.resolution_x, scene.render.resolution_y = size
+    else:  # the photo's camera: keep its aspect, at a demo's size
+        scene.render.resolution_percentage = 40
     scene.render.filepath = str(path)
     started = time.monotonic()
     bpy.ops.render.render(write_still=True)
     say(f"rendered {path.relative_to(ROOT)} with Cycles in {time.monotonic() - started:.1f} s")
+
+
+def lay_out(module: str) -> list[bpy.types.Object]:
+    """Eight masks of the painting, placement As in the Photo: one collection, one camera."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    settings = bpy.context.scene.sam3d
+    settings.image = bpy.data.images.load(str(PAINTING / "image.png"))
+    bpy.ops.sam3d.masks_load_folder(directory=str(PAINTING))
+    settings.placement = "CAMERA"
+    bpy.context.preferences.addons[module].preferences.max_jobs = 8
+    before = set(bpy.data.objects)
+    started = time.monotonic()
+    bpy.ops.sam3d.reconstruct()
+    made = [o for o in bpy.data.objects if o not in before and o.type != "CAMERA"]
+    say(f"laid out {len(made)} objects of the painting in {time.monotonic() - started:.1f} s, "
+        f"through the camera '{bpy.context.scene.camera.name}'")
+    return made
+
+
+def stage_layout() -> None:
+    """The painting on a backdrop behind the objects, filling the camera's view, and a sun."""
+    scene = bpy.context.scene
+    camera = scene.camera
+    frame = camera.data.view_frame(scene=scene)
+    depth = 25.0
+    scale = depth / abs(frame[0].z)
+    bpy.ops.mesh.primitive_plane_add(size=1.0)
+    backdrop = bpy.context.object
+    backdrop.scale = (2 * abs(frame[0].x) * scale, 2 * abs(frame[0].y) * scale, 1.0)
+    backdrop.matrix_world = camera.matrix_world @ Matrix.Translation((0, 0, -depth)) @ backdrop.matrix_basis
+    mat = bpy.data.materials.new("Painting")
+    if mat.node_tree is None:
+        mat.use_nodes = True
+    nodes = mat.node_tree.nodes
+    tex = nodes.new("ShaderNodeTexImage")
+    tex.image = bpy.data.images["image.png"]
+    emit = nodes.new("ShaderNodeEmission")
+    mat.node_tree.links.new(tex.outputs["Color"], emit.inputs["Color"])
+    mat.node_tree.links.new(emit.outputs["Emission"], nodes["Material Output"].inputs["Surface"])
+    backdrop.data.materials.append(mat)
+    bpy.ops.object.light_add(type="SUN", rotation=(math.radians(50), 0, math.radians(20)))
+    bpy.context.object.data.energy = 3.0
 
 
 def main() -> int:
@@ -119,17 +167,27 @@ def main() -> int:
             "the real SAM 3D output for this photo (examples/README.md); set the key to use Runware itself")
     try:
         obj = reconstruct(module, api_url, key)
+        stage(obj)
+        bpy.ops.wm.save_as_mainfile(filepath=str(OUT / "demo.blend"))
+        say("saved out/demo.blend")
+        render(OUT / "demo.png")
+        if emulator:
+            from tests.shapes import shape_like
+
+            emulator.result_factory = lambda task, index: shape_like(task, posed=False)
+        lay_out(module)
     except RuntimeError as exc:
         say(f"failed: {exc}")
         return 1
     finally:
         if emulator:
             emulator.stop()
-    stage(obj)
-    bpy.ops.wm.save_as_mainfile(filepath=str(OUT / "demo.blend"))
-    say("saved out/demo.blend")
-    render(OUT / "demo.png")
-    say("done: out/demo.blend and out/demo.png" + (", made against the emulator" if emulator else ""))
+    stage_layout()
+    bpy.ops.wm.save_as_mainfile(filepath=str(OUT / "layout.blend"))
+    say("saved out/layout.blend")
+    render(OUT / "layout.png", size=None)
+    say("done: out/demo.blend, out/demo.png, out/layout.blend and out/layout.png"
+        + (", made against the emulator" if emulator else ""))
     shutil.rmtree(USER, ignore_errors=True)
     return 0
 
