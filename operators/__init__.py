@@ -21,6 +21,7 @@ def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     bpy.app.handlers.load_post.append(_on_load_post)
+    bpy.app.handlers.depsgraph_update_post.append(layout.follow_cameras)
     runner.register()
 
 
@@ -28,5 +29,7 @@ def unregister() -> None:
     runner.unregister()
     if _on_load_post in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.remove(_on_load_post)
+    if layout.follow_cameras in bpy.app.handlers.depsgraph_update_post:
+        bpy.app.handlers.depsgraph_update_post.remove(layout.follow_cameras)
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import bpy
 import numpy as np
+from bpy.app.handlers import persistent
 from mathutils import Matrix, Vector
 
 from . import importing
@@ -148,6 +149,34 @@ def relayout_photo(context: bpy.types.Context, camera: bpy.types.Object) -> int:
             relayout(context, obj, camera)
             moved += 1
     return moved
+
+
+_following = False
+
+
+@persistent
+def follow_cameras(scene: bpy.types.Scene, depsgraph: bpy.types.Depsgraph) -> None:
+    """When a photo's camera moves or its lens changes, its objects follow (no request). Moving them makes
+    another depsgraph update, of objects only, which the guard and the filter below leave alone."""
+    global _following
+    if _following:
+        return
+    cameras = set()
+    for update in depsgraph.updates:
+        original = getattr(update.id, "original", update.id)
+        if isinstance(original, bpy.types.Object) and original.type == "CAMERA" and original.get("sam3d_photo"):
+            cameras.add(original)
+        elif isinstance(original, bpy.types.Camera):
+            cameras.update(o for o in scene.objects if o.data == original and o.get("sam3d_photo"))
+    if not cameras:
+        return
+    _following = True
+    try:
+        context = bpy.context
+        for camera in cameras:
+            relayout_photo(context, camera)
+    finally:
+        _following = False
 
 
 class SAM3D_OT_relayout(bpy.types.Operator):

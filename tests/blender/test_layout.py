@@ -127,14 +127,17 @@ def test_socrates_laid_out_through_a_camera_matching_the_photo(sam3d, posed):
         grounded = [o for o in made if boxes[o["sam3d_mask"]][3] > 0.55]
         assert grounded and all(abs(o.matrix_world.translation.z) < 1e-3 for o in grounded)
 
+    requests = len(sam3d.emu.requests)
     camera.data.lens = 50.0  # the user corrects the focal length, then moves the camera
     camera.location.x += 1.0
+    bpy.context.view_layer.update()  # the objects follow by themselves (a depsgraph handler)
     bpy.context.view_layer.update()
-    requests = len(sam3d.emu.requests)
-    assert bpy.ops.sam3d.relayout() == {"FINISHED"}
+    followed = {o.name: iou(projected_box(scene, camera, o), boxes[o["sam3d_mask"]]) for o in made}
+    assert min(followed.values()) >= 0.5, followed
+    assert bpy.ops.sam3d.relayout() == {"FINISHED"}  # and the button does the same
     bpy.context.view_layer.update()
     after = {o.name: iou(projected_box(scene, camera, o), boxes[o["sam3d_mask"]]) for o in made}
-    assert min(after.values()) >= 0.5, after
+    assert after == pytest.approx(followed, abs=1e-6)
     assert len(sam3d.emu.requests) == requests, "re-layout sends nothing"
 
 
