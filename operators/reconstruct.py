@@ -56,9 +56,16 @@ def why_not(context: bpy.types.Context) -> str:
     reason = why_offline(context)
     if reason:
         return reason
-    if photo_of(context) is None:
-        return "Pick a photo in the SAM 3D panel (or open one in the Image Editor)"
+    photo = photo_of(context)
+    if photo is None:
+        return "Pick a photo in the SAM 3D panel"
+    if photo.type in {"RENDER_RESULT", "COMPOSITING"}:
+        return "A render result cannot be sent: save it as an image, open that, and pick it"
     settings = context.scene.sam3d
+    if settings.mask is not None and settings.mask == photo and not settings.use_photo_alpha:
+        return "The mask is the photo itself: pick the mask image (or tick Use Photo Alpha)"
+    if 0 < settings.ttl < 60:
+        return "URL Lifetime must be at least 60 seconds (or 0 for Runware's default)"
     if not settings.use_photo_alpha and settings.mask is None and not listed_masks(settings):
         return "Pick a mask image, or tick Use Photo Alpha"
     return ""

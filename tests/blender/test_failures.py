@@ -199,3 +199,11 @@ def test_result_folder_that_cannot_be_written_is_refused_before_sending(sam3d):
     use_inputs()
     fails("Cannot write to the result folder")
     assert sam3d.emu.requests == []
+
+
+def test_the_photo_as_its_own_mask_is_refused(sam3d):
+    use_inputs()
+    sam3d.settings.mask = sam3d.settings.image
+    with pytest.raises(RuntimeError, match="mask is the photo itself"):
+        bpy.ops.sam3d.reconstruct()
+    assert sam3d.emu.requests == []
