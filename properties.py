@@ -34,6 +34,10 @@ class SAM3D_PG_settings(bpy.types.PropertyGroup):
         name="Random Seed", default=True, description="Let the server pick a seed (it is kept on the object)")
     seed: IntProperty(  # type: ignore[valid-type]
         name="Seed", default=0, min=0, description="The same seed and inputs give the same object")
+    exact_seed: StringProperty(  # type: ignore[valid-type]
+        name="Exact Seed", default="",
+        description="A seed past 2147483647 (server seeds often are; they run to 2^63-1), e.g. copied from an "
+                    "object's sam3d_seed. When set, it is used instead of Seed and Random Seed")
     num_results: IntProperty(  # type: ignore[valid-type]
         name="Variants", default=1, min=1, max=4,
         description="How many objects to make (each with its own seed), placed side by side")

@@ -16,6 +16,7 @@ from bpy.props import StringProperty
 
 from .. import preferences
 from ..client import Job, RunwareError
+from ..client.tasks import MAX_SEED
 from . import layout, masks
 from .runner import (
     RUNNER,
@@ -64,11 +65,22 @@ def why_not(context: bpy.types.Context) -> str:
     settings = context.scene.sam3d
     if settings.mask is not None and settings.mask == photo and not settings.use_photo_alpha:
         return "The mask is the photo itself: pick the mask image (or tick Use Photo Alpha)"
+    exact = settings.exact_seed.strip()
+    if exact and not (exact.isdigit() and int(exact) <= MAX_SEED):
+        return f"Exact Seed must be a whole number from 0 to {MAX_SEED}"
     if 0 < settings.ttl < 60:
         return "URL Lifetime must be at least 60 seconds (or 0 for Runware's default)"
     if not settings.use_photo_alpha and settings.mask is None and not listed_masks(settings):
         return "Pick a mask image, or tick Use Photo Alpha"
     return ""
+
+
+def chosen_seed(settings: Any) -> int | None:
+    """The seed to send: the exact one when given, else the seed field, else none (the server picks)."""
+    exact = settings.exact_seed.strip()
+    if exact:
+        return int(exact)
+    return None if settings.use_random_seed else settings.seed
 
 
 def _stem(name: str) -> str:
@@ -98,7 +110,7 @@ def start_jobs(context: bpy.types.Context) -> list[Running]:
         request = job_request(
             context, prepare=given.encode, name=name, image_name=photo.name, mask_name=mask_name,
             placement=settings.placement, prompt=prompt,
-            seed=None if settings.use_random_seed else settings.seed, number_results=settings.num_results,
+            seed=chosen_seed(settings), number_results=settings.num_results,
             delivery=settings.delivery_method.lower(), ttl=settings.ttl, webhook_url=settings.webhook_url.strip(),
             upload_endpoint=settings.upload_endpoint.strip())
         runnings.append(Running(Job(request), name, photo.name, mask_name, settings.placement,

@@ -156,6 +156,7 @@ class _AdvancedPanel(_Sidebar):
         layout.use_property_split = True
         layout.use_property_decorate = False
         col = layout.column()
+        col.prop(settings, "exact_seed")
         col.prop(settings, "delivery_method")
         col.prop(settings, "ttl")
         col.prop(settings, "upload_endpoint")

@@ -93,7 +93,7 @@ def test_panels_draw_every_setting_and_say_why_reconstruct_is_disabled(sam3d):
     assert ("operator", "sam3d.reconstruct") in calls
     assert any(kind == "label" and "Pick a photo" in text for kind, text in calls)
     advanced = {name for kind, name in draw("SAM3D_PT_view3d_advanced") if kind == "prop"}
-    assert advanced == {"delivery_method", "ttl", "upload_endpoint", "webhook_url"}
+    assert advanced == {"exact_seed", "delivery_method", "ttl", "upload_endpoint", "webhook_url"}
     assert draw("SAM3D_PT_image_advanced")
 
 

@@ -110,3 +110,17 @@ def test_results_go_to_the_extension_user_folder_by_default(sam3d):
     glb = Path(obj["sam3d_glb"])
     assert glb.exists()
     assert "/extensions/.user/user_default/sam3d/results/" in glb.as_posix()
+
+
+def test_a_server_seed_past_32_bits_can_be_sent_back_exactly(sam3d):
+    use_inputs()
+    assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}
+    first = bpy.context.view_layer.objects.active
+    assert int(first["sam3d_seed"]) >= 2**31, "the emulator's server seeds are past 32 bits"
+    sam3d.settings.exact_seed = first["sam3d_seed"]  # copied from the object, as a user would
+    assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}
+    assert last_task(sam3d.emu)["seed"] == int(first["sam3d_seed"])
+    assert bpy.context.view_layer.objects.active["sam3d_seed"] == first["sam3d_seed"]
+    sam3d.settings.exact_seed = str(2**63)
+    with pytest.raises(RuntimeError, match="Exact Seed"):
+        bpy.ops.sam3d.reconstruct()
