@@ -44,6 +44,16 @@ def import_record(context: bpy.types.Context, record: TaskRecord) -> list[bpy.ty
     return objects
 
 
+def start_from_record(context: bpy.types.Context, record: TaskRecord, **fields: object) -> Running:
+    """A job with the journalled settings of `record` (Resume: the same task; Retry: a new one)."""
+    info = record.info
+    request = job_request(context, name=info.get("name", "object"), image_name=info.get("image", ""),
+                          mask_name=info.get("mask", ""), placement=info.get("placement", "CURSOR"),
+                          prompt=info.get("prompt", ""), seed=_seed(info.get("seed")),
+                          number_results=int(info.get("number_results", 1)), **fields)
+    return RUNNER.add(Running(Job(request), request.name, request.image_name, request.mask_name, request.placement))
+
+
 def _blocking(op: bpy.types.Operator) -> bool:
     return bpy.app.background or not op.options.is_invoke
 
@@ -117,13 +127,7 @@ class SAM3D_OT_resume(bpy.types.Operator):
 
     @staticmethod
     def _fetch(context: bpy.types.Context, record: TaskRecord) -> Running:
-        info = record.info
-        request = job_request(context, task_uuid=record.task_uuid, resume=True, name=info.get("name", "object"),
-                              image_name=info.get("image", ""), mask_name=info.get("mask", ""),
-                              placement=info.get("placement", "CURSOR"), prompt=info.get("prompt", ""),
-                              seed=_seed(info.get("seed")), number_results=int(info.get("number_results", 1)))
-        return RUNNER.add(Running(Job(request), request.name, request.image_name, request.mask_name,
-                                  request.placement))
+        return start_from_record(context, record, task_uuid=record.task_uuid, resume=True)
 
 
 class SAM3D_OT_retry(bpy.types.Operator):
@@ -151,21 +155,15 @@ class SAM3D_OT_retry(bpy.types.Operator):
         if not all((folder / name).is_file() for name in INPUT_FILES):
             self.report({"ERROR"}, "The inputs of this job are not on disk any more: reconstruct it from the panel.")
             return {"CANCELLED"}
-        info = record.info
         photo, mask = ((folder / name).read_bytes() for name in INPUT_FILES)
         try:
-            request = job_request(context, prepare=lambda: (photo, mask), name=info.get("name", "object"),
-                                  image_name=info.get("image", ""), mask_name=info.get("mask", ""),
-                                  placement=info.get("placement", "CURSOR"), prompt=info.get("prompt", ""),
-                                  seed=_seed(info.get("seed")), number_results=int(info.get("number_results", 1)))
+            running = start_from_record(context, record, prepare=lambda: (photo, mask))
         except RefusedError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        running = RUNNER.add(Running(Job(request), request.name, request.image_name, request.mask_name,
-                                     request.placement))
         if _blocking(self):
             return run_blocking(context, [running], self.report)
-        self.report({"INFO"}, f"SAM 3D: retrying {request.name}; it imports when it finishes.")
+        self.report({"INFO"}, f"SAM 3D: retrying {running.name}; it imports when it finishes.")
         return {"FINISHED"}
 
 

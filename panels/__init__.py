@@ -166,38 +166,20 @@ class _AdvancedPanel(_Sidebar):
         col.label(text="Output: URL, GLB (the only values the model allows)")
 
 
-class SAM3D_PT_view3d(_MainPanel, bpy.types.Panel):
-    bl_space_type = "VIEW_3D"
-    bl_idname = "SAM3D_PT_view3d"
+def _in_both_editors(base: type, suffix: str, parent: str = "") -> list[type]:
+    """The same panel in the 3D Viewport and the Image Editor (Blender wants a class per editor)."""
+    made = []
+    for space, tag in (("VIEW_3D", "view3d"), ("IMAGE_EDITOR", "image")):
+        idname = f"SAM3D_PT_{tag}{suffix}"
+        attrs = {"bl_space_type": space, "bl_idname": idname}
+        if parent:  # the main panel of the same editor
+            attrs["bl_parent_id"] = f"SAM3D_PT_{tag}"
+        made.append(type(idname, (base, bpy.types.Panel), attrs))
+    return made
 
 
-class SAM3D_PT_image(_MainPanel, bpy.types.Panel):
-    bl_space_type = "IMAGE_EDITOR"
-    bl_idname = "SAM3D_PT_image"
-
-
-class SAM3D_PT_view3d_jobs(_JobsPanel, bpy.types.Panel):
-    bl_space_type = "VIEW_3D"
-    bl_parent_id = "SAM3D_PT_view3d"
-
-
-class SAM3D_PT_image_jobs(_JobsPanel, bpy.types.Panel):
-    bl_space_type = "IMAGE_EDITOR"
-    bl_parent_id = "SAM3D_PT_image"
-
-
-class SAM3D_PT_view3d_advanced(_AdvancedPanel, bpy.types.Panel):
-    bl_space_type = "VIEW_3D"
-    bl_parent_id = "SAM3D_PT_view3d"
-
-
-class SAM3D_PT_image_advanced(_AdvancedPanel, bpy.types.Panel):
-    bl_space_type = "IMAGE_EDITOR"
-    bl_parent_id = "SAM3D_PT_image"
-
-
-classes = (SAM3D_UL_masks, SAM3D_PT_view3d, SAM3D_PT_image, SAM3D_PT_view3d_jobs, SAM3D_PT_image_jobs,
-           SAM3D_PT_view3d_advanced, SAM3D_PT_image_advanced)
+classes = (SAM3D_UL_masks, *_in_both_editors(_MainPanel, ""), *_in_both_editors(_JobsPanel, "_jobs", "_"),
+           *_in_both_editors(_AdvancedPanel, "_advanced", "_"))
 
 
 def register() -> None:
