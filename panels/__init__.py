@@ -166,20 +166,20 @@ class _AdvancedPanel(_Sidebar):
         col.label(text="Output: URL, GLB (the only values the model allows)")
 
 
-def _in_both_editors(base: type, suffix: str, parent: str = "") -> list[type]:
+def _in_both_editors(base: type, suffix: str, child: bool = False) -> list[type]:
     """The same panel in the 3D Viewport and the Image Editor (Blender wants a class per editor)."""
     made = []
     for space, tag in (("VIEW_3D", "view3d"), ("IMAGE_EDITOR", "image")):
         idname = f"SAM3D_PT_{tag}{suffix}"
         attrs = {"bl_space_type": space, "bl_idname": idname}
-        if parent:  # the main panel of the same editor
+        if child:  # a sub-panel of the main panel of the same editor
             attrs["bl_parent_id"] = f"SAM3D_PT_{tag}"
         made.append(type(idname, (base, bpy.types.Panel), attrs))
     return made
 
 
-classes = (SAM3D_UL_masks, *_in_both_editors(_MainPanel, ""), *_in_both_editors(_JobsPanel, "_jobs", "_"),
-           *_in_both_editors(_AdvancedPanel, "_advanced", "_"))
+classes = (SAM3D_UL_masks, *_in_both_editors(_MainPanel, ""), *_in_both_editors(_JobsPanel, "_jobs", True),
+           *_in_both_editors(_AdvancedPanel, "_advanced", True))
 
 
 def register() -> None:
