@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import bpy
 from bpy.props import FloatProperty, IntProperty, StringProperty
@@ -15,6 +16,12 @@ from bpy.props import FloatProperty, IntProperty, StringProperty
 from .client import DEFAULT_API_URL, DEFAULT_MODEL
 
 ENV_KEY = "RUNWARE_API_KEY"
+
+
+def _absolute(prefs: Any, _context: bpy.types.Context) -> None:
+    """A `//` path would follow whichever .blend is open, and the journal with it: fix it now."""
+    if prefs.result_dir.startswith("//"):
+        prefs.result_dir = bpy.path.abspath(prefs.result_dir)
 
 
 class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
@@ -44,7 +51,7 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
         name="Spending Limit", default=0.0, min=0.0, soft_max=100.0, precision=4,
         description="Refuse new jobs once this session has spent this many USD. 0: no limit")
     result_dir: StringProperty(  # type: ignore[valid-type]
-        name="Result Folder", subtype="DIR_PATH", default="", update=lambda self, _context: _absolute(self),
+        name="Result Folder", subtype="DIR_PATH", default="", update=_absolute,
         description="Where results (GLB files) and the job journal are kept. Empty: the extension's user folder")
 
     def draw(self, context: bpy.types.Context) -> None:
@@ -67,12 +74,6 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
         layout.label(text=f"Results go to {result_folder(self)}", icon="FILE_FOLDER")
         if not bpy.app.online_access:
             layout.label(text="Online access is off: Preferences › System › Network", icon="ERROR")
-
-
-def _absolute(prefs: SAM3D_AddonPreferences) -> None:
-    """A `//` path would follow whichever .blend is open, and the journal with it: fix it now."""
-    if prefs.result_dir.startswith("//"):
-        prefs.result_dir = bpy.path.abspath(prefs.result_dir)
 
 
 def get(context: bpy.types.Context | None = None) -> SAM3D_AddonPreferences:

@@ -115,6 +115,14 @@ class Runner:
     def total_cost(self) -> float:
         return sum(t.cost for t in self.history.values())
 
+    def in_flight_cost(self) -> float:
+        """What the running jobs will likely cost, at the last cost per result Runware reported (0 when it
+        never has): so that a list of masks cannot start past the spending limit all at once."""
+        unit = next((r["cost"] for t in sorted(self.history.values(), key=lambda t: -t.time)
+                     for r in t.results if r.get("cost")), 0.0)
+        return unit * sum(r.job.request.number_results for r in self.jobs.values()
+                          if not r.job.done and not r.job.request.resume)
+
 
 RUNNER = Runner()
 
@@ -139,9 +147,10 @@ def job_request(context: bpy.types.Context, **fields: object) -> JobRequest:
     """A request with the preferences' key, endpoint, model and limits; `fields` add the job's own."""
     prefs = preferences.get(context)
     budget = prefs.session_budget
-    if budget > 0 and RUNNER.session_cost >= budget:
-        raise RefusedError(f"This session has spent ${RUNNER.session_cost:.4f}, the limit set in the preferences "
-                      f"(${budget:.4f}). Raise the limit to reconstruct more.")
+    committed = RUNNER.session_cost + RUNNER.in_flight_cost()
+    if budget > 0 and committed >= budget:
+        raise RefusedError(f"This session has spent (or has running) ${committed:.4f}, the limit set in the "
+                           f"preferences (${budget:.4f}). Raise the limit to reconstruct more.")
     return JobRequest(
         api_key=preferences.api_key(prefs), result_dir=preferences.result_folder(prefs),
         api_url=prefs.api_url.strip(), model=prefs.model.strip(), request_timeout=prefs.request_timeout,

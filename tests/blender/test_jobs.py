@@ -181,3 +181,19 @@ def test_results_wait_for_object_mode_instead_of_throwing_the_artist_out_of_edit
     bpy.ops.object.mode_set(mode="OBJECT")
     tick_until_idle()
     assert bpy.data.objects["mask_0"]["sam3d_task_uuid"] == running.job.task_uuid
+
+
+def test_the_spending_limit_counts_jobs_still_running(sam3d):
+    use_inputs()
+    assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}  # Runware reported 0.0038 per result
+    sam3d.prefs.session_budget = 0.011  # room for two more (0.0038 each), not three
+    sam3d.emu.processing_time = 5
+    try:
+        started = [reconstruct_module().start_job(bpy.context) for _ in range(2)]
+        with pytest.raises(RuntimeError, match="has running"):
+            bpy.ops.sam3d.reconstruct()
+    finally:
+        sam3d.prefs.session_budget = 0.0
+        for running in started:
+            running.job.cancel()
+        tick_until_idle()

@@ -124,3 +124,8 @@ def test_a_server_seed_past_32_bits_can_be_sent_back_exactly(sam3d):
     sam3d.settings.exact_seed = str(2**63)
     with pytest.raises(RuntimeError, match="Exact Seed"):
         bpy.ops.sam3d.reconstruct()
+
+
+def test_a_relative_result_folder_is_made_absolute_when_set(sam3d):
+    sam3d.prefs.result_dir = "//results"
+    assert sam3d.prefs.result_dir == bpy.path.abspath("//results") and not sam3d.prefs.result_dir.startswith("//")
