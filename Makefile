@@ -2,6 +2,7 @@
 #   make demo              build, install into a headless Blender, reconstruct a sample → out/demo.blend, out/demo.png
 #   make test              lint, type checks, client tests, then the in-Blender tests on every Blender below
 #   make test BLENDERS=5.0 only one Blender
+#   make batch DIR=photos OUT=library.blend   photos and masks → an asset library (emulator without a key)
 #   make bench             benchmarks of the job machinery against the emulator: prints a table
 #   make build             dist/sam3d-<version>.zip, the file to install in Blender
 #   make emulator          the Runware emulator on http://127.0.0.1:8765/v1 (Ctrl-C stops it)
@@ -10,7 +11,7 @@ BLENDERS ?= 4.2 5.0 5.3
 DEV ?= 5.0
 SHELL := /bin/bash
 
-.PHONY: test lint client-test blender-test bench build demo emulator clean
+.PHONY: test lint client-test blender-test batch bench build demo emulator clean
 
 test: lint client-test blender-test
 
@@ -26,6 +27,10 @@ blender-test:
 	  py=$$(tools/venv.sh $$v); echo "=== Blender $$v ==="; \
 	  $$py -m pytest tests/blender; \
 	done
+
+batch:
+	@test -n "$(DIR)" -a -n "$(OUT)" || { echo "usage: make batch DIR=photos OUT=library.blend"; exit 2; }
+	@py=$$(tools/venv.sh $(DEV)) && $$py tools/batch.py "$(DIR)" -o "$(OUT)"
 
 bench:
 	@py=$$(tools/venv.sh $(DEV)) && $$py tests/bench.py

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, CollectionProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
 
 class SAM3D_PG_mask(bpy.types.PropertyGroup):
@@ -46,6 +54,17 @@ class SAM3D_PG_settings(bpy.types.PropertyGroup):
         items=[("CURSOR", "On 3D Cursor", "Stand the object on the 3D cursor, origin at its base"),
                ("AS_IS", "As Returned", "Keep the transform the GLB came with (SAM 3D's camera frame)"),
                ("CAMERA", "As in the Photo", "Stand in front of the photo's camera as in the photo (scene layout)")])
+    # Asset library building (operators/batch.py).
+    batch_directory: StringProperty(  # type: ignore[valid-type]
+        name="Photos", subtype="DIR_PATH", default="",
+        description="Folder of photos and masks: name.png + name_mask.png, cut-outs, or name/image.png + masks")
+    batch_library: StringProperty(  # type: ignore[valid-type]
+        name="Library", subtype="FILE_PATH", default="//sam3d_library.blend",
+        description="The .blend the assets are written to (open its folder as an Asset Library)")
+    batch_target_size: FloatProperty(  # type: ignore[valid-type]
+        name="Target Size", default=0.0, min=0.0, description="Scale each asset so its longest side is this. 0: keep")
+    batch_triangle_budget: IntProperty(  # type: ignore[valid-type]
+        name="Triangle Budget", default=0, min=0, description="Decimate assets above this many triangles. 0: keep")
     # Advanced: the rest of the model's request parameters.
     delivery_method: EnumProperty(  # type: ignore[valid-type]
         name="Delivery", default="ASYNC",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
-from . import history, layout, mask_list, reconstruct, runner
+from . import batch, history, layout, mask_list, reconstruct, runner
 
-classes = (*reconstruct.classes, *history.classes, *mask_list.classes, *layout.classes)
+classes = (*reconstruct.classes, *history.classes, *mask_list.classes, *layout.classes, *batch.classes)
 
 
 @persistent
@@ -23,9 +23,11 @@ def register() -> None:
     bpy.app.handlers.load_post.append(_on_load_post)
     bpy.app.handlers.depsgraph_update_post.append(layout.follow_cameras)
     runner.register()
+    batch.register()
 
 
 def unregister() -> None:
+    batch.unregister()
     runner.unregister()
     if _on_load_post in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.remove(_on_load_post)

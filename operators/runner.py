@@ -47,6 +47,8 @@ class Running:
     owned: bool = False  # a modal or blocking operator imports it (one undo step); else the app timer does
     photo_collection: bool = False  # one of several masks of a photo: all land in the photo's collection
     mask_box: tuple[float, float, float, float] | None = None  # for placement 'CAMERA' (operators/layout.py)
+    after_import: Callable[[list[bpy.types.Object]], None] | None = None  # e.g. make it an asset (batch.py)
+    on_failure: Callable[[str], None] | None = None
 
     @property
     def label(self) -> str:
@@ -180,7 +182,13 @@ def finish(context: bpy.types.Context, running: Running) -> tuple[list[bpy.types
                                            name=running.name, placement=running.placement,
                                            photo=running.image if running.photo_collection else "", arrange=arrange)
         note_imported(req.result_dir, job.task_uuid, objects)
+        if running.after_import is not None:
+            running.after_import(objects)
         return objects, running.warnings + outcome.warnings
+    except (RunwareError, importing.GlbImportError) as exc:
+        if running.on_failure is not None:
+            running.on_failure(str(exc))
+        raise
     finally:
         _refresh_quietly(req.result_dir)
 

@@ -11,6 +11,7 @@ from .. import preferences
 from ..client import TaskRecord
 from ..client.errors import sentence_for
 from ..operators import reconstruct
+from ..operators.batch import ACTIVE
 from ..operators.runner import RUNNER
 
 
@@ -146,6 +147,36 @@ class SAM3D_UL_masks(bpy.types.UIList):
         row.template_ID(item, "image", open="image.open")
 
 
+class _LibraryPanel(_Sidebar):
+    bl_label = "Asset Library"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = context.scene.sam3d
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        col = layout.column()
+        col.prop(settings, "batch_directory")
+        col.prop(settings, "batch_library")
+        col.prop(settings, "batch_target_size")
+        col.prop(settings, "batch_triangle_budget")
+        layout.operator("sam3d.batch", icon="ASSET_MANAGER")
+        for batch in ACTIVE:
+            counts = batch.counts()
+            total = len(batch.items)
+            finished = total - counts["pending"]
+            row = layout.row(align=True)
+            row.progress(factor=finished / total if total else 1.0, type="BAR",
+                         text=f"{finished}/{total} · {time.monotonic() - batch.started:.0f} s · ${batch.cost():.4f}")
+            row.operator("sam3d.cancel", text="", icon="X").task_uuid = ""
+            for item in batch.items:
+                if item.status != "pending":
+                    icon = {"done": "CHECKMARK", "failed": "ERROR", "skipped": "FORWARD"}[item.status]
+                    layout.label(text=f"{item.name}: {item.status}" + (f" ({item.reason})" if item.reason else ""),
+                                 icon=icon)  # type: ignore[arg-type]
+
+
 class _AdvancedPanel(_Sidebar):
     bl_label = "Advanced"
     bl_options = {"DEFAULT_CLOSED"}
@@ -179,7 +210,7 @@ def _in_both_editors(base: type, suffix: str, child: bool = False) -> list[type]
 
 
 classes = (SAM3D_UL_masks, *_in_both_editors(_MainPanel, ""), *_in_both_editors(_JobsPanel, "_jobs", True),
-           *_in_both_editors(_AdvancedPanel, "_advanced", True))
+           *_in_both_editors(_LibraryPanel, "_library", True), *_in_both_editors(_AdvancedPanel, "_advanced", True))
 
 
 def register() -> None:
