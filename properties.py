@@ -63,6 +63,9 @@ class SAM3D_PG_settings(bpy.types.PropertyGroup):
         description="The .blend the assets are written to (open its folder as an Asset Library)")
     batch_target_size: FloatProperty(  # type: ignore[valid-type]
         name="Target Size", default=0.0, min=0.0, description="Scale each asset so its longest side is this. 0: keep")
+    batch_max_cost: FloatProperty(  # type: ignore[valid-type]
+        name="Cost Limit", default=0.0, min=0.0, precision=4,
+        description="Refuse a batch estimated to cost more (USD, at the last cost per task Runware reported). 0: none")
     batch_triangle_budget: IntProperty(  # type: ignore[valid-type]
         name="Triangle Budget", default=0, min=0, description="Decimate assets above this many triangles. 0: keep")
     # Advanced: the rest of the model's request parameters.

@@ -318,9 +318,9 @@ class SAM3D_OT_batch(bpy.types.Operator):
         todo = len(items) - len(library_names(library) & {i.name for i in items})
         unit = next((r["cost"] for t in RUNNER.history.values() for r in t.results if r.get("cost")), 0.0038)
         self.report({"INFO"}, f"SAM 3D batch: {todo} job(s) of {len(items)}, about ${todo * unit:.4f}")
-        if self.max_cost and todo * unit > self.max_cost:
-            self.report({"ERROR"}, f"The batch would cost about ${todo * unit:.4f}, over its limit of "
-                                   f"${self.max_cost:.4f}.")
+        limit = self.max_cost or settings.batch_max_cost
+        if limit and todo * unit > limit:
+            self.report({"ERROR"}, f"The batch would cost about ${todo * unit:.4f}, over its limit of ${limit:.4f}.")
             return {"CANCELLED"}
         options = Options(self.target_size or settings.batch_target_size,
                           self.triangle_budget or settings.batch_triangle_budget)

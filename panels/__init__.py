@@ -161,6 +161,7 @@ class _LibraryPanel(_Sidebar):
         col.prop(settings, "batch_library")
         col.prop(settings, "batch_target_size")
         col.prop(settings, "batch_triangle_budget")
+        col.prop(settings, "batch_max_cost")
         layout.operator("sam3d.batch", icon="ASSET_MANAGER")
         for batch in ACTIVE:
             counts = batch.counts()

@@ -104,7 +104,7 @@ def test_from_the_ui_the_batch_runs_in_the_background_and_the_panel_follows_it(s
     library = sam3d.tmp / "ui.blend"
     batch = batch_module().run(bpy.context, photos(sam3d.tmp), library, batch_module().Options(), print,
                                blocking=False)
-    assert batch_module().ACTIVE == [batch] and batch.counts()["pending"] == 4
+    assert [batch] == batch_module().ACTIVE and batch.counts()["pending"] == 4
     import time
 
     deadline = time.monotonic() + 60
@@ -126,3 +126,10 @@ def test_make_batch_runs_the_same_headless_and_exits_with_the_status(tmp_path):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "EMULATOR" in out.stdout and "1 done, 0 failed" in out.stdout
     assert (tmp_path / "lib.blend").exists()
+
+
+def test_a_batch_over_its_cost_limit_is_refused_before_anything_is_sent(sam3d):
+    sam3d.settings.batch_max_cost = 0.01  # 4 jobs at 0.0038
+    with __import__("pytest").raises(RuntimeError, match="over its limit"):
+        bpy.ops.sam3d.batch(directory=str(photos(sam3d.tmp)), filepath=str(sam3d.tmp / "lib.blend"))
+    assert sam3d.emu.requests == []
