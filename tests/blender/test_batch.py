@@ -133,3 +133,13 @@ def test_a_batch_over_its_cost_limit_is_refused_before_anything_is_sent(sam3d):
     with __import__("pytest").raises(RuntimeError, match="over its limit"):
         bpy.ops.sam3d.batch(directory=str(photos(sam3d.tmp)), filepath=str(sam3d.tmp / "lib.blend"))
     assert sam3d.emu.requests == []
+
+
+def test_clean_for_reuse_decimates_to_the_triangle_budget(sam3d):
+    folder = photos(sam3d.tmp) / "props"
+    library = sam3d.tmp / "small.blend"
+    assert bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library), triangle_budget=300) == {"FINISHED"}
+    [cup] = read_library(library)
+    triangles = sum(len(p.vertices) - 2 for p in cup.data.polygons)
+    assert 100 < triangles <= 330, triangles  # the emulator's result has 1216
+    assert not cup.modifiers and tuple(cup.location) == (0.0, 0.0, 0.0)
