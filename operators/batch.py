@@ -22,7 +22,8 @@ import bpy
 from bpy.props import FloatProperty, IntProperty, StringProperty
 from mathutils import Matrix, Vector
 
-from ..client import Job, RunwareError
+from .. import preferences
+from ..client import Job, Journal, RunwareError
 from . import masks, reconstruct
 from .mask_list import IMAGE_SUFFIXES, _natural
 from .runner import RUNNER, RefusedError, Running, job_request, run_blocking
@@ -221,8 +222,12 @@ def _append_assets(library: Path) -> list[bpy.types.Object]:
 
 
 def start(context: bpy.types.Context, batch: Batch) -> list[Running]:
-    """Queue a job per item not yet in the library; items whose inputs are bad fail here, with why."""
+    """Queue a job per item not yet in the library; items whose inputs are bad fail here, with why. An item
+    an earlier run already sent (the journal knows its task) is fetched by its task UUID, not paid again."""
     present = library_names(batch.library)
+    journal = Journal(preferences.result_folder(preferences.get(context))).tasks()
+    sent = {(t.info.get("name"), t.info.get("image"), t.info.get("mask")): t for t in journal.values()
+            if t.unfinished}
     runnings = []
     for item in batch.items:
         if item.name in present:
@@ -232,9 +237,12 @@ def start(context: bpy.types.Context, batch: Batch) -> list[Running]:
             photo = bpy.data.images.load(item.photo, check_existing=True)
             mask = bpy.data.images.load(item.mask, check_existing=True) if item.mask else None
             inputs = masks.read_inputs(photo, mask, use_photo_alpha=mask is None)
-            request = job_request(context, prepare=inputs.encode, name=item.name, image_name=photo.name,
-                                  mask_name=mask.name if mask else f"{photo.name} (alpha)", placement="CURSOR",
-                                  prompt=item.name.replace("_", " "))
+            mask_name = mask.name if mask else f"{photo.name} (alpha)"
+            earlier = sent.get((item.name, photo.name, mask_name))
+            fields: dict = ({"task_uuid": earlier.task_uuid, "resume": True} if earlier else
+                            {"prepare": inputs.encode})
+            request = job_request(context, name=item.name, image_name=photo.name, mask_name=mask_name,
+                                  placement="CURSOR", prompt=item.name.replace("_", " "), **fields)
         except (masks.MaskError, RuntimeError, RunwareError, RefusedError) as exc:
             item.status, item.reason = "failed", str(exc)
             continue

@@ -143,3 +143,25 @@ def test_clean_for_reuse_decimates_to_the_triangle_budget(sam3d):
     triangles = sum(len(p.vertices) - 2 for p in cup.data.polygons)
     assert 100 < triangles <= 330, triangles  # the emulator's result has 1216
     assert not cup.modifiers and tuple(cup.location) == (0.0, 0.0, 0.0)
+
+
+def test_a_batch_cut_off_midway_fetches_what_was_already_paid_instead_of_paying_again(sam3d):
+    import time
+
+    runner = sys.modules[f"{MODULE}.operators.runner"]
+    folder = photos(sam3d.tmp)
+    library = sam3d.tmp / "cut.blend"
+    sam3d.emu.processing_time = 3.0
+    sam3d.prefs.max_jobs = 4
+    batch_module().run(bpy.context, folder, library, batch_module().Options(), print, blocking=False)
+    deadline = time.monotonic() + 30
+    while sam3d.emu.billed_tasks() < 4 and time.monotonic() < deadline:
+        runner.tick()
+        time.sleep(0.05)
+    runner.RUNNER.shutdown(join=2.0)  # Blender quits (or crashes) while all four are processing
+    assert sam3d.emu.billed_tasks() == 4 and not library.exists()
+    bpy.ops.wm.read_homefile(use_empty=True)
+    sam3d.emu.processing_time = 0.2
+    assert bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library)) == {"FINISHED"}
+    assert sam3d.emu.billed_tasks() == 4, "the second run fetched the four paid tasks by their UUIDs"
+    assert sorted(o.name for o in read_library(library)) == ["bench", "cup", "socrates_1", "socrates_2"]
