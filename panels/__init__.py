@@ -147,21 +147,23 @@ class SAM3D_UL_masks(bpy.types.UIList):
         row.template_ID(item, "image", open="image.open")
 
 
+def _settings_column(layout: bpy.types.UILayout, settings: Any, names: tuple[str, ...]) -> bpy.types.UILayout:
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+    col = layout.column()
+    for name in names:
+        col.prop(settings, name)
+    return col
+
+
 class _LibraryPanel(_Sidebar):
     bl_label = "Asset Library"
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
-        settings = context.scene.sam3d
-        layout.use_property_split = True
-        layout.use_property_decorate = False
-        col = layout.column()
-        col.prop(settings, "batch_directory")
-        col.prop(settings, "batch_library")
-        col.prop(settings, "batch_target_size")
-        col.prop(settings, "batch_triangle_budget")
-        col.prop(settings, "batch_max_cost")
+        _settings_column(layout, context.scene.sam3d, ("batch_directory", "batch_library", "batch_target_size",
+                                                        "batch_triangle_budget", "batch_max_cost"))
         layout.operator("sam3d.batch", icon="ASSET_MANAGER")
         for batch in ACTIVE:
             counts = batch.counts()
@@ -183,16 +185,8 @@ class _AdvancedPanel(_Sidebar):
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context: bpy.types.Context) -> None:
-        layout = self.layout
-        settings = context.scene.sam3d
-        layout.use_property_split = True
-        layout.use_property_decorate = False
-        col = layout.column()
-        col.prop(settings, "exact_seed")
-        col.prop(settings, "delivery_method")
-        col.prop(settings, "ttl")
-        col.prop(settings, "upload_endpoint")
-        col.prop(settings, "webhook_url")
+        col = _settings_column(self.layout, context.scene.sam3d,
+                               ("exact_seed", "delivery_method", "ttl", "upload_endpoint", "webhook_url"))
         col.separator()
         col.label(text=f"Model: {preferences.get(context).model}")
         col.label(text="Output: URL, GLB (the only values the model allows)")
