@@ -52,6 +52,7 @@ class Journal:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         self.path = self.folder / FILE
+        self.broken = 0
 
     def append(self, event: str, task_uuid: str, **fields: Any) -> None:
         """Write one line and fsync it: the caller goes on only once it is on disk."""
@@ -97,9 +98,11 @@ class Journal:
         return records, broken
 
     def tasks(self) -> dict[str, TaskRecord]:
-        """Every task the journal knows, oldest first, folded from its lines."""
+        """Every task the journal knows, oldest first, folded from its lines (one pass: `broken` then holds
+        the number of broken lines skipped)."""
         tasks: dict[str, TaskRecord] = {}
-        for rec in self.read()[0]:
+        records, self.broken = self.read()
+        for rec in records:
             task = tasks.setdefault(rec["task_uuid"], TaskRecord(rec["task_uuid"]))
             event = rec.get("event", "")
             task.status = STATUS.get(event, task.status)

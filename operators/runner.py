@@ -107,7 +107,7 @@ class Runner:
     def refresh_history(self, folder: Path) -> None:
         journal = Journal(folder)
         self.history = journal.tasks()
-        self.broken_lines = journal.read()[1]
+        self.broken_lines = journal.broken
         self.history_folder = folder
 
     def unfinished(self) -> list[TaskRecord]:
