@@ -75,27 +75,11 @@ class Journal:
 
     def read(self) -> tuple[list[dict[str, Any]], int]:
         """(records, number of broken lines skipped)."""
-        records: list[dict[str, Any]] = []
-        broken = 0
         try:
-            with open(self.path, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    if not line.strip():
-                        continue
-                    try:
-                        record = json.loads(line)
-                    except ValueError:
-                        broken += 1
-                        continue
-                    if isinstance(record, dict) and record.get("task_uuid"):
-                        records.append(record)
-                    else:
-                        broken += 1
+            text = self.path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
-            pass
-        if broken:
-            log.warning("SAM 3D: skipped %d broken line(s) of %s", broken, self.path)
-        return records, broken
+            return [], 0
+        return _parse(text.splitlines(), self.path)
 
     def tasks(self) -> dict[str, TaskRecord]:
         """Every task the journal knows, oldest first, folded from its lines (one pass: `broken` then holds
@@ -103,18 +87,76 @@ class Journal:
         tasks: dict[str, TaskRecord] = {}
         records, self.broken = self.read()
         for rec in records:
-            task = tasks.setdefault(rec["task_uuid"], TaskRecord(rec["task_uuid"]))
-            event = rec.get("event", "")
-            task.status = STATUS.get(event, task.status)
-            task.time = rec.get("time", task.time)
-            if event in ("created", "submitted"):
-                task.info.update(rec.get("info") or {})
-            if event == "results":
-                task.results = list(rec.get("results") or [])
-            if event == "downloaded":
-                task.files = list(rec.get("files") or [])
-            if event == "failed":
-                task.code = str(rec.get("code", ""))
-                if rec.get("resumable"):  # it failed on our side after it was sent: Resume can still fetch it
-                    task.status = "interrupted"
+            _fold(tasks, rec)
         return tasks
+
+
+class History:
+    """The journal's tasks kept up to date by reading only the lines appended since the last look: the main
+    thread refreshes it whenever a job ends, and a whole re-read grows with every job ever run (measured
+    103 ms for 10,000 lines)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.journal = Journal(folder)
+        self.tasks: dict[str, TaskRecord] = {}
+        self.broken = 0
+        self._offset = 0
+
+    def refresh(self) -> dict[str, TaskRecord]:
+        path = self.journal.path
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size < self._offset:  # replaced or cut: start over
+            self.tasks, self.broken, self._offset = {}, 0, 0
+        if size == self._offset:
+            return self.tasks
+        with open(path, "rb") as f:
+            f.seek(self._offset)
+            chunk = f.read(size - self._offset)
+        whole = chunk.rfind(b"\n") + 1  # a line still being written waits for the next look
+        records, broken = _parse(chunk[:whole].decode("utf-8", errors="replace").splitlines(), path)
+        self._offset += whole
+        self.broken += broken
+        for rec in records:
+            _fold(self.tasks, rec)
+        return self.tasks
+
+
+def _parse(lines: list[str], path: Path) -> tuple[list[dict[str, Any]], int]:
+    records: list[dict[str, Any]] = []
+    broken = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            broken += 1
+            continue
+        if isinstance(record, dict) and record.get("task_uuid"):
+            records.append(record)
+        else:
+            broken += 1
+    if broken:
+        log.warning("SAM 3D: skipped %d broken line(s) of %s", broken, path)
+    return records, broken
+
+
+def _fold(tasks: dict[str, TaskRecord], rec: dict[str, Any]) -> None:
+    """What one line says about its task; a later step overrides an earlier one."""
+    task = tasks.setdefault(rec["task_uuid"], TaskRecord(rec["task_uuid"]))
+    event = rec.get("event", "")
+    task.status = STATUS.get(event, task.status)
+    task.time = rec.get("time", task.time)
+    if event in ("created", "submitted"):
+        task.info.update(rec.get("info") or {})
+    if event == "results":
+        task.results = list(rec.get("results") or [])
+    if event == "downloaded":
+        task.files = list(rec.get("files") or [])
+    if event == "failed":
+        task.code = str(rec.get("code", ""))
+        if rec.get("resumable"):  # it failed on our side after it was sent: Resume can still fetch it
+            task.status = "interrupted"

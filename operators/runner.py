@@ -22,6 +22,7 @@ import bpy
 
 from .. import preferences
 from ..client import Job, JobRequest, Journal, RunwareError, TaskRecord
+from ..client.journal import History
 from . import importing, layout
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Runner:
         self._limit = 4
         self.session_cost = 0.0
         self.history: dict[str, TaskRecord] = {}
+        self._history: History | None = None
         self.history_folder: Path | None = None
         self.broken_lines = 0
 
@@ -105,9 +107,10 @@ class Runner:
     # --- history (read from the journal; refreshed when a job ends, never while drawing) ---------------
 
     def refresh_history(self, folder: Path) -> None:
-        journal = Journal(folder)
-        self.history = journal.tasks()
-        self.broken_lines = journal.broken
+        if self._history is None or self._history.journal.folder != Path(folder):
+            self._history = History(folder)
+        self.history = self._history.refresh()
+        self.broken_lines = self._history.broken
         self.history_folder = folder
 
     def unfinished(self) -> list[TaskRecord]:

@@ -57,7 +57,7 @@ def sam3d(addon: str, emulator: Emulator, tmp_path: Path):
     bpy.ops.wm.read_homefile(use_empty=True)
     runner = sys.modules[f"{addon}.operators.runner"].RUNNER
     runner.shutdown(join=2.0)
-    runner.session_cost, runner.history, runner.broken_lines = 0.0, {}, 0  # each test is a new session
+    runner.session_cost, runner.history, runner.broken_lines, runner._history = 0.0, {}, 0, None  # a new session
     sys.modules[f"{addon}.client.jobs"].UPLOADS.clear()  # the emulator forgets its uploads at reset
     emulator.reset()
     emulator.processing_time = 0.2

@@ -184,3 +184,23 @@ def test_a_key_with_invisible_characters_is_refused_before_any_request(emu, tmp_
                              api_url=emu.api_url)))
     assert job.outcome.error.code == "invalidApiKey" and emu.requests == []
     assert "\u200b" not in str(job.outcome.error)
+
+
+def test_history_reads_only_what_was_appended_and_waits_for_a_line_being_written(tmp_path):
+    from client.journal import History
+
+    history = History(tmp_path)
+    assert history.refresh() == {}
+    journal = Journal(tmp_path)
+    journal.append("created", "a", info={"name": "one"})
+    journal.append("submitted", "a", info={"name": "one"})
+    assert history.refresh()["a"].status == "submitted"
+    with open(tmp_path / FILE, "a") as f:
+        f.write('{"time": 1, "event": "imported", "task_uuid": "a"')  # still being written: no newline yet
+    assert history.refresh()["a"].status == "submitted" and history.broken == 0
+    with open(tmp_path / FILE, "a") as f:
+        f.write("}\n")
+    assert history.refresh()["a"].status == "imported"
+    journal.append("created", "b", info={"name": "two"})
+    assert set(history.refresh()) == {"a", "b"}
+    assert history.refresh() == Journal(tmp_path).tasks(), "the same as reading it all again"
