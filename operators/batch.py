@@ -307,10 +307,7 @@ class SAM3D_OT_batch(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        reason = reconstruct.why_offline(context)
-        if reason:
-            cls.poll_message_set(reason)
-        return not reason
+        return reconstruct.refuse(cls, reconstruct.why_offline(context))
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = context.scene.sam3d

@@ -12,7 +12,7 @@ from .. import preferences
 from ..client import Job, RunwareError, TaskRecord
 from ..client.jobs import INPUT_FILES
 from . import importing
-from .reconstruct import why_offline
+from .reconstruct import refuse, why_offline
 from .runner import RUNNER, RefusedError, Running, job_request, note_imported, run_blocking
 
 
@@ -141,10 +141,7 @@ class SAM3D_OT_retry(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        reason = why_offline(context)
-        if reason:
-            cls.poll_message_set(reason)
-        return not reason
+        return refuse(cls, why_offline(context))
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         record = _record(context, self.task_uuid)

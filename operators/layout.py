@@ -190,10 +190,10 @@ class SAM3D_OT_relayout(bpy.types.Operator):
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         camera = context.scene.camera
-        if camera is None or not camera.get("sam3d_photo"):
+        mine = camera is not None and camera.get("sam3d_photo")
+        if not mine:
             cls.poll_message_set("The scene's camera is not a SAM 3D photo camera")
-            return False
-        return True
+        return bool(mine)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         camera = context.scene.camera

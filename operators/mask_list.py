@@ -157,10 +157,7 @@ class SAM3D_OT_mask_new(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if reconstruct.photo_of(context) is None:
-            cls.poll_message_set("Pick the photo first")
-            return False
-        return True
+        return reconstruct.refuse(cls, reconstruct.why_no_photo(context))
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         photo = reconstruct.photo_of(context)
@@ -216,10 +213,7 @@ class SAM3D_OT_mask_preview(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if reconstruct.photo_of(context) is None:
-            cls.poll_message_set("Pick the photo first")
-            return False
-        return True
+        return reconstruct.refuse(cls, reconstruct.why_no_photo(context))
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         return show_preview(context, self.report)
@@ -272,11 +266,7 @@ class SAM3D_OT_auto_mask(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        reason = reconstruct.why_offline(context) or (
-            "" if reconstruct.photo_of(context) else "Pick the photo first")
-        if reason:
-            cls.poll_message_set(reason)
-        return not reason
+        return reconstruct.refuse(cls, reconstruct.why_offline(context) or reconstruct.why_no_photo(context))
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         photo = reconstruct.photo_of(context)

@@ -83,6 +83,17 @@ def chosen_seed(settings: Any) -> int | None:
     return None if settings.use_random_seed else settings.seed
 
 
+def refuse(cls: type[bpy.types.Operator], reason: str) -> bool:
+    """For poll(): False with the reason on the disabled button (and in a script's error), or True."""
+    if reason:
+        cls.poll_message_set(reason)
+    return not reason
+
+
+def why_no_photo(context: bpy.types.Context) -> str:
+    return "" if photo_of(context) is not None else "Pick the photo first"
+
+
 def _stem(name: str) -> str:
     return Path(name).stem if "." in name else name
 
@@ -212,10 +223,7 @@ class SAM3D_OT_reconstruct(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        reason = why_not(context)
-        if reason:
-            cls.poll_message_set(reason)
-        return not reason
+        return refuse(cls, why_not(context))
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if bpy.app.background or context.window is None:
@@ -258,9 +266,7 @@ class SAM3D_OT_cancel(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if not RUNNER.jobs:
-            cls.poll_message_set("No reconstruction is running")
-        return bool(RUNNER.jobs)
+        return refuse(cls, "" if RUNNER.jobs else "No reconstruction is running")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         if not RUNNER.cancel(self.task_uuid):
