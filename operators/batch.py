@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import bpy
+import numpy as np
 from bpy.props import FloatProperty, IntProperty, StringProperty
 from mathutils import Matrix, Vector
 
@@ -160,10 +161,10 @@ def render_preview(obj: bpy.types.Object, path: Path, size: int = 128) -> None:
         scene.render.film_transparent = True
         scene.render.filepath = str(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with bpy.context.temp_override(scene=scene):
-            bpy.ops.render.render(write_still=True, scene=scene.name)
-        with bpy.context.temp_override(id=obj):
-            bpy.ops.ed.lib_id_load_custom_preview(filepath=str(path))
+        # No temp_override around operators here: Blender 4.2–5.0 read an override without holding Python's
+        # lock, which crashes while our download threads run Python (tests/blender/test_threads.py).
+        bpy.ops.render.render(write_still=True, scene=scene.name)
+        set_preview(obj, path)
     finally:
         for extra in [o for o in scene.objects if o.name.startswith("SAM3D Preview")]:
             data = extra.data
@@ -171,6 +172,19 @@ def render_preview(obj: bpy.types.Object, path: Path, size: int = 128) -> None:
             if data is not None and data.users == 0:
                 (bpy.data.cameras if isinstance(data, bpy.types.Camera) else bpy.data.lights).remove(data)
         bpy.data.scenes.remove(scene)
+
+
+def set_preview(obj: bpy.types.Object, path: Path) -> None:
+    """The rendered image as the object's asset preview (what Load Custom Preview does, without an operator)."""
+    image = bpy.data.images.load(str(path))
+    try:
+        pixels = np.empty(image.size[0] * image.size[1] * 4, dtype=np.float32)
+        image.pixels.foreach_get(pixels)
+        preview = obj.preview_ensure()
+        preview.image_size = tuple(image.size)
+        preview.image_pixels_float.foreach_set(pixels)  # also marks it edited: Blender won't redo it
+    finally:
+        bpy.data.images.remove(image)
 
 
 # --- the batch ------------------------------------------------------------------------------------------

@@ -289,17 +289,12 @@ def can_import(context: bpy.types.Context, running: Running) -> bool:
 
 def adopt(running: Running) -> None:
     """Import a job no operator waits for (its file was closed, or it was resumed) into the open file."""
-    context = bpy.context
-    windows = context.window_manager.windows
-    if bpy.app.background or not windows:
-        # No UI, no undo. (Overriding the context with background mode's stand-in window crashed Blender
-        # now and then while workers ran: measured 2 crashes in 5 runs of 32 jobs, none in 6 without.)
-        conclude(context, running, _log_report)
-        return
-    with context.temp_override(window=windows[0]):  # timers run without a window; the import wants one
-        conclude(bpy.context, running, _log_report)
-        if bpy.ops.ed.undo_push.poll():  # type: ignore[call-arg]
-            bpy.ops.ed.undo_push(message=f"SAM 3D: {running.name}")
+    # In the timer's own context: no window, which the glTF importer needs only for armatures (SAM 3D makes
+    # none). Never under temp_override: Blender 4.2–5.0 read an override without holding Python's lock
+    # inside operators, which crashed while our download threads ran Python (tests/blender/test_threads.py).
+    conclude(bpy.context, running, _log_report)
+    if not bpy.app.background and bpy.ops.ed.undo_push.poll():  # type: ignore[call-arg]
+        bpy.ops.ed.undo_push(message=f"SAM 3D: {running.name}")
 
 
 def _log_report(kind: set[str], text: str) -> None:

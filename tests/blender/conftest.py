@@ -7,6 +7,7 @@ import os
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -37,12 +38,14 @@ def zip_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def addon(zip_path: Path) -> str:
+def addon(zip_path: Path) -> Iterator[str]:
     """Install the zip with Blender's extension installer and enable it, as a user does."""
     bpy.context.preferences.system.use_online_access = True
     bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
     assert MODULE in bpy.context.preferences.addons, "the extension did not enable"
-    return MODULE
+    yield MODULE
+    # No job thread left at exit: bpy 4.2 crashes at interpreter exit while a daemon thread still runs.
+    sys.modules[f"{MODULE}.operators.runner"].RUNNER.shutdown(join=5.0)
 
 
 @pytest.fixture(scope="session")
