@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import bpy
-import numpy as np
 from bpy.props import FloatProperty, IntProperty, StringProperty
 from mathutils import Matrix, Vector
 
@@ -178,11 +177,10 @@ def set_preview(obj: bpy.types.Object, path: Path) -> None:
     """The rendered image as the object's asset preview (what Load Custom Preview does, without an operator)."""
     image = bpy.data.images.load(str(path))
     try:
-        pixels = np.empty(image.size[0] * image.size[1] * 4, dtype=np.float32)
-        image.pixels.foreach_get(pixels)
+        rgba = masks.pixels(image)[::-1]  # bottom row first, as Blender stores images and previews
         preview = obj.preview_ensure()
         preview.image_size = tuple(image.size)
-        preview.image_pixels_float.foreach_set(pixels)  # also marks it edited: Blender won't redo it
+        preview.image_pixels_float.foreach_set(rgba.ravel())  # also marks it edited: Blender won't redo it
     finally:
         bpy.data.images.remove(image)
 
