@@ -1,20 +1,21 @@
-"""Results to disk: streamed (never whole in memory), size-capped, re-fetched when cut short, checked to be
-a GLB before anything imports it. Download hosts never see the API key: this module never has it."""
+"""Results to disk: streamed (never whole in memory), capped on the wire, re-fetched when cut short, checked
+to be a GLB before anything imports it. Download hosts never see the API key: this module never has it.
+
+Each download writes its own partial file (`<name>.<pid>-<random>.part`), so two Blender processes that
+share a result folder never write into, or delete, each other's partial files.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 import struct
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import requests
-
 from .errors import RunwareError
-from .runware import check_url
+from .http import Guard, Transport, declared_length, get_following, read_body
 
-CHUNK = 256 * 1024
 GLB_MAGIC = b"glTF"
 
 
@@ -32,17 +33,23 @@ def check_glb(path: Path) -> None:
         raise RunwareError("notGlb", f"{path.name} declares {length} bytes but holds {size}", retryable=length > size)
 
 
-def save_inline(data: bytes, dest: Path) -> Path:
-    """A result the server sent inline (`modelBase64Data`): written and checked like a download."""
+def partial_path(dest: Path) -> Path:
+    """A partial file of this process alone, beside `dest`."""
+    return dest.with_name(f"{dest.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
+
+
+def save_inline(data: bytes, dest: Path, *, max_bytes: int) -> Path:
+    """A result the server sent inline (`modelBase64Data`): capped, written and checked like a download."""
+    if len(data) > max_bytes:
+        raise RunwareError("downloadTooLarge", f"{len(data) / 1e6:.0f} MB")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    part.write_bytes(data)
+    part = partial_path(dest)
     try:
+        part.write_bytes(data)
         check_glb(part)
-    except RunwareError:
+        os.replace(part, dest)
+    finally:
         part.unlink(missing_ok=True)
-        raise
-    os.replace(part, dest)
     return dest
 
 
@@ -53,79 +60,59 @@ def download(
     max_bytes: int,
     timeout: float = 60.0,
     retries: int = 3,
-    cancel: threading.Event | None = None,
+    guard: Guard | None = None,
+    transport: Transport | None = None,
     on_progress: Callable[[int, int | None], None] | None = None,
 ) -> Path:
-    """Stream `url` to `dest` (through `dest.part`, renamed when whole and valid). A transfer cut short or a
-    file that is not a GLB yet is fetched again, resuming with a Range request when the host allows it."""
-    check_url(url, "result URL")
-    cancel = cancel or threading.Event()
+    """Stream `url` to `dest` (through a partial file of our own, renamed when whole and valid). A transfer cut
+    short, or a file that is not a GLB yet, is fetched again, resuming with a Range request when the host
+    honours it (a host that answers a Range with the whole body starts the file over)."""
+    guard = guard or Guard()
+    own = transport is None
+    transport = transport or Transport()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    part.unlink(missing_ok=True)
+    part = partial_path(dest)
     last: RunwareError | None = None
-    with requests.Session() as session:  # a session of its own: no API headers can leak into it
+    try:
         for attempt in range(retries + 1):
-            if attempt and cancel.wait(min(0.5 * 2**attempt, 5.0)):
-                break
+            if attempt:
+                guard.wait(min(0.5 * 2**attempt, 5.0))
             try:
-                _fetch(session, url, part, max_bytes, timeout, cancel, on_progress)
+                _fetch(transport, url, part, max_bytes, timeout, guard, on_progress)
                 check_glb(part)
                 os.replace(part, dest)
                 return dest
             except RunwareError as exc:
                 if not exc.retryable:
-                    part.unlink(missing_ok=True)
                     raise
                 last = exc
                 if exc.code == "notGlb":  # corrupt, not short: start over rather than append
                     part.unlink(missing_ok=True)
-    part.unlink(missing_ok=True)
-    if cancel.is_set():
-        raise RunwareError("cancelled")
-    raise last or RunwareError("downloadFailed")
+        raise last or RunwareError("downloadFailed")
+    finally:
+        part.unlink(missing_ok=True)
+        if own:
+            transport.close()
 
 
-def _fetch(
-    session: requests.Session,
-    url: str,
-    part: Path,
-    max_bytes: int,
-    timeout: float,
-    cancel: threading.Event,
-    on_progress: Callable[[int, int | None], None] | None,
-) -> None:
+def _fetch(transport: Transport, url: str, part: Path, max_bytes: int, timeout: float, guard: Guard,
+           on_progress: Callable[[int, int | None], None] | None) -> None:
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
-    try:
-        resp = session.get(url, stream=True, timeout=(10.0, timeout), headers=headers)
-    except (requests.ConnectionError, requests.Timeout):
-        raise RunwareError("downloadFailed", "the download host did not answer", retryable=True) from None
-    with resp:
-        if resp.status_code in (403, 404, 410):
-            raise RunwareError("resultExpired", f"HTTP {resp.status_code}", status=resp.status_code)
-        if resp.status_code >= 400:
-            raise RunwareError("downloadFailed", f"HTTP {resp.status_code}", status=resp.status_code,
-                               retryable=resp.status_code in (408, 429) or resp.status_code >= 500)
-        if resp.status_code != 206:
-            have = 0  # the host ignored the Range: start over
-        declared = resp.headers.get("Content-Length")
-        total = have + int(declared) if declared and declared.isdigit() else None
-        if total is not None and total > max_bytes:
-            raise RunwareError("downloadTooLarge", f"{total / 1e6:.0f} MB")
-        got = have
-        try:
-            with open(part, "ab" if have else "wb") as out:
-                for chunk in resp.iter_content(CHUNK):
-                    if cancel.is_set():
-                        raise RunwareError("cancelled")
-                    got += len(chunk)
-                    if got > max_bytes:
-                        raise RunwareError("downloadTooLarge", f"more than {max_bytes / 1e6:.0f} MB")
-                    out.write(chunk)
-                    if on_progress:
-                        on_progress(got, total)
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
-            raise RunwareError("downloadFailed", "the transfer was cut short", retryable=True) from None
-        if total is not None and got < total:
-            raise RunwareError("downloadFailed", "the transfer was cut short", retryable=True)
+    with get_following(transport, url, guard=guard, timeout=timeout, headers=headers) as (resp, exchange):
+        status = resp.status_code
+        if status in (403, 404, 410):
+            raise RunwareError("resultExpired", f"HTTP {status}", status=status)
+        if status == 416 and have:  # our partial file is already whole (or bigger): start over
+            part.unlink(missing_ok=True)
+            raise RunwareError("downloadFailed", "HTTP 416", status=status, retryable=True)
+        if status >= 400 or status not in (200, 206):
+            raise RunwareError("downloadFailed", f"HTTP {status}", status=status,
+                               retryable=status in (408, 429) or status >= 500)
+        if status == 200:
+            have = 0  # the host ignored the Range (or there was none): the body is the whole file
+        declared = declared_length(resp)
+        total = have + declared if declared is not None else None
+        with open(part, "ab" if have else "wb") as out:
+            read_body(resp, exchange, max_bytes - have, out.write, too_large="downloadTooLarge",
+                      on_progress=(lambda got: on_progress(have + got, total)) if on_progress else None)

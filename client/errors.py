@@ -8,6 +8,11 @@ from __future__ import annotations
 
 # Sentences for the codes a user can meet. Codes not listed fall back to the server's own message.
 _SENTENCES = {
+    "glbExternalFile": "The result refers to files outside itself, which a SAM 3D result never does; it was not "
+                       "imported, for your safety.",
+    "glbMalformed": "The result is a damaged GLB file, so it was not imported.",
+    "glbTooLarge": "The result is too large to import safely, so it was not imported.",
+    "glbUnknownExtension": "The result needs a glTF extension that this Blender cannot read, so it was not imported.",
     "invalidApiKey": "Runware rejected the API key. Check it in the add-on preferences (or RUNWARE_API_KEY).",
     "missingApiKey": "No Runware API key is set. Paste one in the add-on preferences or set RUNWARE_API_KEY.",
     "insufficientCredits": "Your Runware account has no credits left. Top it up at runware.ai, then try again.",
@@ -39,6 +44,15 @@ _SENTENCES = {
     "taskFailed": "Runware could not reconstruct this object.",
     "inferenceError": "The 3D model failed on this image. Try another mask or seed.",
     "processingFailed": "The 3D model failed on this image. Try another mask or seed.",
+    "responseTooLarge": "Runware sent an answer far larger than any this add-on expects, so it was not read.",
+    "proxyRefused": "The proxy refused the connection. Check the Proxy setting in the add-on preferences "
+                    "(or your system's proxy settings), including its user name and password.",
+    "tlsUntrusted": "The server's certificate is not trusted. Behind a company firewall that inspects HTTPS, set "
+                    "its certificate (a PEM file) as CA Bundle in the add-on preferences.",
+    "caBundleMissing": "The CA Bundle file set in the add-on preferences cannot be read. Pick the PEM file again.",
+    "taskFailedOrNotFound": "Runware no longer has this task (it keeps results for a limited time), or it failed.",
+    "notFound": "Runware does not know this task any more (it keeps results for a limited time).",
+    "insecureHook": "The Webhook URL and Upload Endpoint must start with https://.",
 }
 
 
@@ -66,8 +80,10 @@ class RunwareError(Exception):
 
 def sentence_for(code: str, message: str = "", parameter: str | None = None) -> str:
     """Our sentence for a known code; otherwise the server's message, with the code so support can help."""
-    known = _SENTENCES.get(code)
     detail = message.strip()
+    if code in _OWN_SENTENCE and detail:
+        return detail
+    known = _SENTENCES.get(code)
     if known:
         # Keep the server's words when they add something (e.g. which parameter), but lead with ours.
         return f"{known} ({detail})" if detail and detail not in known and code not in _NO_DETAIL else known
@@ -76,6 +92,9 @@ def sentence_for(code: str, message: str = "", parameter: str | None = None) -> 
     where = f" [{parameter}]" if parameter else ""
     return f"Runware refused the request: {detail or 'no reason given'}{where} (code {code})."
 
+
+# Codes raised by this add-on with a whole sentence of their own as the message.
+_OWN_SENTENCE = {"spendingLimit", "duplicateRequest", "taskLocked", "badLibrary"}
 
 # Codes whose server message adds nothing a person needs (and might quote the request).
 _NO_DETAIL = {"invalidApiKey", "missingApiKey", "cancelled", "internal"}

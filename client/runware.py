@@ -6,19 +6,16 @@ Pure Python on `requests` (Blender ships it); runs on worker threads and never i
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import json
 import random
-import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
-
-import requests
 
 from . import tasks
 from .errors import RunwareError, scrubbed
+from .http import Guard, Transport, check_url, get_following, is_loopback, read_body
 
 DEFAULT_API_URL = "https://api.runware.ai/v1"
 RETRY_STATUSES = {408, 429} | set(range(500, 600))
@@ -26,26 +23,19 @@ _STATUS_CODES = {
     401: "invalidApiKey", 402: "insufficientCredits", 403: "forbidden", 404: "notFound", 408: "timeout",
     429: "rateLimitExceeded", 503: "serviceUnavailable", 504: "timeout",
 }
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # an API answer (JSON; inline results make it large at worst)
+MAX_CUTOUT_BYTES = 64 * 1024 * 1024
+
+__all__ = ["DEFAULT_API_URL", "Cutout", "RunwareClient", "check_url", "is_loopback"]
 
 
-def check_url(url: str, what: str = "API URL") -> None:
-    """HTTPS only, except plain HTTP to this machine (the emulator, a local proxy)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and is_loopback(parts.hostname or ""):
-        return
-    code = "insecureUrl" if what == "API URL" else "insecureResultUrl"
-    raise RunwareError(code, f"The {what} must start with https:// (got {parts.scheme or 'nothing'}://).")
+@dataclass
+class Cutout:
+    """What a background removal returned: a PNG, and whether it is the mask itself or a cut-out."""
 
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    png: bytes
+    mask_only: bool
+    cost: float | None
 
 
 class RunwareClient:
@@ -61,7 +51,9 @@ class RunwareClient:
         backoff_base: float = 1.0,
         backoff_cap: float = 30.0,
         user_agent: str = "sam3d-blender",
-        cancel: threading.Event | None = None,
+        guard: Guard | None = None,
+        transport: Transport | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         if not api_key:
             raise RunwareError("missingApiKey")
@@ -73,59 +65,57 @@ class RunwareClient:
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
-        self.cancel = cancel or threading.Event()
+        self.guard = guard or Guard()
+        self.max_answer_bytes = max_answer_bytes
+        self._own_transport = transport is None
+        self.transport = transport or Transport(user_agent=user_agent)
         self._key = api_key
-        self._session = requests.Session()
-        # The user's proxy settings, but never for this machine: a key meant for loopback HTTP must not
-        # travel in clear to a proxy.
-        self._session.trust_env = not is_loopback(urlsplit(api_url).hostname or "")
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
                          "Accept": "application/json", "User-Agent": user_agent}
         self.requests_sent = 0
 
     def close(self) -> None:
-        self._session.close()
+        if self._own_transport:
+            self.transport.close()
 
     # --- transport ---------------------------------------------------------------------------------------
 
     def call(self, payload: list[dict[str, Any]], *, timeout: float | None = None) -> tuple[int, Any, int]:
         """POST the tasks; retry 408/429/5xx and dropped connections with the same body (same taskUUIDs).
-        Returns (status, parsed body or None, attempts made)."""
-        body = json.dumps(payload)
+        Returns (status, parsed body or None, attempts made). The answer is capped in bytes and seconds."""
+        body = json.dumps(payload).encode()
         attempt = 0
         while True:
-            self.check_cancel()
+            self.guard.check()
             attempt += 1
             try:
                 self.requests_sent += 1
-                resp = self._session.post(self.api_url, data=body, headers=self._headers,
-                                          timeout=(min(10.0, timeout or self.timeout), timeout or self.timeout),
-                                          allow_redirects=False)  # never carry the key to another host
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                timed_out = isinstance(exc, requests.Timeout) and not isinstance(exc, requests.ConnectionError)
-                error = RunwareError("timeout" if timed_out else "network", retryable=True)
-                if attempt > self.max_retries:
-                    raise error from None
-                self.sleep(self.backoff(attempt - 1))
+                answer = self.transport.fetch("POST", self.api_url, guard=self.guard, timeout=timeout or self.timeout,
+                                              max_bytes=self.max_answer_bytes, headers=self._headers, data=body)
+            except RunwareError as error:
+                if not error.retryable or attempt > self.max_retries:
+                    raise scrubbed(error, self._key) from None
+                self.guard.wait(self.backoff(attempt - 1))
                 continue
-            parsed = _json_or_none(resp)
-            if resp.status_code in RETRY_STATUSES and attempt <= self.max_retries:
-                wait = _retry_after(resp)
-                self.sleep(wait if wait is not None else self.backoff(attempt - 1))
+            if 300 <= answer.status < 400:  # never follow: the key would go with it
+                raise RunwareError("badResponse", f"the API answered with a redirect (HTTP {answer.status})",
+                                   status=answer.status)
+            parsed = _json_or_none(answer.body)
+            if answer.status in RETRY_STATUSES and attempt <= self.max_retries:
+                wait = _retry_after(answer.headers)
+                self.guard.wait(wait if wait is not None else self.backoff(attempt - 1))
                 continue
-            return resp.status_code, parsed, attempt
+            return answer.status, parsed, attempt
 
     def backoff(self, attempt: int) -> float:
         """The SDK's delay: min(base · 2^attempt, cap) + up to one base of jitter."""
         return min(self.backoff_base * 2**attempt, self.backoff_cap) + random.random() * self.backoff_base
 
     def sleep(self, seconds: float) -> None:
-        if self.cancel.wait(max(0.0, seconds)):
-            raise RunwareError("cancelled")
+        self.guard.wait(seconds)
 
     def check_cancel(self) -> None:
-        if self.cancel.is_set():
-            raise RunwareError("cancelled")
+        self.guard.check()
 
     def fail(self, status: int, body: Any, task_uuid: str | None = None) -> RunwareError:
         """The error an answer carries (scoped to `task_uuid` or to the request), else one made from the status."""
@@ -140,37 +130,43 @@ class RunwareClient:
         code = _STATUS_CODES.get(status, "serviceUnavailable" if status >= 500 else "badResponse")
         return RunwareError(code, f"HTTP {status}", status=status, retryable=status in RETRY_STATUSES)
 
+    def _one(self, task: dict[str, Any], read: Callable[[Any, str], Any]) -> Any:
+        """Send one task and read its answer with `read(body, task_uuid)`, errors scrubbed of the key."""
+        status, body, _ = self.call([task])
+        if not 200 <= status < 300 or body is None:
+            raise self.fail(status, body, task["taskUUID"])
+        try:
+            return read(body, task["taskUUID"])
+        except RunwareError as exc:
+            raise scrubbed(exc, self._key) from None
+
     # --- the tasks ---------------------------------------------------------------------------------------
 
     def upload_image(self, png: bytes) -> str:
-        task = tasks.upload_task(png)
-        status, body, _ = self.call([task])
-        if not 200 <= status < 300 or body is None:
-            raise self.fail(status, body, task["taskUUID"])
-        try:
-            return tasks.upload_uuid(body, task["taskUUID"])
-        except RunwareError as exc:
-            raise scrubbed(exc, self._key) from None
+        return str(self._one(tasks.upload_task(png), tasks.upload_uuid))
 
-    def remove_background(self, png: bytes) -> bytes:
-        """A cut-out of the photo (PNG, alpha = the object), made by Runware's removeBackground."""
-        task = tasks.remove_background_task(tasks.data_uri_png(png))
-        status, body, _ = self.call([task])
-        if not 200 <= status < 300 or body is None:
-            raise self.fail(status, body, task["taskUUID"])
-        try:
-            data, url = tasks.cutout_of(body, task["taskUUID"])
-        except RunwareError as exc:
-            raise scrubbed(exc, self._key) from None
+    def remove_background(self, png: bytes, *, mask_only: bool = True) -> Cutout:
+        """The object's mask (RemBG's documented mask-only output), or a cut-out whose alpha is the mask."""
+        task = tasks.remove_background_task(tasks.data_uri_png(png), mask_only=mask_only)
+        data, url, cost = self._one(task, tasks.cutout_of)
         if data is None and url:
-            check_url(url, "result URL")
-            with requests.get(url, timeout=self.timeout) as resp:  # a plain request: the key stays here
-                if resp.status_code != 200:
-                    raise RunwareError("downloadFailed", f"HTTP {resp.status_code}", status=resp.status_code)
-                data = resp.content
+            data = self.fetch_image(url)
         if not data or not data.startswith(b"\x89PNG"):
             raise RunwareError("badResponse", "The background removal did not return a PNG.")
-        return data
+        return Cutout(data, mask_only, cost)
+
+    def fetch_image(self, url: str, max_bytes: int = MAX_CUTOUT_BYTES) -> bytes:
+        """An image Runware made, from its own host: no API header goes with it, every hop is checked."""
+        parts: list[bytes] = []
+        with get_following(self.transport, url, guard=self.guard, timeout=self.timeout) as (resp, exchange):
+            if resp.status_code != 200:
+                raise RunwareError("downloadFailed", f"HTTP {resp.status_code}", status=resp.status_code)
+            read_body(resp, exchange, max_bytes, parts.append, too_large="downloadTooLarge")
+        return b"".join(parts)
+
+    def account(self) -> dict[str, Any]:
+        """The account's details (`accountManagement` getDetails): balance in USD, organization name."""
+        return dict(self._one(tasks.account_task(), tasks.account_of))
 
     def submit(self, task: dict[str, Any]) -> tasks.TaskState:
         """Send one task. A retried submission that meets `conflictTaskUUID` was already accepted: the
@@ -202,7 +198,7 @@ class RunwareClient:
         task_uuid: str,
         expected: int,
         *,
-        deadline: float,
+        deadline: float | None = None,
         on_progress: Callable[[tasks.TaskState], None] | None = None,
         first_delay: float = 1.0,
         min_delay: float = 0.5,
@@ -213,6 +209,7 @@ class RunwareClient:
         Raises the task's error when nothing succeeded; a partial success returns with its errors."""
         delay = first_delay
         began = time.monotonic()
+        deadline = min(deadline or float("inf"), self.guard.deadline)
         while True:
             if time.monotonic() + delay > deadline:
                 raise RunwareError("jobTimeout", task_uuid=task_uuid)
@@ -232,18 +229,18 @@ class RunwareClient:
                 delay = min(max(elapsed * (100 - state.progress) / state.progress, 0.1), max_delay)
 
 
-def _json_or_none(resp: requests.Response) -> Any:
-    if not resp.content:
+def _json_or_none(body: bytes) -> Any:
+    if not body:
         return None
     try:
-        return resp.json()
+        return json.loads(body)
     except ValueError:
         return None
 
 
-def _retry_after(resp: requests.Response) -> float | None:
+def _retry_after(headers: dict[str, str]) -> float | None:
     """`Retry-After` as seconds or an HTTP date, capped so a bad header cannot stall a job for long."""
-    value = resp.headers.get("Retry-After")
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
     if not value:
         return None
     try:

@@ -6,6 +6,7 @@ Nothing here does I/O: the functions take and return plain data, so each documen
 from __future__ import annotations
 
 import base64
+import binascii
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,18 +101,22 @@ def upload_task(png: bytes, task_uuid: str | None = None) -> dict[str, Any]:
     return {"taskType": "imageUpload", "taskUUID": task_uuid or new_task_uuid(), "image": data_uri_png(png)}
 
 
-REMBG_MODEL = "runware:112@1"  # BiRefNet, general purpose
+REMBG_MODEL = "runware:109@1"  # RemBG 1.4: the model whose page documents a mask-only output (returnOnlyMask)
 
 
-def remove_background_task(image: str, model: str = REMBG_MODEL) -> dict[str, Any]:
-    """A sync `removeBackground` task: the answer is a cut-out PNG whose alpha is the mask."""
-    return {"taskType": "removeBackground", "taskUUID": new_task_uuid(), "model": model,
-            "inputs": {"image": image}, "outputType": "base64Data", "outputFormat": "PNG",
-            "deliveryMethod": "sync", "includeCost": True}
+def remove_background_task(image: str, *, mask_only: bool = True, model: str = REMBG_MODEL) -> dict[str, Any]:
+    """A sync `removeBackground` task: the answer is the object's mask (white on black) with `mask_only`, else
+    a cut-out PNG whose alpha is the mask."""
+    task: dict[str, Any] = {"taskType": "removeBackground", "taskUUID": new_task_uuid(), "model": model,
+                            "inputs": {"image": image}, "outputType": "base64Data", "outputFormat": "PNG",
+                            "deliveryMethod": "sync", "includeCost": True}
+    if mask_only:
+        task["settings"] = {"returnOnlyMask": True}
+    return task
 
 
-def cutout_of(body: Any, task_uuid: str) -> tuple[bytes | None, str | None]:
-    """(PNG bytes, or else a URL to fetch them) from a removeBackground answer."""
+def cutout_of(body: Any, task_uuid: str) -> tuple[bytes | None, str | None, float | None]:
+    """(PNG bytes, or else a URL to fetch them, and the cost) from a removeBackground answer."""
     items, errors = split_envelope(body)
     for err in errors:
         if err.get("taskUUID") in (None, task_uuid):
@@ -120,9 +125,25 @@ def cutout_of(body: Any, task_uuid: str) -> tuple[bytes | None, str | None]:
         if item.get("taskUUID") not in (None, task_uuid):
             continue
         inline = _inline_bytes({"base64": item.get("imageBase64Data"), "dataURI": item.get("imageDataURI")})
-        if inline or item.get("imageURL"):
-            return inline, item.get("imageURL")
+        url = item.get("imageURL") if isinstance(item.get("imageURL"), str) else None
+        if inline or url:
+            return inline, url, _as_float(item.get("cost"))
     raise RunwareError("badResponse", "The background removal answer held no image.")
+
+
+def account_task() -> dict[str, Any]:
+    return {"taskType": "accountManagement", "taskUUID": new_task_uuid(), "operation": "getDetails"}
+
+
+def account_of(body: Any, task_uuid: str) -> dict[str, Any]:
+    """The account's balance (USD) and name from an `accountManagement` getDetails answer."""
+    items, errors = split_envelope(body)
+    for err in errors:
+        raise error_from(err)
+    for item in items:
+        if item.get("taskUUID") in (None, task_uuid):
+            return {"balance": _as_float(item.get("balance")), "organization": str(item.get("organizationName") or "")}
+    raise RunwareError("badResponse", "The account answer held no account.")
 
 
 def poll_task(task_uuid: str) -> dict[str, Any]:
@@ -211,8 +232,11 @@ def _add_generations(state: TaskState, item: dict[str, Any]) -> None:
         entries = [{"uuid": item.get("modelUUID"), "url": item.get("modelURL"),
                     "base64": item.get("modelBase64Data"), "dataURI": item.get("modelDataURI")}]
     for offset, entry in enumerate(entries):
-        index = (int(base) if isinstance(base, int) else len(state.results)) + offset
-        gen = Generation(state.task_uuid, index, url=entry.get("url") or None, uuid=entry.get("uuid") or None,
+        # The server's index tells generations apart; ours numbers the files. A missing, repeated or absurd
+        # index (a string, negative, past 32 bits) still leaves every paid result its own file.
+        index = (base if isinstance(base, int) and not isinstance(base, bool) and 0 <= base < 2**16
+                 else len(state.results)) + offset
+        gen = Generation(state.task_uuid, index, url=_text(entry.get("url")), uuid=_text(entry.get("uuid")),
                          data=_inline_bytes(entry), seed=_first(_as_int(entry.get("seed")), seed),
                          cost=_first(_as_float(entry.get("cost")), cost if offset == 0 else None))
         if gen.url is None and gen.data is None:
@@ -227,14 +251,21 @@ def _same(a: Generation, b: Generation) -> bool:
     return (a.uuid or a.url) == (b.uuid or b.url)
 
 
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def _inline_bytes(entry: dict[str, Any]) -> bytes | None:
-    raw = entry.get("base64") or entry.get("dataURI")
-    if not raw:
+    """Inline bytes (base64 or a data URI), or None when absent or not valid base64."""
+    text = _text(entry.get("base64")) or _text(entry.get("dataURI"))
+    if not text:
         return None
-    text = str(raw)
     if text.startswith("data:"):
         text = text.split(",", 1)[-1]
-    return base64.b64decode(text)
+    try:
+        return base64.b64decode("".join(text.split()), validate=True) or None
+    except (binascii.Error, ValueError):
+        return None
 
 
 def upload_uuid(body: Any, task_uuid: str) -> str:

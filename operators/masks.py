@@ -1,198 +1,337 @@
-"""Blender image + mask → the clean PNGs SAM 3D needs.
+"""Masks made and managed in Blender: the list of masks of a photo (`scene.sam3d.masks`: add, remove, clear,
+load a folder, split a label map), a new black mask to paint, and a preview of the mask over the photo.
 
-`read_inputs` runs on the main thread (it reads pixels with `foreach_get`, checks the mask, and refuses bad
-input before anything is paid); `Inputs.encode` runs on the worker (resampling and PNG encoding, no bpy).
-Everything is numpy on whole arrays: no Python loop over pixels.
+A folder of masks may hold plain masks (white = object) or cut-outs whose alpha is the mask (Meta's own
+format); a file that is the photo itself is skipped.
 """
 
 from __future__ import annotations
 
-import hashlib
-import struct
-import zlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import re
+import threading
+from pathlib import Path
 
+import bpy
 import numpy as np
+from bpy.props import StringProperty
 
-from ..client.cache import OnceCache
+from .. import preferences
+from ..client import RunwareClient, RunwareError
+from . import masks, reconstruct, runner
 
-MAX_SIDE = 2048  # Runware keeps images at most this long on the longer side
-
-
-class MaskError(ValueError):
-    """Input a person must fix; the text says how."""
-
-
-@dataclass
-class Inputs:
-    photo: np.ndarray  # (h, w, 3) uint8, top row first
-    mask: np.ndarray  # (h, w) bool at the photo's size
-    size: tuple[int, int]  # (width, height) to send
-    warnings: list[str] = field(default_factory=list)
-
-    def encode(self) -> tuple[bytes, bytes]:
-        """(photo PNG, mask PNG) at `size`: the mask binary, 255 = object. Safe on a worker thread."""
-        w, h = self.size
-        resized = (w, h) != (self.photo.shape[1], self.photo.shape[0])
-        photo = _cached(self.photo, (w, h), lambda: encode_png(resize(self.photo, h, w) if resized else self.photo))
-        mask = _cached(self.mask, (w, h), lambda: encode_png(np.where(
-            resize(self.mask.astype(np.float32), h, w) >= 0.5 if resized else self.mask, 255, 0).astype(np.uint8)))
-        return photo, mask
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".exr", ".tga"}
 
 
-# The same photo is sent again and again (several masks, variants, retries): encode it once. Keyed by a
-# hash of the pixels themselves, so an edited image is never served stale.
-_PNGS: OnceCache[bytes] = OnceCache(8)
+def _natural(path: Path) -> list[object]:
+    """2.png before 10.png."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
-def _cached(pixels: np.ndarray, size: tuple[int, int], make: Callable[[], bytes]) -> bytes:
-    digest = hashlib.blake2b(np.ascontiguousarray(pixels).data, digest_size=16).digest()
-    return _PNGS.get((digest, pixels.shape, size), make)
+class SAM3D_OT_mask_add(bpy.types.Operator):
+    """Add the chosen mask (or an empty slot) to the list of masks"""
+
+    bl_idname = "sam3d.mask_add"
+    bl_label = "Add Mask"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.sam3d
+        item = settings.masks.add()
+        item.image = settings.mask
+        settings.active_mask_index = len(settings.masks) - 1
+        return {"FINISHED"}
 
 
-# --- reading Blender images (main thread) ----------------------------------------------------------------
+class SAM3D_OT_mask_remove(bpy.types.Operator):
+    """Remove the active mask from the list (the image stays in the file)"""
+
+    bl_idname = "sam3d.mask_remove"
+    bl_label = "Remove Mask"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return len(context.scene.sam3d.masks) > 0
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.sam3d
+        settings.masks.remove(settings.active_mask_index)
+        settings.active_mask_index = min(settings.active_mask_index, len(settings.masks) - 1)
+        return {"FINISHED"}
 
 
-def pixels(image) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """(h, w, 4) float32 RGBA of a bpy Image, top row first; a clear error when it has no pixels."""
-    w, h = image.size
-    if not (w and h) or not image.has_data:
-        raise MaskError(f"The image '{image.name}' has no pixels (is its file missing?).")
-    buf = np.empty(w * h * 4, dtype=np.float32)
-    image.pixels.foreach_get(buf)
-    rgba = buf.reshape(h, w, 4)[::-1]
-    if image.is_float:  # linear float pixels: bring them to display sRGB like an 8-bit photo
-        rgba = rgba.copy()
-        rgba[..., :3] = linear_to_srgb(rgba[..., :3])
-    return rgba
+class SAM3D_OT_masks_clear(bpy.types.Operator):
+    """Empty the list of masks (back to one mask)"""
+
+    bl_idname = "sam3d.masks_clear"
+    bl_label = "Clear Masks"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        context.scene.sam3d.masks.clear()
+        return {"FINISHED"}
 
 
-def read_inputs(photo_image, mask_image=None, *, use_photo_alpha: bool = False) -> Inputs:  # type: ignore[no-untyped-def]
-    """Validated inputs from Blender images. `mask_image` may be grayscale, RGB, or a cut-out whose alpha
-    is the mask; with `use_photo_alpha` the photo's own alpha is the mask."""
-    return read_many(photo_image, [mask_image], use_photo_alpha=use_photo_alpha)[0]
+class SAM3D_OT_masks_load_folder(bpy.types.Operator):
+    """Add every image of a folder to the list of masks (plain masks or cut-outs whose alpha is the mask)"""
+
+    bl_idname = "sam3d.masks_load_folder"
+    bl_label = "Load Folder of Masks"
+    bl_options = {"REGISTER", "UNDO"}
+
+    directory: StringProperty(subtype="DIR_PATH")  # type: ignore[valid-type]
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        folder = Path(bpy.path.abspath(self.directory))
+        if not folder.is_dir():
+            self.report({"ERROR"}, f"{folder} is not a folder.")
+            return {"CANCELLED"}
+        settings = context.scene.sam3d
+        photo = settings.image
+        photo_path = Path(bpy.path.abspath(photo.filepath)).resolve() if photo and photo.filepath else None
+        files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural)
+        added = 0
+        for path in files:
+            if photo_path is not None and path.resolve() == photo_path:
+                continue
+            try:
+                image = bpy.data.images.load(str(path), check_existing=True)
+            except RuntimeError:
+                self.report({"WARNING"}, f"Skipped {path.name}: Blender cannot read it.")
+                continue
+            settings.masks.add().image = image
+            added += 1
+        if not added:
+            self.report({"ERROR"}, f"No mask images in {folder}.")
+            return {"CANCELLED"}
+        settings.active_mask_index = len(settings.masks) - 1
+        self.report({"INFO"}, f"Added {added} masks.")
+        return {"FINISHED"}
 
 
-def read_many(photo_image, mask_images: list, *, use_photo_alpha: bool = False) -> list[Inputs]:  # type: ignore[no-untyped-def]
-    """`read_inputs` for several masks of one photo, reading the photo once. All are checked before any
-    is returned: one bad mask refuses the lot, before anything is paid."""
-    rgba = pixels(photo_image)
-    photo = to_uint8(rgba)[..., :3]  # whole rows at once: 4× faster than converting a 3-of-4 channel view
-    return [_inputs(photo_image, rgba, photo, m, use_photo_alpha) for m in mask_images]
 
 
-def _inputs(photo_image, rgba: np.ndarray, photo: np.ndarray, mask_image, use_photo_alpha: bool) -> Inputs:  # type: ignore[no-untyped-def]
-    if use_photo_alpha:
-        if not has_alpha(rgba):
-            raise MaskError(f"The photo '{photo_image.name}' has no transparency to use as a mask. "
-                            "Pick a mask image instead.")
-        mask, warnings = rgba[..., 3] >= 0.5, list[str]()
-    else:
-        if mask_image is None:
-            raise MaskError("Pick a mask image (white = object), or use the photo's alpha.")
-        mask, warnings = mask_at(pixels(mask_image), rgba.shape[:2], mask_image.name)
-    check_mask(mask, getattr(mask_image, "name", photo_image.name))
-    h, w = photo.shape[:2]
-    size = fit_size(w, h)
-    if size != (w, h):
-        warnings.append(f"The photo is {w}×{h}; it is sent at {size[0]}×{size[1]} (Runware's limit is "
-                        f"{MAX_SIDE} px), with the mask scaled to match.")
-    return Inputs(photo, mask, size, warnings)
+# --- making masks in Blender -----------------------------------------------------------------------------
 
 
-# --- pure helpers (tested plainly) -----------------------------------------------------------------------
+def new_mask_image(name: str, mask: np.ndarray) -> bpy.types.Image:
+    """A packed Blender image of a (h, w) bool mask given top row first: white = object."""
+    h, w = mask.shape
+    image = bpy.data.images.new(name, w, h, alpha=False)
+    rgba = np.zeros((h, w, 4), np.float32)
+    rgba[mask] = 1.0
+    rgba[..., 3] = 1.0
+    image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())  # type: ignore[attr-defined]
+    image.pack()  # generated pixels live only in memory: packed, they are saved with the .blend
+    return image
 
 
-def has_alpha(rgba: np.ndarray) -> bool:
-    return bool(rgba[..., 3].min() < 0.5)
+def show(context: bpy.types.Context, image: bpy.types.Image) -> None:
+    space = getattr(context, "space_data", None)
+    if space is not None and space.type == "IMAGE_EDITOR":
+        space.image = image
 
 
-def mask_from_rgba(rgba: np.ndarray) -> np.ndarray:
-    """Bright = object, or the alpha when the image is a cut-out (some pixels transparent)."""
-    if has_alpha(rgba):
-        return rgba[..., 3] >= 0.5
-    return luminance(rgba[..., :3]) >= 0.5
+def label_masks(rgb: np.ndarray, limit: int = 64) -> list[np.ndarray]:
+    """One bool mask per flat colour of a label map, the background (black, else the commonest colour)
+    left out, in order of first appearance from the top left."""
+    codes = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    values, first, counts = np.unique(codes, return_index=True, return_counts=True)
+    if len(values) > limit + 1:
+        raise ValueError(f"it has {len(values)} colours: a label map has one flat colour per object")
+    background = 0 if 0 in values else values[np.argmax(counts)]
+    order = [v for _, v in sorted(zip(first, values, strict=True)) if v != background]
+    return [codes == v for v in order]
 
 
-def mask_at(rgba: np.ndarray, shape: tuple[int, ...], name: str) -> tuple[np.ndarray, list[str]]:
-    """The binary mask, resampled to the photo's (h, w) with a warning when its size differs."""
-    mask = mask_from_rgba(rgba)
-    if mask.shape == tuple(shape):
-        return mask, []
-    h, w = shape
-    warning = (f"The mask '{name}' is {mask.shape[1]}×{mask.shape[0]} but the photo is {w}×{h}: "
-               "it was stretched to fit. Check that it is the mask of this photo.")
-    return resize(mask.astype(np.float32), h, w) >= 0.5, [warning]
+class SAM3D_OT_mask_new(bpy.types.Operator):
+    """A black mask of the photo's exact size, opened in the Image Editor: paint the object white"""
+
+    bl_idname = "sam3d.mask_new"
+    bl_label = "New Mask"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return reconstruct.refuse(cls, reconstruct.why_no_photo(context))
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        photo = reconstruct.photo_of(context)
+        assert photo is not None
+        w, h = photo.size
+        image = new_mask_image(f"{Path(photo.name).stem}_mask", np.zeros((h, w), bool))
+        context.scene.sam3d.mask = image
+        show(context, image)
+        space = getattr(context, "space_data", None)
+        if space is not None and space.type == "IMAGE_EDITOR":
+            space.ui_mode = "PAINT"
+            brush = context.tool_settings.image_paint.brush
+            if brush is not None:
+                brush.color = (1.0, 1.0, 1.0)
+        return {"FINISHED"}
 
 
-def check_mask(mask: np.ndarray, name: str) -> None:
-    covered = int(mask.sum())
-    if covered == 0:
-        raise MaskError(f"The mask '{name}' is empty: paint the object white (or pick the right mask).")
-    if covered == mask.size:
-        raise MaskError(f"The mask '{name}' covers the whole photo: it must mark only the object, "
-                        "with the background black.")
+class SAM3D_OT_masks_split_label_map(bpy.types.Operator):
+    """Split a label map (one flat colour per object) into one mask per colour, added to the list"""
+
+    bl_idname = "sam3d.masks_split_label_map"
+    bl_label = "Split Label Map"
+    bl_options = {"REGISTER", "UNDO"}
+
+    image: StringProperty(name="Label Map", description="Image name; empty: the chosen mask")  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.sam3d
+        label_map = bpy.data.images.get(self.image) if self.image else settings.mask
+        if label_map is None:
+            self.report({"ERROR"}, "Pick the label map as the mask (or name it), then split it.")
+            return {"CANCELLED"}
+        try:
+            rgb = masks.to_uint8(masks.pixels(label_map))[..., :3]
+            found = label_masks(rgb)
+        except (masks.MaskError, ValueError) as exc:
+            self.report({"ERROR"}, f"Cannot split '{label_map.name}': {exc}.")
+            return {"CANCELLED"}
+        stem = Path(label_map.name).stem
+        for n, mask in enumerate(found):
+            settings.masks.add().image = new_mask_image(f"{stem}_{n}", mask)
+        settings.active_mask_index = len(settings.masks) - 1
+        self.report({"INFO"}, f"{len(found)} masks from {label_map.name}.")
+        return {"FINISHED"} if found else {"CANCELLED"}
 
 
-def luminance(rgb: np.ndarray) -> np.ndarray:
-    return rgb @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+class SAM3D_OT_mask_preview(bpy.types.Operator):
+    """Show the photo with the mask over it (the rest darkened), as it will be sent"""
+
+    bl_idname = "sam3d.mask_preview"
+    bl_label = "Preview Mask"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return reconstruct.refuse(cls, reconstruct.why_no_photo(context))
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        return show_preview(context, self.report)
 
 
-def linear_to_srgb(rgb: np.ndarray) -> np.ndarray:
-    rgb = np.clip(rgb, 0.0, 1.0)
-    return np.where(rgb <= 0.0031308, rgb * 12.92, 1.055 * np.power(rgb, 1 / 2.4) - 0.055)
+PREVIEW = "SAM3D Mask Preview"
 
 
-def to_uint8(values: np.ndarray) -> np.ndarray:
-    """0…1 floats to bytes. Byte images are in range already, float ones were clipped by linear_to_srgb."""
-    return (values * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+def show_preview(context: bpy.types.Context, report: runner.Report) -> set[str]:
+    """The photo with the active mask over it (the rest darkened and tinted), in its own image."""
+    settings = context.scene.sam3d
+    photo = reconstruct.photo_of(context)
+    if photo is None:
+        return {"CANCELLED"}
+    listed = reconstruct.listed_masks(settings)
+    index = min(settings.active_mask_index, len(settings.masks) - 1)
+    mask = (settings.masks[index].image if listed and index >= 0 else None) or settings.mask
+    try:
+        given = masks.read_inputs(photo, mask, use_photo_alpha=settings.use_photo_alpha and not listed)
+    except masks.MaskError as exc:
+        report({"ERROR"}, str(exc))
+        return {"CANCELLED"}
+    shown = given.photo.astype(np.float32) / 255.0
+    shown[~given.mask] *= 0.3  # what is not sent as the object, darkened
+    shown[~given.mask, 0] += 0.25
+    h, w = given.mask.shape
+    preview = bpy.data.images.get(PREVIEW)
+    if preview is None or tuple(preview.size) != (w, h):
+        if preview is not None:
+            bpy.data.images.remove(preview)
+        preview = bpy.data.images.new(PREVIEW, w, h)
+    rgba = np.ones((h, w, 4), np.float32)
+    rgba[..., :3] = shown
+    preview.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())  # type: ignore[attr-defined]
+    preview.update()
+    show(context, preview)
+    report({"INFO"}, f"Mask covers {given.mask.mean():.1%} of the photo.")
+    return {"FINISHED"}
 
 
-def fit_size(w: int, h: int, limit: int = MAX_SIDE) -> tuple[int, int]:
-    scale = limit / max(w, h)
-    if scale >= 1:
-        return w, h
-    return max(1, round(w * scale)), max(1, round(h * scale))
 
 
-def resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Area-then-bilinear resampling of (h, w[, c]) arrays: a box shrink by the whole factor, then bilinear."""
-    src = img.astype(np.float32)
-    k = max(1, min(src.shape[0] // h, src.shape[1] // w))
-    if k > 1:  # box filter by k: averages away the aliasing bilinear alone would keep
-        hh, ww = src.shape[0] // k * k, src.shape[1] // k * k
-        src = src[:hh, :ww].reshape(hh // k, k, ww // k, k, *src.shape[2:]).mean(axis=(1, 3))
-    src = _lerp_axis(_lerp_axis(src, h, 0), w, 1)
-    if img.dtype == np.uint8:
-        return np.clip(src + 0.5, 0, 255).astype(np.uint8)
-    return src
+class SAM3D_OT_auto_mask(bpy.types.Operator):
+    """Make the mask with Runware's background removal (removeBackground): the cut-out's alpha becomes
+    the mask, shown over the photo before anything is reconstructed"""
+
+    bl_idname = "sam3d.auto_mask"
+    bl_label = "Auto Mask"
+    bl_options = {"UNDO"}  # not REGISTER: a paid request must not run again from Repeat Last
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return reconstruct.refuse(cls, reconstruct.why_offline(context) or reconstruct.why_no_photo(context))
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        photo = reconstruct.photo_of(context)
+        assert photo is not None
+        try:
+            rgba = masks.pixels(photo)
+        except masks.MaskError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        png = masks.encode_png(masks.to_uint8(rgba)[..., :3])
+        prefs = preferences.get(context)
+        key, url = preferences.api_key(prefs), prefs.api_url.strip()
+        outcome: dict[str, object] = {}
+
+        def work() -> None:  # the worker: network only, no bpy
+            try:
+                client = RunwareClient(key, url, timeout=prefs_timeout, user_agent=runner.user_agent())
+                outcome["png"] = client.remove_background(png)
+            except RunwareError as exc:
+                outcome["error"] = exc
+            except Exception as exc:  # noqa: BLE001 - reported as a sentence, never a traceback
+                outcome["error"] = RunwareError("internal", type(exc).__name__)
+
+        prefs_timeout = prefs.request_timeout
+        name, folder = photo.name, preferences.result_folder(prefs)
+        thread = threading.Thread(target=work, name="sam3d-auto-mask", daemon=True)
+        thread.start()
+        if bpy.app.background or not self.options.is_invoke:
+            thread.join()  # a script asked for the mask: it waits
+            return _apply_cutout(context, outcome, name, folder, self.report)
+
+        def poll_outcome() -> float | None:
+            if thread.is_alive():
+                return 0.2
+            _apply_cutout(bpy.context, outcome, name, folder, runner._log_report)
+            runner.redraw_panels()
+            return None
+
+        bpy.app.timers.register(poll_outcome, first_interval=0.2)
+        self.report({"INFO"}, "SAM 3D: removing the background…")
+        return {"FINISHED"}
 
 
-def _lerp_axis(a: np.ndarray, n: int, axis: int) -> np.ndarray:
-    m = a.shape[axis]
-    if m == n:
-        return a
-    pos = np.clip((np.arange(n) + 0.5) * m / n - 0.5, 0, m - 1)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, m - 1)
-    t = (pos - lo).astype(np.float32)
-    shape = [1] * a.ndim
-    shape[axis] = n
-    t = t.reshape(shape)
-    return np.take(a, lo, axis=axis) * (1 - t) + np.take(a, hi, axis=axis) * t
+def _apply_cutout(context: bpy.types.Context, outcome: dict[str, object], photo_name: str, folder: Path,
+                  report: runner.Report) -> set[str]:
+    """The cut-out's alpha as the scene's mask (a packed image), and a preview over the photo."""
+    error = outcome.get("error")
+    if isinstance(error, RunwareError):
+        report({"ERROR"}, str(error))
+        return {"CANCELLED"}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{Path(photo_name).stem}_cutout.png"
+    path.write_bytes(outcome["png"])  # type: ignore[arg-type]
+    cutout = bpy.data.images.load(str(path))
+    try:
+        mask = masks.pixels(cutout)[..., 3] >= 0.5
+    finally:
+        bpy.data.images.remove(cutout)
+    image = new_mask_image(f"{Path(photo_name).stem}_auto_mask", mask)
+    settings = context.scene.sam3d
+    settings.mask = image
+    report({"INFO"}, f"SAM 3D: auto mask covers {mask.mean():.1%} of the photo")
+    show_preview(context, report)
+    return {"FINISHED"}
 
 
-def encode_png(img: np.ndarray) -> bytes:
-    """A PNG of an 8-bit gray (h, w) or RGB/RGBA (h, w, c) array: filter 0 on every row, zlib, no bpy."""
-    h, w = img.shape[:2]
-    channels = 1 if img.ndim == 2 else img.shape[2]
-    color_type = {1: 0, 3: 2, 4: 6}[channels]
-    rows = np.ascontiguousarray(img, dtype=np.uint8).reshape(h, w * channels)
-    raw = np.hstack([np.zeros((h, 1), np.uint8), rows]).tobytes()
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+classes = (SAM3D_OT_mask_add, SAM3D_OT_mask_remove, SAM3D_OT_masks_clear, SAM3D_OT_masks_load_folder,
+           SAM3D_OT_mask_new, SAM3D_OT_masks_split_label_map, SAM3D_OT_mask_preview, SAM3D_OT_auto_mask)

@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 version=${1:?usage: tools/venv.sh 4.2|5.0|5.3 [dev]}
 case "$version" in
-  4.2) bpy="bpy==4.2.23"; python=python3.11 ;;
+  # 4.2 gets the HTTP stack Blender 4.2 itself bundles (its build's versions.cmake): the oldest urllib3 we
+  # must bound bodies under (1.26 inflates gzip before a caller can count bytes).
+  4.2) bpy="bpy==4.2.23"; python=python3.11; bundled=("requests==2.27.1" "urllib3==1.26.8" "idna==3.3"
+                                                     "charset-normalizer==2.0.10") ;;
   5.0) bpy="bpy==5.0.1";  python=python3.11 ;;
   5.3) bpy="bpy==5.3.0";  python=python3.13 ;;
   *) echo "unknown Blender version $version (known: 4.2 5.0 5.3)" >&2; exit 2 ;;
@@ -17,7 +20,7 @@ if ! "$python" -c pass 2>/dev/null; then
   [ -n "$found" ] || { echo "$python is needed for Blender $version and was not found" >&2; exit 1; }
   python=$found
 fi
-packages=("$bpy" "pytest>=8")
+packages=("$bpy" "pytest>=8" "pytest-randomly>=3.15" "pytest-timeout>=2.3" ${bundled[@]+"${bundled[@]}"})
 if [ "${2:-}" = dev ]; then
   packages+=("runware-sdk==1.8.0" "mypy>=1.10" "ruff>=0.6" "fake-bpy-module-${version}")
 fi

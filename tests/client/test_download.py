@@ -89,7 +89,7 @@ def test_glb_check(tmp_path):
 
 
 def test_inline_result_is_checked_too(tmp_path):
-    assert save_inline(canonical_glb(), tmp_path / "a.glb").exists()
+    assert save_inline(canonical_glb(), tmp_path / "a.glb", max_bytes=10**6).exists()
     with pytest.raises(RunwareError):
-        save_inline(b"not a glb", tmp_path / "b.glb")
+        save_inline(b"not a glb", tmp_path / "b.glb", max_bytes=10**6)
     assert not (tmp_path / "b.glb").exists()

@@ -9,6 +9,7 @@ import pytest
 
 from client import tasks
 from client.errors import RunwareError
+from client.http import Guard
 from client.runware import RunwareClient, check_url
 from tests.client.conftest import KEY
 from tests.emulator import cutout_png
@@ -111,7 +112,7 @@ def test_partial_success_keeps_the_good_generations(emu):
 def test_cancel_stops_polling_at_once(emu):
     emu.processing_time = 30
     cancel = threading.Event()
-    c = client_for(emu, cancel=cancel)
+    c = client_for(emu, guard=Guard(cancel))
     t = task()
     c.submit(t)
     threading.Timer(0.2, cancel.set).start()
@@ -160,7 +161,7 @@ def test_server_message_quoting_the_key_is_scrubbed():
 @pytest.mark.parametrize("envelope", ["array", "object"])
 def test_remove_background_returns_a_cutout_png(emu, envelope):
     emu.style.upload_data_form = envelope
-    png = client_for(emu).remove_background(cutout_png(64, 48))
+    png = client_for(emu).remove_background(cutout_png(64, 48), mask_only=False).png
     assert png.startswith(b"\x89PNG") and png[16:24] == (64).to_bytes(4, "big") + (48).to_bytes(4, "big")
     [task] = emu.requests[0].body
     assert task["taskType"] == "removeBackground" and task["outputFormat"] == "PNG"
