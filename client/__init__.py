@@ -1,4 +1,5 @@
-"""Pure-Python access to SAM 3D Objects on Runware. Never imports bpy (see ../design.md)."""
+"""Pure-Python access to SAM 3D Objects on Runware, and the rules around it: bounded HTTP, money, the journal,
+locks, the GLB gate. Never imports bpy (README, "Development")."""
 
 from .errors import RunwareError
 from .jobs import Event, Job, JobRequest, Result

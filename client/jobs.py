@@ -1,7 +1,8 @@
 """One reconstruction on a worker thread: prepare the PNGs, submit, poll, download, journal each step.
 
 The worker never touches bpy. It reports through `Job.events`, a queue the main thread drains on its timer
-tick (`Job.drain`), and it stops at its next step when `Job.cancel()` is called. A job made with
+tick (`Job.drain`). `Job.cancel()` stops it within a fraction of a second wherever it is, a read included
+(client/http.py), and the job's time limit covers the whole job. A job made with
 `resume=True` skips the submission: it fetches an already submitted task by its UUID (nothing paid twice).
 """
 
@@ -17,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from . import tasks
+from . import glb_gate, tasks
 from .cache import OnceCache
 from .download import download, save_inline
 from .errors import RunwareError
+from .http import Guard, Transport
 from .journal import Journal
+from .locks import TaskLocks
+from .money import Reservation
 from .runware import DEFAULT_API_URL, RunwareClient
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,8 @@ UPLOADS: OnceCache[str] = OnceCache(32)
 # Failures on our side of a sent task: Runware may still finish it (and bill it), so Resume stays offered.
 CLIENT_SIDE = {"jobTimeout", "network", "timeout", "downloadFailed", "downloadTooLarge", "notGlb", "resultExpired",
                "rateLimitExceeded", "serviceUnavailable", "internalServerError", "badResponse", "diskError",
-               "internal"}
+               "internal", "responseTooLarge", "proxyRefused", "tlsUntrusted", "glbExternalFile", "glbMalformed",
+               "glbTooLarge", "glbUnknownExtension", "insecureResultUrl"}
 
 
 @dataclass
@@ -71,10 +74,16 @@ class JobRequest:
     webhook_url: str = ""
     upload_endpoint: str = ""
     request_timeout: float = 60.0
-    job_timeout: float = 900.0
+    job_timeout: float = 900.0  # the whole job, from taking its slot to the last file on disk
     max_download_bytes: int = 512 * 1024 * 1024
+    max_triangles: int = 10_000_000  # the GLB gate's budget (a preference)
     user_agent: str = "sam3d-blender"
+    proxy: str = field(default="", repr=False)  # may hold a user name and password
+    ca_bundle: str = ""
     poll_first_delay: float = 0.5
+    source: dict[str, Any] = field(default_factory=dict)  # what the work is (a batch item's files and hashes)
+    downloaded: list[dict[str, Any]] = field(default_factory=list)  # a resumed task's files already on disk
+    reservation: Reservation | None = field(default=None, repr=False)  # the money held for it (none: free)
 
     @property
     def folder(self) -> Path:
@@ -82,9 +91,13 @@ class JobRequest:
 
     def info(self) -> dict[str, Any]:
         """What the journal keeps to show, re-import, retry or resume the job (never the key)."""
-        return {"name": self.name, "image": self.image_name, "mask": self.mask_name, "prompt": self.prompt,
-                "seed": None if self.seed is None else str(self.seed), "model": self.model,
-                "number_results": self.number_results, "placement": self.placement}
+        info: dict[str, Any] = {
+            "name": self.name, "image": self.image_name, "mask": self.mask_name, "prompt": self.prompt,
+            "seed": None if self.seed is None else str(self.seed), "model": self.model,
+            "number_results": self.number_results, "placement": self.placement}
+        if self.source:
+            info["source"] = self.source
+        return info
 
 
 @dataclass
@@ -122,6 +135,7 @@ class Job:
         self.created = time.monotonic()
         self.started: float | None = None
         self.submitted = request.resume  # set once the task may have reached the server (it may be billed)
+        self.refused = False  # the API refused the submission itself: no task exists, nothing was billed
         # The main thread's view, updated by drain().
         self.phase = "waiting"
         self.fraction = 0.0
@@ -138,12 +152,14 @@ class Job:
 
     def cancel(self) -> None:
         self.cancel_event.set()
-        if self.started is None and self.outcome is None:  # never started: ends here
+        if self.started is None and self.outcome is None:  # never started: ends here, nothing was sent
             self.outcome = Event("failed", error=RunwareError("cancelled"))
+            if self.request.reservation is not None:
+                self.request.reservation.release()
 
     @property
-    def running(self) -> bool:
-        """Holding a slot: past waiting, not yet ended (as far as the main thread has drained)."""
+    def holds_slot(self) -> bool:
+        """Past waiting for a slot, not yet ended (as far as the main thread has drained)."""
         return self.started is not None and self.phase != "waiting" and not self.done
 
     @property
@@ -186,10 +202,14 @@ class Job:
         try:
             self._take_slot()
         except RunwareError as exc:
+            self._settle_money(exc)
             self.events.put(Event("failed", error=exc))
             return
         try:
             self._work()
+        except Exception as exc:  # never leave the main thread waiting for an outcome that will not come
+            log.exception("SAM 3D job %s failed", self.task_uuid)
+            self.events.put(Event("failed", error=RunwareError("internal", f"unexpected {type(exc).__name__}")))
         finally:
             if self.slots is not None:
                 self.slots.release()
@@ -200,9 +220,23 @@ class Job:
         if exc.code == "cancelled" and not self.submitted:
             _try(journal.append, "cancelled", self.task_uuid)
         elif exc.code != "cancelled":  # a cancelled paid task stays unfinished: it can be resumed
-            ours = self.submitted and exc.code in CLIENT_SIDE
+            ours = self.submitted and not self.refused and exc.code in CLIENT_SIDE
             _try(journal.append, "failed", self.task_uuid, code=exc.code, resumable=ours)
+        self._settle_money(exc)
         self.events.put(Event("failed", error=exc))
+
+    def _settle_money(self, exc: RunwareError | None, state: tasks.TaskState | None = None) -> None:
+        """The reservation becomes the reported cost; it stays whole when a sent task failed (Runware may have
+        billed it), and is given back only when nothing was billed."""
+        reservation = self.request.reservation
+        if reservation is None:
+            return
+        if exc is not None and (not self.submitted or self.refused):
+            reservation.release()
+        elif state is not None and any(g.cost is not None for g in state.results):
+            reservation.settle(sum(g.cost or 0.0 for g in state.results), len(state.results))
+        else:
+            reservation.settle(None)
 
     def _take_slot(self) -> None:
         """Wait for a free slot (the worker, not the main thread, so the next job starts the moment one
@@ -218,17 +252,26 @@ class Job:
     def _work(self) -> None:
         req = self.request
         journal = Journal(req.result_dir)
+        locks = TaskLocks(req.result_dir)
+        guard = Guard(self.cancel_event, req.job_timeout)  # the whole job, from here to the last file
+        transport = Transport(proxy=req.proxy, ca_bundle=req.ca_bundle, user_agent=req.user_agent)
         try:
-            client = RunwareClient(req.api_key, req.api_url, timeout=req.request_timeout,
-                                   user_agent=req.user_agent, cancel=self.cancel_event)
-            try:
-                state = self._fetch(client) if req.resume else self._submit(client, journal)
-                _try(journal.append, "results", self.task_uuid, results=[
-                    {"index": g.index, "url": g.url, "seed": None if g.seed is None else str(g.seed), "cost": g.cost}
-                    for g in state.results])
-                results = self._download(state.results)
-            finally:
-                client.close()
+            if not locks.acquire(self.task_uuid):
+                raise RunwareError("taskLocked", f"Another Blender is fetching the task {self.task_uuid} from the "
+                                   "same result folder; its result lands there.")
+            client = RunwareClient(req.api_key, req.api_url, timeout=req.request_timeout, user_agent=req.user_agent,
+                                   guard=guard, transport=transport,
+                                   max_answer_bytes=req.max_download_bytes * 4 // 3 + 16 * 1024 * 1024)
+            if req.downloaded:  # nothing to fetch: the files of an earlier run, checked again
+                results = self._from_disk()
+                self.events.put(Event("done", results=results))
+                return
+            state = self._fetch(client) if req.resume else self._submit(client, journal)
+            self._settle_money(None, state)
+            _try(journal.append, "results", self.task_uuid, results=[
+                {"index": g.index, "url": g.url, "seed": None if g.seed is None else str(g.seed), "cost": g.cost}
+                for g in state.results])
+            results = self._download(state.results, guard, transport)
             _try(journal.append, "downloaded", self.task_uuid, files=[
                 {"path": str(r.path), "index": r.index, "seed": None if r.seed is None else str(r.seed),
                  "cost": r.cost} for r in results])
@@ -237,14 +280,19 @@ class Job:
                 self.slots = None
             self.events.put(Event("done", results=results, warnings=[e.sentence for e in state.errors]))
         except RunwareError as exc:
+            if exc.code != "taskLocked":
+                locks.release(self.task_uuid)
             self._failed(journal, exc)
-        except requests.RequestException as exc:  # a malformed URL or header, too many redirects…
-            self._failed(journal, RunwareError("network", type(exc).__name__))
         except OSError as exc:  # the result folder: missing rights, disk full
+            locks.release(self.task_uuid)
+            self._settle_money(RunwareError("diskError"))
             self.events.put(Event("failed", error=RunwareError("diskError", f"{exc.strerror}: {exc.filename}")))
         except Exception as exc:  # a bug of ours: say so plainly, keep the traceback for the console
             log.exception("SAM 3D job %s failed", self.task_uuid)
-            self.events.put(Event("failed", error=RunwareError("internal", f"unexpected {type(exc).__name__}")))
+            locks.release(self.task_uuid)
+            self._failed(journal, RunwareError("internal", f"unexpected {type(exc).__name__}"))
+        finally:
+            transport.close()
 
     def _submit(self, client: RunwareClient, journal: Journal) -> tasks.TaskState:
         req = self.request
@@ -269,17 +317,27 @@ class Job:
         self.submitted = True
         self._emit("uploading", 0.5, text="Sending the task")
         try:
-            state = client.submit(task)
+            state = self._send(client, task)
         except RunwareError as exc:
             if not (reused and exc.code == "invalidImage"):
                 raise
             # Runware forgot the upload (deleted after 30 days unused): send it again. The refused task was
             # never created, so it keeps its UUID.
             task["inputs"]["image"] = self._photo(client, image_png, fresh=True)[0]
-            state = client.submit(task)
+            state = self._send(client, task)
         if len(state.results) >= req.number_results:  # sync delivery, or an instant answer
             return state
         return self._wait(client)
+
+    def _send(self, client: RunwareClient, task: dict[str, Any]) -> tasks.TaskState:
+        """Submit; an answer that refuses the request itself (4xx: key, credits, a parameter) means no task was
+        created and nothing billed. A lost answer leaves the task possibly billed: `submitted` stays."""
+        try:
+            return client.submit(task)
+        except RunwareError as exc:
+            self.refused = exc.status is not None and 400 <= exc.status < 500 and exc.code != "conflictTaskUUID" \
+                and exc.code not in ("rateLimitExceeded", "timeout")
+            raise
 
     def _photo(self, client: RunwareClient, png: bytes, fresh: bool = False) -> tuple[str, bool]:
         """(inputs.image, whether it is an earlier upload). The photo is uploaded once per endpoint and its
@@ -310,15 +368,32 @@ class Job:
             label = f"Processing {pct}%" if pct is not None else "Processing"
             self._emit("processing", within, label if s.processing or s.results else "Queued")
 
-        return client.wait(self.task_uuid, req.number_results, deadline=time.monotonic() + req.job_timeout,
-                           on_progress=progress, first_delay=req.poll_first_delay)
+        return client.wait(self.task_uuid, req.number_results, on_progress=progress,
+                           first_delay=req.poll_first_delay)
 
-    def _download(self, generations: list[tasks.Generation]) -> list[Result]:
+    def _gate(self, path: Path) -> None:
+        """Only a GLB that refers to nothing outside itself, within the budget, may reach the importer."""
+        budget = self.request.max_triangles
+        glb_gate.inspect_glb(path, max_triangles=budget, max_vertices=budget)
+
+    def _from_disk(self) -> list[Result]:
+        results = []
+        for f in sorted(self.request.downloaded, key=lambda f: int(f.get("index") or 0)):
+            path = Path(str(f.get("path", "")))
+            self._gate(path)
+            seed = f.get("seed")
+            results.append(Result(path, self.task_uuid, int(f.get("index") or 0),
+                                  int(seed) if isinstance(seed, str) and seed.isdigit() else None, f.get("cost"), None))
+        return results
+
+    def _download(self, generations: list[tasks.Generation], guard: Guard, transport: Transport) -> list[Result]:
+        """Every generation to its own file, numbered by us (0, 1…): the server's index may repeat or be absurd.
+        Each file passes the GLB gate before the main thread may import it."""
         req = self.request
         results = []
         total = len(generations)
         for n, gen in enumerate(sorted(generations, key=lambda g: g.index)):
-            dest = req.folder / f"{_safe(req.name)}_{gen.index}.glb"
+            dest = req.folder / f"{_safe(req.name)}_{n}.glb"
             label = f"Downloading {n + 1}/{total}"
 
             def progress(got: int, size: int | None, n: int = n, label: str = label) -> None:
@@ -326,10 +401,11 @@ class Job:
 
             self._emit("downloading", n / total, label)
             if gen.data is not None:
-                save_inline(gen.data, dest)
+                save_inline(gen.data, dest, max_bytes=req.max_download_bytes)
             elif gen.url:
                 download(gen.url, dest, max_bytes=req.max_download_bytes, timeout=req.request_timeout,
-                         cancel=self.cancel_event, on_progress=progress)
+                         guard=guard, transport=transport, on_progress=progress)
+            self._gate(dest)
             results.append(Result(dest, gen.task_uuid, gen.index, gen.seed, gen.cost, gen.url))
         return results
 

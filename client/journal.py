@@ -12,13 +12,14 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 FILE = "journal.jsonl"
+INDEX = "journal.index.json"
 # What each event says about a task; a later step overrides an earlier one.
 STATUS = {"created": "created", "submitted": "submitted", "results": "processed", "downloaded": "downloaded",
           "imported": "imported", "failed": "failed", "cancelled": "cancelled"}
@@ -39,7 +40,7 @@ class TaskRecord:
 
     @property
     def cost(self) -> float:
-        return sum(r.get("cost") or 0.0 for r in self.results)
+        return sum(r["cost"] for r in self.results if isinstance(r, dict) and isinstance(r.get("cost"), (int, float)))
 
     @property
     def unfinished(self) -> bool:
@@ -55,15 +56,18 @@ class Journal:
         self.broken = 0
 
     def append(self, event: str, task_uuid: str, **fields: Any) -> None:
-        """Write one line and fsync it: the caller goes on only once it is on disk."""
+        """Write one line and fsync it: the caller goes on only once it is on disk. One write() of the whole
+        line to a file opened for appending, so lines of several processes never interleave."""
         line = json.dumps({"time": time.time(), "event": event, "task_uuid": task_uuid, **fields}, default=str)
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
             prefix = "\n" if self._ends_mid_line() else ""  # never glue a line onto one a crash cut short
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(prefix + line + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, (prefix + line + "\n").encode("utf-8"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def _ends_mid_line(self) -> bool:
         try:
@@ -92,39 +96,129 @@ class Journal:
 
 
 class History:
-    """The journal's tasks kept up to date by reading only the lines appended since the last look: the main
-    thread refreshes it whenever a job ends, and a whole re-read grows with every job ever run (measured
-    103 ms for 10,000 lines)."""
+    """What the Jobs panel, Resume and the spending limit need from the journal, at a cost that does not grow
+    with its length: a snapshot (`journal.index.json`: every unfinished task, the latest ones, the total cost,
+    and the byte offset it covers) plus the lines appended since. The main thread refreshes it when a job
+    ends; the journal itself stays append-only (several Blender processes may append to it at once)."""
+
+    KEEP_RECENT = 64  # finished tasks kept in memory (the panel shows the latest few)
+    COMPACT_EVERY = 500  # lines read since the snapshot before a new one is written
 
     def __init__(self, folder: Path) -> None:
         self.journal = Journal(folder)
-        self.tasks: dict[str, TaskRecord] = {}
+        self.tasks: dict[str, TaskRecord] = {}  # every unfinished task and the latest finished ones
+        self.total_cost = 0.0
+        self.prices: dict[str, float] = {}  # model → the latest cost per result Runware reported
         self.broken = 0
         self._offset = 0
+        self._since_snapshot = 0
+        self._loaded = False
 
-    def refresh(self) -> dict[str, TaskRecord]:
+    @property
+    def index_path(self) -> Path:
+        return self.journal.folder / INDEX
+
+    def unfinished(self) -> list[TaskRecord]:
+        return [t for t in self.tasks.values() if t.unfinished]
+
+    def recent(self, count: int) -> list[TaskRecord]:
+        return sorted(self.tasks.values(), key=lambda t: t.time, reverse=True)[:count]
+
+    def get(self, task_uuid: str) -> TaskRecord | None:
+        """A task by its UUID: in memory, else one pass over the journal (an old task: rare)."""
+        return self.tasks.get(task_uuid) or self.find({task_uuid}).get(task_uuid)
+
+    def find(self, task_uuids: set[str]) -> dict[str, TaskRecord]:
+        """These tasks as the whole journal tells them, in one pass (lines of other tasks are not parsed)."""
+        found: dict[str, TaskRecord] = {}
+        try:
+            with open(self.journal.path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    if any(u in line for u in task_uuids):
+                        records, _ = _parse([line], self.journal.path, quiet=True)
+                        for rec in records:
+                            if rec["task_uuid"] in task_uuids:
+                                _fold(found, rec)
+        except FileNotFoundError:
+            pass
+        return found
+
+    def refresh(self) -> History:
+        if not self._loaded:
+            self._loaded = True
+            self._load_snapshot()
         path = self.journal.path
         try:
             size = path.stat().st_size
         except FileNotFoundError:
             size = 0
         if size < self._offset:  # replaced or cut: start over
-            self.tasks, self.broken, self._offset = {}, 0, 0
-        if size == self._offset:
-            return self.tasks
+            self._reset()
+        if size > self._offset:
+            self._read_tail(size)
+            self._prune()
+            if self._since_snapshot >= self.COMPACT_EVERY:
+                self.save_snapshot()
+        return self
+
+    def _reset(self) -> None:
+        self.tasks, self.total_cost, self.prices, self.broken = {}, 0.0, {}, 0
+        self._offset = self._since_snapshot = 0
+
+    def _read_tail(self, size: int) -> None:
+        path = self.journal.path
         with open(path, "rb") as f:
             f.seek(self._offset)
             chunk = f.read(size - self._offset)
         whole = chunk.rfind(b"\n") + 1  # a line still being written waits for the next look
-        records, broken = _parse(chunk[:whole].decode("utf-8", errors="replace").splitlines(), path)
+        lines = chunk[:whole].decode("utf-8", errors="replace").splitlines()
+        records, broken = _parse(lines, path)
         self._offset += whole
+        self._since_snapshot += len(lines)
         self.broken += broken
         for rec in records:
-            _fold(self.tasks, rec)
-        return self.tasks
+            before = self.tasks.get(rec["task_uuid"])
+            old_cost = before.cost if before is not None else 0.0
+            task = _fold(self.tasks, rec)
+            if rec.get("event") == "results":
+                self.total_cost += task.cost - old_cost
+                if task.cost and task.results:
+                    self.prices[str(task.info.get("model", ""))] = task.cost / len(task.results)
+
+    def _prune(self) -> None:
+        finished = [t for t in self.tasks.values() if not t.unfinished]
+        if len(finished) > self.KEEP_RECENT:
+            finished.sort(key=lambda t: t.time, reverse=True)
+            for task in finished[self.KEEP_RECENT:]:
+                del self.tasks[task.task_uuid]
+
+    def save_snapshot(self) -> None:
+        """Write the index atomically (a temporary file renamed over it); a failure only costs speed."""
+        data = {"version": 1, "offset": self._offset, "total_cost": self.total_cost, "prices": self.prices,
+                "broken": self.broken, "tasks": [asdict(t) for t in self.tasks.values()]}
+        tmp = self.index_path.with_name(f"{INDEX}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(tmp, self.index_path)
+            self._since_snapshot = 0
+        except OSError as exc:
+            log.warning("SAM 3D: could not write the journal index: %s", exc)
+            tmp.unlink(missing_ok=True)
+
+    def _load_snapshot(self) -> None:
+        try:
+            data = json.loads(self.index_path.read_text(encoding="utf-8"))
+            offset = int(data["offset"])
+            if data.get("version") != 1 or not 0 <= offset <= self.journal.path.stat().st_size:
+                return
+            tasks = {t["task_uuid"]: TaskRecord(**t) for t in data["tasks"]}
+            total, prices, broken = float(data["total_cost"]), dict(data["prices"]), int(data["broken"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return  # no index, or not one we wrote: read the whole journal once
+        self.tasks, self.total_cost, self.prices, self.broken, self._offset = tasks, total, prices, broken, offset
 
 
-def _parse(lines: list[str], path: Path) -> tuple[list[dict[str, Any]], int]:
+def _parse(lines: list[str], path: Path, quiet: bool = False) -> tuple[list[dict[str, Any]], int]:
     records: list[dict[str, Any]] = []
     broken = 0
     for line in lines:
@@ -135,23 +229,24 @@ def _parse(lines: list[str], path: Path) -> tuple[list[dict[str, Any]], int]:
         except ValueError:
             broken += 1
             continue
-        if isinstance(record, dict) and record.get("task_uuid"):
+        if isinstance(record, dict) and isinstance(record.get("task_uuid"), str) and \
+                isinstance(record.get("time", 0), (int, float)):
             records.append(record)
         else:
             broken += 1
-    if broken:
+    if broken and not quiet:
         log.warning("SAM 3D: skipped %d broken line(s) of %s", broken, path)
     return records, broken
 
 
-def _fold(tasks: dict[str, TaskRecord], rec: dict[str, Any]) -> None:
+def _fold(tasks: dict[str, TaskRecord], rec: dict[str, Any]) -> TaskRecord:
     """What one line says about its task; a later step overrides an earlier one."""
     task = tasks.setdefault(rec["task_uuid"], TaskRecord(rec["task_uuid"]))
     event = rec.get("event", "")
     task.status = STATUS.get(event, task.status)
     task.time = rec.get("time", task.time)
-    if event in ("created", "submitted"):
-        task.info.update(rec.get("info") or {})
+    if event in ("created", "submitted", "imported") and isinstance(rec.get("info"), dict):
+        task.info.update(rec["info"])
     if event == "results":
         task.results = list(rec.get("results") or [])
     if event == "downloaded":
@@ -160,3 +255,4 @@ def _fold(tasks: dict[str, TaskRecord], rec: dict[str, Any]) -> None:
         task.code = str(rec.get("code", ""))
         if rec.get("resumable"):  # it failed on our side after it was sent: Resume can still fetch it
             task.status = "interrupted"
+    return task

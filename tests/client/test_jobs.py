@@ -190,17 +190,17 @@ def test_history_reads_only_what_was_appended_and_waits_for_a_line_being_written
     from client.journal import History
 
     history = History(tmp_path)
-    assert history.refresh() == {}
+    assert history.refresh().tasks == {}
     journal = Journal(tmp_path)
     journal.append("created", "a", info={"name": "one"})
     journal.append("submitted", "a", info={"name": "one"})
-    assert history.refresh()["a"].status == "submitted"
+    assert history.refresh().tasks["a"].status == "submitted"
     with open(tmp_path / FILE, "a") as f:
         f.write('{"time": 1, "event": "imported", "task_uuid": "a"')  # still being written: no newline yet
-    assert history.refresh()["a"].status == "submitted" and history.broken == 0
+    assert history.refresh().tasks["a"].status == "submitted" and history.broken == 0
     with open(tmp_path / FILE, "a") as f:
         f.write("}\n")
-    assert history.refresh()["a"].status == "imported"
+    assert history.refresh().tasks["a"].status == "imported"
     journal.append("created", "b", info={"name": "two"})
-    assert set(history.refresh()) == {"a", "b"}
-    assert history.refresh() == Journal(tmp_path).tasks(), "the same as reading it all again"
+    assert set(history.refresh().tasks) == {"a", "b"}
+    assert history.refresh().tasks == Journal(tmp_path).tasks(), "the same as reading it all again"

@@ -1,0 +1,134 @@
+"""The one place that prices paid requests and reserves money before they are sent.
+
+Every paid request (`3dInference`, `removeBackground`, any later paid task type) reserves its worst-case
+price first: the last price Runware reported for that task type and model, else the documented default
+below, times the number of results. A reservation that would cross a limit (the session's Spending Limit,
+a batch's Cost Limit, `--max-cost`) is refused with a sentence naming that limit. The reservation becomes
+the reported cost when Runware reports one; it stays counted when a sent request fails on our side (Runware
+may have billed it), and is released only when the request was certainly not billed (never sent, or refused
+by the API before any task was created). Amounts are kept in micro-dollars, so limits have exact edges.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from .errors import RunwareError
+
+MICRO = 1_000_000
+# Documented defaults, USD per result: Runware's examples show 0.0038 for a SAM 3D task and for a RemBG
+# background removal. Used until Runware reports a price for that task type and model.
+DEFAULT_PRICES = {("3dInference", "meta:sam@3d"): 0.0038, ("removeBackground", ""): 0.0038}
+FALLBACK_PRICE = 0.01  # a task type or model we know no price for: a cautious guess, until Runware reports one
+# Codes that mean the API refused the request itself, so no task exists and nothing was billed.
+NOT_BILLED = {"invalidApiKey", "missingApiKey", "insufficientCredits", "forbidden", "insecureUrl",
+              "conflictTaskUUID", "cancelledBeforeSending"}
+
+
+def micro(usd: float) -> int:
+    return round(usd * MICRO)
+
+
+def usd(amount: int) -> float:
+    return amount / MICRO
+
+
+class Limit:
+    """A cap on what a set of requests may cost (0: none). Its name is what the refusal tells the user."""
+
+    def __init__(self, name: str, usd_limit: float = 0.0) -> None:
+        self.name = name
+        self.limit = micro(usd_limit)
+        self.committed = 0  # settled costs plus open reservations, micro-dollars
+
+    def set(self, usd_limit: float) -> None:
+        self.limit = micro(usd_limit)
+
+
+@dataclass
+class Reservation:
+    """Money set aside for one paid request; `settle` or `release` it exactly once."""
+
+    ledger: Ledger
+    task_type: str
+    model: str
+    results: int
+    amount: int  # micro-dollars held against every limit
+    limits: list[Limit] = field(default_factory=list)
+    settled: bool = False
+
+    def settle(self, reported_usd: float | None, results: int = 0) -> None:
+        """The request was sent: hold Runware's reported cost instead of the estimate (the estimate stays when it
+        reported none), and learn the price per result for the next reservation."""
+        self.ledger.settle(self, reported_usd, results)
+
+    def release(self) -> None:
+        """Nothing was billed (never sent, or refused before a task existed): give the money back."""
+        self.ledger.release(self)
+
+
+class Ledger:
+    """Prices learnt from Runware and the reservations against limits. Thread-safe: workers settle."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._prices: dict[tuple[str, str], int] = {}
+        self.spent = 0  # settled this session, micro-dollars
+        self.reserved = 0  # open reservations, micro-dollars
+
+    def price(self, task_type: str, model: str) -> int:
+        """Worst-case price of one result, micro-dollars."""
+        with self._lock:
+            known = self._prices.get((task_type, model))
+        if known is not None:
+            return known
+        default = DEFAULT_PRICES.get((task_type, model), DEFAULT_PRICES.get((task_type, "")))
+        return micro(FALLBACK_PRICE if default is None else default)
+
+    def learn(self, task_type: str, model: str, per_result_usd: float) -> None:
+        if per_result_usd > 0:
+            with self._lock:
+                self._prices[(task_type, model)] = micro(per_result_usd)
+
+    def estimate(self, task_type: str, model: str, results: int = 1) -> float:
+        return usd(self.price(task_type, model) * results)
+
+    def reserve(self, task_type: str, model: str, results: int, limits: list[Limit]) -> Reservation:
+        """Hold the worst case of `results` results against every limit, or refuse with the limit's name."""
+        amount = self.price(task_type, model) * max(1, results)
+        with self._lock:
+            for limit in limits:
+                if limit.limit and limit.committed + amount > limit.limit:
+                    raise RunwareError("spendingLimit", refusal(limit, amount))
+            for limit in limits:
+                limit.committed += amount
+            self.reserved += amount
+        return Reservation(self, task_type, model, results, amount, list(limits))
+
+    def settle(self, reservation: Reservation, reported_usd: float | None, results: int) -> None:
+        if reported_usd is not None and results:
+            self.learn(reservation.task_type, reservation.model, reported_usd / results)
+        with self._lock:
+            if reservation.settled:
+                return
+            reservation.settled = True
+            final = micro(reported_usd) if reported_usd is not None else reservation.amount
+            for limit in reservation.limits:
+                limit.committed += final - reservation.amount
+            self.reserved -= reservation.amount
+            self.spent += final
+
+    def release(self, reservation: Reservation) -> None:
+        with self._lock:
+            if reservation.settled:
+                return
+            reservation.settled = True
+            for limit in reservation.limits:
+                limit.committed -= reservation.amount
+            self.reserved -= reservation.amount
+
+
+def refusal(limit: Limit, amount: int) -> str:
+    return (f"This needs up to ${usd(amount):.4f} more, and ${usd(limit.committed):.4f} is already spent or "
+            f"reserved: that would cross {limit.name} (${usd(limit.limit):.4f}). Raise the limit to go on.")
