@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from . import operators, panels, preferences, properties
+from . import operators, panels, preferences, properties, translations
 
-_modules = (preferences, properties, operators, panels)
+_modules = (translations, preferences, properties, operators, panels)
 
 
 def register() -> None:

@@ -13,7 +13,9 @@ from typing import Any
 import bpy
 from bpy.props import FloatProperty, IntProperty, StringProperty
 
-from .client import DEFAULT_API_URL, DEFAULT_MODEL
+from .client import DEFAULT_API_URL, DEFAULT_MODEL, RunwareError
+from .client.http import check_url
+from .translations import iface_, tip_
 
 ENV_KEY = "RUNWARE_API_KEY"
 
@@ -22,6 +24,27 @@ def _absolute(prefs: Any, _context: bpy.types.Context) -> None:
     """A `//` path would follow whichever .blend is open, and the journal with it: fix it now."""
     if prefs.result_dir.startswith("//"):
         prefs.result_dir = bpy.path.abspath(prefs.result_dir)
+
+
+def _https_only(name: str) -> Any:
+    """An update callback that empties a result destination that is not https (or this machine's http)."""
+
+    def check(prefs: Any, _context: bpy.types.Context) -> None:
+        value = getattr(prefs, name).strip()
+        if value and not is_secure_destination(value):
+            setattr(prefs, name, "")
+            print(f"SAM 3D: {name} must start with https:// ({tip_('it was cleared')})")
+
+    check.__name__ = f"_check_{name}"
+    return check
+
+
+def is_secure_destination(url: str) -> bool:
+    try:
+        check_url(url, "result URL")
+    except RunwareError:
+        return False
+    return True
 
 
 class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
@@ -53,6 +76,28 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
     result_dir: StringProperty(  # type: ignore[valid-type]
         name="Result Folder", subtype="DIR_PATH", default="", update=_absolute,
         description="Where results (GLB files) and the job journal are kept. Empty: the extension's user folder")
+    max_photo_megapixels: FloatProperty(  # type: ignore[valid-type]
+        name="Largest Photo (MP)", default=100.0, min=1.0, soft_max=400.0,
+        description="Refuse photos and masks with more megapixels than this, before reading them (Blender "
+                    "holds about 8 bytes per pixel while they are scaled to the size sent)")
+    max_triangles: IntProperty(  # type: ignore[valid-type]
+        name="Largest Result (triangles)", default=10_000_000, min=1000,
+        description="Refuse results with more triangles (or vertices) than this, before Blender imports them")
+    proxy: StringProperty(  # type: ignore[valid-type]
+        name="Proxy", default="", subtype="PASSWORD",
+        description="A proxy for every request, e.g. http://user:password@proxy.example.com:3128. "
+                    "Empty: the system's settings (HTTPS_PROXY). Never used for this machine")
+    ca_bundle: StringProperty(  # type: ignore[valid-type]
+        name="CA Bundle", default="", subtype="FILE_PATH",
+        description="A PEM file of the certificate authorities to trust (a company firewall that inspects HTTPS). "
+                    "Empty: the usual public ones")
+    webhook_url: StringProperty(  # type: ignore[valid-type]
+        name="Webhook URL", default="", update=_https_only("webhook_url"),
+        description="Runware POSTs each result's JSON there (https only). Kept here, never in a .blend file")
+    upload_endpoint: StringProperty(  # type: ignore[valid-type]
+        name="Upload Endpoint", default="", update=_https_only("upload_endpoint"),
+        description="A presigned URL of your storage: Runware also PUTs the GLB there (https only). "
+                    "Kept here, never in a .blend file")
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -60,20 +105,35 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
         col = layout.column()
         col.prop(self, "api_key")
         if not self.api_key:
-            col.label(text=f"Using {ENV_KEY} from the environment" if os.environ.get(ENV_KEY)
-                      else f"No key: paste one, or set {ENV_KEY}", icon="INFO")
+            col.label(text=iface_("Using {} from the environment").format(ENV_KEY) if os.environ.get(ENV_KEY)
+                      else iface_("No key: paste one, or set {}").format(ENV_KEY), icon="INFO")
         col.prop(self, "api_url")
         col.prop(self, "model")
+        row = col.row()
+        row.operator("sam3d.test_connection", icon="WORLD")
+        for level, text in CONNECTION_REPORT:
+            col.label(text=text, icon="ERROR" if level == "ERROR" else "CHECKMARK")
+        col = layout.column(heading="Network")
+        col.prop(self, "proxy")
+        col.prop(self, "ca_bundle")
         col = layout.column(heading="Limits")
         col.prop(self, "request_timeout")
         col.prop(self, "job_timeout")
         col.prop(self, "max_download_mb")
+        col.prop(self, "max_triangles")
+        col.prop(self, "max_photo_megapixels")
         col.prop(self, "max_jobs")
         col.prop(self, "session_budget")
-        layout.prop(self, "result_dir")
-        layout.label(text=f"Results go to {result_folder(self)}", icon="FILE_FOLDER")
+        col = layout.column(heading="Results")
+        col.prop(self, "result_dir")
+        col.label(text=iface_("Results go to {}").format(result_folder(self)), icon="FILE_FOLDER")
+        col.prop(self, "webhook_url")
+        col.prop(self, "upload_endpoint")
         if not bpy.app.online_access:
-            layout.label(text="Online access is off: Preferences › System › Network", icon="ERROR")
+            layout.label(text=iface_("Online access is off: Preferences › System › Network"), icon="ERROR")
+
+
+CONNECTION_REPORT: list[tuple[str, str]] = []  # the last Test Connection's lines, drawn above
 
 
 def get(context: bpy.types.Context | None = None) -> SAM3D_AddonPreferences:

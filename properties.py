@@ -59,8 +59,8 @@ class SAM3D_PG_settings(bpy.types.PropertyGroup):
         name="Photos", subtype="DIR_PATH", default="",
         description="Folder of photos and masks: name.png + name_mask.png, cut-outs, or name/image.png + masks")
     batch_library: StringProperty(  # type: ignore[valid-type]
-        name="Library", subtype="FILE_PATH", default="//sam3d_library.blend",
-        description="The .blend the assets are written to (open its folder as an Asset Library)")
+        name="Library", subtype="DIR_PATH", default="//sam3d_library",
+        description="The folder the assets are written to, one .blend per asset: add it as an Asset Library")
     batch_target_size: FloatProperty(  # type: ignore[valid-type]
         name="Target Size", default=0.0, min=0.0, description="Scale each asset so its longest side is this. 0: keep")
     batch_max_cost: FloatProperty(  # type: ignore[valid-type]
@@ -68,6 +68,17 @@ class SAM3D_PG_settings(bpy.types.PropertyGroup):
         description="Refuse a batch estimated to cost more (USD, at the last cost per task Runware reported). 0: none")
     batch_triangle_budget: IntProperty(  # type: ignore[valid-type]
         name="Triangle Budget", default=0, min=0, description="Decimate assets above this many triangles. 0: keep")
+    batch_bake: IntProperty(  # type: ignore[valid-type]
+        name="Bake Texture", default=0, min=0, max=8192,
+        description="Bake each asset's colours into a texture of this many pixels a side. 0: keep vertex colours")
+    # Reconstruct's Advanced options: an engine-ready result (operators/bake.py) right after the import.
+    bake_to_texture: BoolProperty(  # type: ignore[valid-type]
+        name="Bake to Texture", default=False,
+        description="Bake each result's colours into a UV-mapped texture on a mesh within the Triangle Budget")
+    bake_resolution: IntProperty(  # type: ignore[valid-type]
+        name="Texture Size", default=2048, min=64, max=8192, description="Pixels on each side of the baked texture")
+    triangle_budget: IntProperty(  # type: ignore[valid-type]
+        name="Triangle Budget", default=0, min=0, description="Reduce results to at most this many triangles. 0: keep")
     # Advanced: the rest of the model's request parameters.
     delivery_method: EnumProperty(  # type: ignore[valid-type]
         name="Delivery", default="ASYNC",
@@ -76,11 +87,6 @@ class SAM3D_PG_settings(bpy.types.PropertyGroup):
     ttl: IntProperty(  # type: ignore[valid-type]
         name="URL Lifetime", default=0, min=0, soft_max=86400,
         description="Seconds the result URL stays valid (at least 60). 0: Runware's default")
-    upload_endpoint: StringProperty(  # type: ignore[valid-type]
-        name="Upload Endpoint", default="",
-        description="A presigned URL of your storage: Runware also PUTs the GLB there")
-    webhook_url: StringProperty(  # type: ignore[valid-type]
-        name="Webhook URL", default="", description="Runware POSTs the result JSON there when it is ready")
 
 
 classes = (SAM3D_PG_mask, SAM3D_PG_settings)
@@ -90,9 +96,13 @@ def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     bpy.types.Scene.sam3d = PointerProperty(type=SAM3D_PG_settings)  # type: ignore[attr-defined,func-returns-value]
+    bpy.types.Camera.sam3d_lens_locked = BoolProperty(  # type: ignore[attr-defined,func-returns-value]
+        name="Keep This Lens", default=False,
+        description="A photo camera's focal length that new results of the photo never change (no calibration)")
 
 
 def unregister() -> None:
+    del bpy.types.Camera.sam3d_lens_locked  # type: ignore[attr-defined]
     del bpy.types.Scene.sam3d  # type: ignore[attr-defined]
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -1,44 +1,58 @@
-"""Asset library building: a folder of photos and masks in, a .blend of marked assets out.
+"""Asset library building: a folder of photos and masks in, a library of assets out (library.py writes it).
 
 Inputs, found under the folder (each sub-folder is a catalog):
 - `name.png` with `name_mask.png` (any image type);
 - a cut-out `name.png` with no `_mask` partner: its alpha is the mask;
 - a folder `name/` holding `image.png` and mask files (Meta's layout): one asset per mask.
-Every result becomes an asset: marked, a preview rendered of the object itself, its catalog, tags, a
-description and the provenance. The library is written after each asset, so a crash loses nothing; a batch
-run again skips what the library already holds (nothing paid twice). A JSON report lies beside it.
+A real size comes from the file name (`chair@0.9m.png`: 0.9 m high) or a `sizes.csv` beside the photos.
+
+The batch *feeds* the jobs: only a few items are read and in flight at a time (Jobs at Once, plus one), each
+item's asset is written to its own file as soon as its result is imported and then leaves the open file,
+so time and memory per asset stay flat over thousands of photos. An item is known by what it is (its
+source files, relative to the folder, and their content hashes), never by a datablock's name: an item done
+is skipped, an item already sent is fetched by its task UUID, and `--shard K/N` splits the items the same
+way on every machine, so N processes build one library without collisions or double payments.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import hashlib
 import json
-import math
+import re
 import time
-import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import bpy
 from bpy.props import FloatProperty, IntProperty, StringProperty
-from mathutils import Matrix, Vector
 
 from .. import preferences
-from ..client import Job, Journal, RunwareError
-from . import masks, reconstruct
-from .mask_list import IMAGE_SUFFIXES, _natural
-from .runner import RUNNER, RefusedError, Running, job_request, run_blocking
+from ..client import Job, RunwareError
+from ..client.money import Limit
+from . import pixels
+from .checks import is_blocking, refuse, why_offline
+from .job_requests import job_request
+from .library import ROOT_CATALOG, Library, make_asset, remove_from_file
+from .masks import IMAGE_SUFFIXES, natural_order
+from .outcomes import conclude, tell
+from .runner import RUNNER, TICK, Report, SceneJob
 
-CATS_FILE = "blender_assets.cats.txt"
-ROOT_CATALOG = "SAM 3D"
-_NAMESPACE = uuid.UUID("6f1f6a1e-3d0b-4a57-9a44-5a3d0bdc0f3d")  # catalog UUIDs stable across runs
+SIZE_IN_NAME = re.compile(r"^(?P<name>.+)@(?P<size>\d+(?:\.\d+)?)m$")
+REPORT_EVERY = 2.0  # seconds between rewrites of the report while a batch runs
 
 
 @dataclass
 class Item:
-    name: str
+    name: str  # the asset's name
+    key: str  # what the item is: its source's path relative to the folder, without suffix ("props/cup")
     photo: str
     mask: str = ""  # empty: the photo is a cut-out whose alpha is the mask
     catalog: str = ROOT_CATALOG
+    height: float = 0.0  # real height in metres (0: unknown)
     status: str = "pending"  # pending, done, failed, skipped
     reason: str = ""
     task_uuid: str = ""
@@ -48,14 +62,19 @@ class Item:
 def find_items(folder: Path) -> list[Item]:
     """Every photo and mask pair under `folder`, in a stable order."""
     items: list[Item] = []
-    for directory in sorted([folder, *(p for p in folder.rglob("*") if p.is_dir())], key=_natural):
+    for directory in sorted([folder, *(p for p in folder.rglob("*") if p.is_dir() and not _hidden(p, folder))],
+                            key=natural_order):
         images = sorted((p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-                        key=_natural)
+                        key=natural_order)
         relative = directory.relative_to(folder)
+        sizes = _sizes(directory)
         photo = next((p for p in images if p.stem == "image"), None)
         if photo is not None and directory != folder:  # name/image.png + masks: one asset per mask
             catalog = "/".join([ROOT_CATALOG, *relative.parent.parts]) if relative.parent.parts else ROOT_CATALOG
-            items += [Item(f"{directory.name}_{m.stem}", str(photo), str(m), catalog) for m in images if m != photo]
+            for mask in (m for m in images if m != photo):
+                name, height = _named(mask.stem, sizes)
+                items.append(Item(f"{directory.name}_{name}", (relative / mask.stem).as_posix(), str(photo),
+                                  str(mask), catalog, height))
             continue
         catalog = "/".join([ROOT_CATALOG, *relative.parts])
         stems = {p.stem: p for p in images}
@@ -63,148 +82,84 @@ def find_items(folder: Path) -> list[Item]:
             if image.stem.endswith("_mask"):
                 continue
             partner = stems.get(f"{image.stem}_mask")
-            items.append(Item(image.stem, str(image), str(partner) if partner else "", catalog))
+            name, height = _named(image.stem, sizes)
+            items.append(Item(name, (relative / image.stem).as_posix(), str(image), str(partner) if partner else "",
+                              catalog, height))
     return items
 
 
-def catalog_id(path: str) -> str:
-    return str(uuid.uuid5(_NAMESPACE, path))
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def write_catalogs(library: Path, paths: set[str]) -> None:
-    """The library's catalog file (Blender's format), keeping catalogs someone else wrote there."""
-    cats = library.parent / CATS_FILE
-    lines = cats.read_text().splitlines() if cats.exists() else ["VERSION 1", ""]
-    known = {line.split(":")[0] for line in lines if ":" in line and not line.startswith("#")}
-    for path in sorted(paths):
-        if catalog_id(path) not in known:
-            lines.append(f"{catalog_id(path)}:{path}:{path.replace('/', '-')}")
-    cats.write_text("\n".join(lines) + "\n")
+def _named(stem: str, sizes: dict[str, float]) -> tuple[str, float]:
+    """(asset name, real height): `chair@0.9m` → ("chair", 0.9); else the height sizes.csv gives, or 0."""
+    match = SIZE_IN_NAME.match(stem)
+    if match:
+        return match["name"], float(match["size"])
+    return stem, sizes.get(stem, 0.0)
 
 
-def library_names(library: Path) -> set[str]:
-    if not library.exists():
-        return set()
-    with bpy.data.libraries.load(str(library)) as (source, _):
-        return set(source.objects)
+def _sizes(directory: Path) -> dict[str, float]:
+    """`sizes.csv` beside the photos: `name,height` in metres (a header line and other columns are ignored)."""
+    path = directory / "sizes.csv"
+    if not path.is_file():
+        return {}
+    sizes = {}
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        for row in csv.reader(f):
+            if len(row) >= 2:
+                try:
+                    sizes[Path(row[0].strip()).stem] = float(row[1])
+                except ValueError:
+                    continue  # a header, or a typo: that photo keeps SAM 3D's size
+    return sizes
 
 
-# --- one asset ------------------------------------------------------------------------------------------
+def shard(items: list[Item], k: int, n: int) -> list[Item]:
+    """The items of shard k of n (1-based): by a hash of each item's key, the same on every machine."""
+    return [i for i in items if int(hashlib.blake2b(i.key.encode(), digest_size=8).hexdigest(), 16) % n == k - 1]
 
 
-@dataclass
-class Options:
-    target_size: float = 0.0  # longest side after scaling; 0 keeps SAM 3D's size
-    triangle_budget: int = 0  # decimate above it; 0 keeps every triangle
-
-
-def make_asset(root: bpy.types.Object, item: Item, options: Options, preview_dir: Path) -> None:
-    """Clean the object for reuse and mark it as an asset with a rendered preview and its metadata."""
-    root.location = (0.0, 0.0, 0.0)  # the origin is at the base already (placement on the cursor)
-    if root.type == "MESH":
-        size = max(root.dimensions)
-        if options.target_size > 0 and size > 0:
-            root.data.transform(Matrix.Scale(options.target_size / size, 4))
-        if options.triangle_budget > 0:
-            decimate(root, options.triangle_budget)
-    root.asset_mark()
-    meta = root.asset_data
-    meta.description = (f"SAM 3D Objects reconstruction of {Path(item.mask).name or 'the cut-out'} in "
-                        f"{Path(item.photo).name}. Task {root.get('sam3d_task_uuid')}, seed {root.get('sam3d_seed')}"
-                        + (f", cost ${root['sam3d_cost']:.4f}" if root.get("sam3d_cost") is not None else "") + ".")
-    meta.catalog_id = catalog_id(item.catalog)
-    for tag in ("SAM 3D", item.catalog.split("/")[-1], Path(item.photo).stem):
-        if tag not in meta.tags:
-            meta.tags.new(tag)
-    for key in ("sam3d_task_uuid", "sam3d_seed", "sam3d_cost", "sam3d_prompt"):
-        if key in root:
-            meta[key] = root[key]
-    meta["sam3d_source_photo"] = item.photo
-    render_preview(root, preview_dir / f"{item.name}.png")
-
-
-def decimate(obj: bpy.types.Object, budget: int) -> None:
-    triangles = sum(len(p.vertices) - 2 for p in obj.data.polygons)
-    if triangles <= budget:
-        return
-    modifier = obj.modifiers.new("SAM3D Decimate", "DECIMATE")
-    modifier.ratio = budget / triangles
-    depsgraph = bpy.context.evaluated_depsgraph_get()
-    mesh = bpy.data.meshes.new_from_object(obj.evaluated_get(depsgraph))
-    obj.modifiers.remove(modifier)
-    old, obj.data = obj.data, mesh
-    mesh.name = old.name
-    if old.users == 0:
-        bpy.data.meshes.remove(old)
-
-
-def render_preview(obj: bpy.types.Object, path: Path, size: int = 128) -> None:
-    """A small Cycles render of the object alone, set as its asset preview (not Blender's blank icon)."""
-    scene = bpy.data.scenes.new("SAM3D Preview")
-    try:
-        scene.collection.objects.link(obj)
-        radius = max(max(obj.dimensions), 1e-3) * 0.9
-        centre = obj.matrix_world.translation + Vector((0, 0, obj.dimensions.z / 2))
-        camera = bpy.data.objects.new("SAM3D Preview Camera", bpy.data.cameras.new("SAM3D Preview Camera"))
-        camera.location = centre + Vector((radius * 1.4, -radius * 2.0, radius * 1.1))
-        camera.rotation_euler = (centre - camera.location).to_track_quat("-Z", "Y").to_euler()
-        sun = bpy.data.objects.new("SAM3D Preview Sun", bpy.data.lights.new("SAM3D Preview Sun", "SUN"))
-        sun.rotation_euler = (math.radians(40), 0, math.radians(30))
-        for extra in (camera, sun):
-            scene.collection.objects.link(extra)
-        scene.camera = camera
-        scene.render.engine = "CYCLES"
-        scene.cycles.samples = 8
-        scene.cycles.device = "CPU"
-        scene.render.resolution_x = scene.render.resolution_y = size
-        scene.render.film_transparent = True
-        scene.render.filepath = str(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # No temp_override around operators here: Blender 4.2–5.0 read an override without holding Python's
-        # lock, which crashes while our download threads run Python (tests/blender/test_threads.py).
-        bpy.ops.render.render(write_still=True, scene=scene.name)
-        set_preview(obj, path)
-    finally:
-        for extra in [o for o in scene.objects if o.name.startswith("SAM3D Preview")]:
-            data = extra.data
-            bpy.data.objects.remove(extra)
-            if data is not None and data.users == 0:
-                (bpy.data.cameras if isinstance(data, bpy.types.Camera) else bpy.data.lights).remove(data)
-        bpy.data.scenes.remove(scene)
-
-
-def set_preview(obj: bpy.types.Object, path: Path) -> None:
-    """The rendered image as the object's asset preview (what Load Custom Preview does, without an operator)."""
-    image = bpy.data.images.load(str(path))
-    try:
-        rgba = masks.pixels(image)[::-1]  # bottom row first, as Blender stores images and previews
-        preview = obj.preview_ensure()
-        preview.image_size = tuple(image.size)
-        preview.image_pixels_float.foreach_set(rgba.ravel())  # also marks it edited: Blender won't redo it
-    finally:
-        bpy.data.images.remove(image)
+def file_hash(path: str) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 # --- the batch ------------------------------------------------------------------------------------------
 
 
 @dataclass
-class Batch:
-    """One batch: its items, what became of each, and the library it writes."""
+class Options:
+    target_size: float = 0.0  # longest side after scaling; 0 keeps SAM 3D's size
+    triangle_budget: int = 0  # decimate above it; 0 keeps every triangle
+    bake: int = 0  # bake colours into a texture of this size; 0: keep vertex colours
+    max_cost: float = 0.0  # the batch's own cost limit, USD; 0: none (the session's limit still holds)
+    shard: tuple[int, int] = (1, 1)
 
-    library: Path
+
+@dataclass
+class Batch:
+    """One run over a folder: its items, what became of each, and the library it writes."""
+
+    folder: Path
+    library: Library
     items: list[Item]
     options: Options = field(default_factory=Options)
     started: float = field(default_factory=time.monotonic)
-    assets: list[str] = field(default_factory=list)
-    previous: list[str] = field(default_factory=list)  # what an earlier run put in the library
-
-    def __post_init__(self) -> None:
-        self.previous = [o.name for o in _append_assets(self.library)]
+    limit: Limit = field(default_factory=lambda: Limit("the batch's Cost Limit"))
+    cancelled: bool = False
+    _next: int = 0
+    _active: dict[str, Item] = field(default_factory=dict)  # task UUID → item, jobs in flight
+    _reported: float = 0.0
 
     @property
     def report_path(self) -> Path:
-        return self.library.with_suffix(".report.json")
+        k, n = self.options.shard
+        return self.library.folder / ("sam3d-report.json" if n == 1 else f"sam3d-report.{k}-of-{n}.json")
 
     def counts(self) -> dict[str, int]:
         return {s: sum(1 for i in self.items if i.status == s) for s in ("done", "failed", "skipped", "pending")}
@@ -212,93 +167,228 @@ class Batch:
     def cost(self) -> float:
         return sum(i.cost for i in self.items)
 
-    def save(self) -> None:
-        """The library with every asset so far, its catalogs, and the report (after each asset)."""
-        self.library.parent.mkdir(parents=True, exist_ok=True)
-        names = [*self.previous, *self.assets]
-        objects = {bpy.data.objects[n] for n in names if n in bpy.data.objects}
-        if objects:  # (Blender 4.2 crashes writing an empty set)
-            bpy.data.libraries.write(str(self.library), objects, fake_user=True)
-        write_catalogs(self.library, {i.catalog for i in self.items if i.status == "done"})
-        self.report_path.write_text(json.dumps({"library": str(self.library), **self.counts(), "cost": self.cost(),
-                                                "items": [asdict(i) for i in self.items]}, indent=1))
+    @property
+    def running(self) -> bool:
+        return bool(self._active) or (self._next < len(self.items) and not self.cancelled)
 
+    def feed(self, context: bpy.types.Context) -> list[SceneJob]:
+        """Start jobs for the next items until Jobs at Once (plus one waiting) are in flight."""
+        started = []
+        room = preferences.get(context).max_jobs + 1
+        while not self.cancelled and self._next < len(self.items) and len(self._active) < room:
+            item = self.items[self._next]
+            self._next += 1
+            entry = self._start(context, item)
+            if entry is not None:
+                self._active[entry.job.task_uuid] = item
+                started.append(entry)
+        self.save_report()
+        return started
 
-def _append_assets(library: Path) -> list[bpy.types.Object]:
-    """The assets an earlier run put in the library, appended, so that rewriting it keeps them."""
-    if not library.exists():
-        return []
-    with bpy.data.libraries.load(str(library)) as (source, target):
-        target.objects = list(source.objects)
-    return [o for o in target.objects if o is not None]
+    def cancel(self) -> None:
+        """Stop feeding and cancel this batch's jobs (and no others)."""
+        self.cancelled = True
+        RUNNER.cancel(batch=self)
+        for item in self.items:
+            if item.status == "pending" and item not in self._active.values():
+                item.status, item.reason = "skipped", "the batch was cancelled"
 
-
-def start(context: bpy.types.Context, batch: Batch) -> list[Running]:
-    """Queue a job per item not yet in the library; items whose inputs are bad fail here, with why. An item
-    an earlier run already sent (the journal knows its task) is fetched by its task UUID, not paid again."""
-    present = library_names(batch.library)
-    journal = Journal(preferences.result_folder(preferences.get(context))).tasks()
-    sent = {(t.info.get("name"), t.info.get("image"), t.info.get("mask")): t for t in journal.values()
-            if t.unfinished}
-    runnings = []
-    for item in batch.items:
-        if item.name in present:
-            item.status, item.reason = "skipped", "already in the library"
-            continue
+    def _start(self, context: bpy.types.Context, item: Item) -> SceneJob | None:
+        """The item's job: skipped when done, fetched by UUID when already sent, else a new (paid) task."""
         try:
-            photo = bpy.data.images.load(item.photo, check_existing=True)
-            mask = bpy.data.images.load(item.mask, check_existing=True) if item.mask else None
-            inputs = masks.read_inputs(photo, mask, use_photo_alpha=mask is None)
-            mask_name = mask.name if mask else f"{photo.name} (alpha)"
-            earlier = sent.get((item.name, photo.name, mask_name))
-            fields: dict = ({"task_uuid": earlier.task_uuid, "resume": True} if earlier else
-                            {"prepare": inputs.encode})
-            request = job_request(context, name=item.name, image_name=photo.name, mask_name=mask_name,
-                                  placement="CURSOR", prompt=item.name.replace("_", " "), **fields)
-        except (masks.MaskError, RuntimeError, RunwareError, RefusedError) as exc:
-            item.status, item.reason = "failed", str(exc)
-            continue
-        running = Running(Job(request), item.name, photo.name, request.mask_name, "CURSOR")
-        running.after_import = _asset_maker(batch, item)
-        running.on_failure = _failure_noter(batch, item)
-        runnings.append(RUNNER.add(running))
-    return runnings
+            hashes = {"photo": file_hash(item.photo), "mask": file_hash(item.mask) if item.mask else ""}
+            if self.library.is_done(item.key, hashes):
+                item.status, item.reason = "skipped", "already in the library"
+                return None
+            earlier = self._earlier(context, item, hashes)
+            fields: dict[str, Any] = {
+                "name": item.name, "image_name": item.photo, "mask_name": item.mask or f"{item.photo} (alpha)",
+                "placement": "CURSOR", "prompt": item.name.replace("_", " "), "source": {"key": item.key, **hashes}}
+            if earlier:
+                request = job_request(context, **earlier, **fields)
+            else:
+                request = job_request(context, limits=(self.limit,), prepare=self._inputs(context, item).encode,
+                                      **fields)
+                # Written before anything is sent: a kill from here on is resumed by this UUID, on any machine.
+                self.library.set_state(item.key, state="claimed", task_uuid=request.task_uuid, hashes=hashes)
+        except (OSError, pixels.MaskError, RuntimeError, RunwareError) as exc:
+            item.status, item.reason = "failed", _sentence(exc)
+            return None
+        entry = SceneJob(Job(request), batch=self)
+        entry.after_import = lambda objects, item=item, hashes=hashes: self._made(item, hashes, objects)
+        entry.on_failure = lambda reason, item=item, entry=entry: self._failed(item, reason, entry)
+        return RUNNER.add(entry)
 
+    def _earlier(self, context: bpy.types.Context, item: Item, hashes: dict[str, str]) -> dict:
+        """How to bring this item's earlier task, when one was sent and may still bring its result: from the
+        files on disk (`downloaded`), or fetched by its UUID (`task_uuid`). Empty: send a new task."""
+        state = self.library.state(item.key)
+        uuid = state.get("task_uuid")
+        if state.get("state") != "claimed" or state.get("hashes") != hashes or not isinstance(uuid, str):
+            return {}
+        RUNNER.refresh_history(preferences.result_folder(preferences.get(context)))
+        record = RUNNER.record(uuid)
+        if record is None:  # another machine's journal: Runware knows the task by its UUID
+            return {"task_uuid": uuid, "resume": True}
+        if record.files and all(Path(str(f.get("path", ""))).is_file() for f in record.files):
+            return {"task_uuid": uuid, "resume": True, "downloaded": list(record.files)}
+        return {"task_uuid": uuid, "resume": True} if record.unfinished else {}
 
-def _asset_maker(batch: Batch, item: Item):  # noqa: ANN202
-    def made(objects: list[bpy.types.Object]) -> None:
+    def _inputs(self, context: bpy.types.Context, item: Item) -> pixels.Inputs:
+        """The item's pixels at the size sent; its images leave the open file at once (memory stays flat)."""
+        loaded = []
+        try:
+            photo = bpy.data.images.load(item.photo)
+            loaded.append(photo)
+            mask = bpy.data.images.load(item.mask) if item.mask else None
+            if mask is not None:
+                loaded.append(mask)
+            return pixels.read_inputs(photo, mask, use_photo_alpha=mask is None,
+                                      max_megapixels=preferences.get(context).max_photo_megapixels)
+        finally:
+            for image in loaded:
+                bpy.data.images.remove(image)
+
+    def _made(self, item: Item, hashes: dict[str, str], objects: list[bpy.types.Object]) -> None:
+        """The result is in the open file: make it an asset, write it to its own file, then take it out."""
+        self._active.pop(str(objects[0].get("sam3d_task_uuid", "")), None)
         root = objects[0]
         item.task_uuid = str(root.get("sam3d_task_uuid", ""))
         item.cost = float(root.get("sam3d_cost") or 0.0)
-        make_asset(root, item, batch.options, batch.library.parent / "previews")
+        source = Path(item.mask or item.photo).name
+        make_asset(root, catalog=item.catalog, tags=["SAM 3D", item.catalog.split("/")[-1], Path(item.photo).stem],
+                   description=(f"SAM 3D Objects reconstruction of {source} in {Path(item.photo).name}. "
+                                f"Task {item.task_uuid}, seed {root.get('sam3d_seed')}"
+                                + (f", cost ${item.cost:.4f}" if root.get("sam3d_cost") is not None else "") + "."),
+                   provenance={**{k: root[k] for k in ("sam3d_task_uuid", "sam3d_seed", "sam3d_cost", "sam3d_prompt")
+                                  if root.get(k) is not None}, "sam3d_source": item.key,
+                               "sam3d_source_photo": item.photo},
+                   target_size=self.options.target_size, real_height=item.height,
+                   triangle_budget=0 if self.options.bake else self.options.triangle_budget,
+                   preview=self.library.folder / ".sam3d" / "previews" / f"{item.key}.png")
+        if self.options.bake:
+            from .bake import bake_object  # only batches that bake need it
+
+            bake_object(bpy.context, root, resolution=self.options.bake, max_triangles=self.options.triangle_budget,
+                        save_dir=self.library.asset_path(item.key).parent / "textures")
+        try:
+            with _lent_name(root, item.name):
+                self.library.write_asset(item.key, root)
+            self.library.add_catalogs({item.catalog})
+            self.library.set_state(item.key, state="done", task_uuid=item.task_uuid, hashes=hashes,
+                                   asset=self.library.asset_path(item.key).name, cost=item.cost)
+        finally:
+            remove_from_file(root)
         item.status = "done"
-        batch.assets.append(root.name)
-        batch.save()
-    return made
+        self.save_report()
 
-
-def _failure_noter(batch: Batch, item: Item):  # noqa: ANN202
-    def failed(reason: str) -> None:
+    def _failed(self, item: Item, reason: str, entry: SceneJob) -> None:
+        self._active = {u: i for u, i in self._active.items() if i is not item}
         item.status, item.reason = "failed", reason
-        batch.save()
-    return failed
+        error = entry.job.outcome.error if entry.job.outcome is not None else None
+        if entry.job.request.resume and error is not None and error.code in ("taskFailedOrNotFound", "notFound"):
+            self.library.set_state(item.key, state="lost", task_uuid=entry.job.task_uuid)  # the next run sends it
+        self.save_report()
+
+    def save_report(self, force: bool = False) -> None:
+        """The report, replaced atomically; at most every REPORT_EVERY seconds while the batch runs."""
+        now = time.monotonic()
+        if not force and self.running and now - self._reported < REPORT_EVERY:
+            return
+        self._reported = now
+        data = {"library": str(self.library.folder), "shard": list(self.options.shard), **self.counts(),
+                "cost": self.cost(), "items": [asdict(i) for i in self.items]}
+        from .library import write_atomically
+
+        write_atomically(self.report_path, json.dumps(data, indent=1).encode())
+
+
+@contextlib.contextmanager
+def _lent_name(root: bpy.types.Object, name: str) -> Iterator[None]:
+    """The asset carries its item's name even when an unrelated object of the open file has it: that object
+    lends its name for the time the asset is written, and gets it back."""
+    other = bpy.data.objects.get(name)
+    if other is root:
+        other = None
+    if other is not None:
+        other.name = f"{name}.sam3d-lent"
+    root.name = name
+    try:
+        yield
+    finally:
+        if other is not None:
+            if root.name == name:
+                root.name = f"{name}.sam3d-asset"
+            other.name = name
+
+
+def _sentence(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot read {getattr(exc, 'filename', '') or 'a file'}: {exc.strerror or exc}"
+    return str(exc)
 
 
 ACTIVE: list[Batch] = []  # the batch the panel shows (the last one started from the UI)
 
 
-def run(context: bpy.types.Context, directory: Path, library: Path, options: Options, report,  # noqa: ANN001
-        blocking: bool = True) -> Batch:
-    """The batch: blocking (scripts, the command line) returns it with every item's outcome; otherwise its
-    jobs run in the background and the app timer makes each asset as its job ends."""
-    batch = Batch(library, find_items(directory), options)
-    runnings = start(context, batch)
-    batch.save()
-    if blocking and runnings:
-        run_blocking(context, runnings, report)
-    elif runnings:
-        ACTIVE[:] = [batch]
+def prepare(folder: Path, library_folder: Path, options: Options) -> Batch:
+    """A batch over the folder's items of its shard (nothing read or sent yet)."""
+    if library_folder.suffix.lower() == ".blend":
+        raise RunwareError("badLibrary", "The library is a folder (one .blend per asset, which the Asset Browser "
+                           f"reads as one library): give a folder, e.g. {library_folder.with_suffix('')}.")
+    if not folder.is_dir():
+        raise RunwareError("badLibrary", f"{folder} is not a folder.")
+    k, n = options.shard
+    batch = Batch(folder, Library(library_folder), shard(find_items(folder), k, n), options)
+    batch.limit.set(options.max_cost)
     return batch
+
+
+def estimate(batch: Batch) -> tuple[int, float]:
+    """(items not yet in the library, their cost at the next reservation's price): the batch's own words."""
+    todo = sum(1 for i in batch.items if batch.library.state(i.key).get("state") != "done")
+    model = preferences.get().model.strip()  # the price of the model the next reservation uses
+    return todo, RUNNER.ledger.estimate("3dInference", model, todo)
+
+
+def run(context: bpy.types.Context, batch: Batch, report: Report, blocking: bool = True) -> Batch:
+    """The batch: blocking (scripts, the command line) returns it with every item's outcome; otherwise the
+    app timer feeds it, and makes each asset as its job ends."""
+    if blocking:
+        try:
+            _run_blocking(context, batch, report)
+        finally:
+            batch.save_report(force=True)
+    else:
+        ACTIVE[:] = [batch]
+        RUNNER.feeders[:] = [lambda: _feed_in_background(batch)]
+        _feed_in_background(batch)
+    return batch
+
+
+def _run_blocking(context: bpy.types.Context, batch: Batch, report: Report) -> None:
+    entries = {e.job.task_uuid: e for e in batch.feed(context)}
+    for entry in entries.values():
+        entry.owned = True
+    while entries:
+        RUNNER.step()
+        for uuid in [u for u, e in entries.items() if e.job.done]:
+            conclude(context, entries.pop(uuid), lambda kind, text: None)
+        for entry in batch.feed(context):
+            entry.owned = True
+            entries[entry.job.task_uuid] = entry
+        if entries:
+            next(iter(entries.values())).job.drain(block=TICK)
+
+
+def _feed_in_background(batch: Batch) -> None:
+    batch.feed(bpy.context)
+    if not batch.running:
+        RUNNER.feeders[:] = []
+        batch.save_report(force=True)
+        counts = batch.counts()
+        tell({"INFO"}, f"SAM 3D batch: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped; "
+                       f"library {batch.library.folder}")
 
 
 class SAM3D_OT_batch(bpy.types.Operator):
@@ -308,44 +398,44 @@ class SAM3D_OT_batch(bpy.types.Operator):
     bl_label = "Build Asset Library"
     bl_options = set()  # no REGISTER, no UNDO: a paid batch must never run again from Repeat Last
 
-    directory: StringProperty(name="Photos", subtype="DIR_PATH", description="Empty: the panel's")  # type: ignore[valid-type]
-    filepath: StringProperty(name="Library", subtype="FILE_PATH", description="Empty: the panel's")  # type: ignore[valid-type]
-    max_cost: FloatProperty(  # type: ignore[valid-type]
-        name="Cost Limit", default=0.0, min=0.0, description="Refuse a batch that would cost more (USD). 0: no limit")
-    target_size: FloatProperty(  # type: ignore[valid-type]
-        name="Target Size", default=0.0, min=0.0, description="Scale each asset so its longest side is this. 0: keep")
-    triangle_budget: IntProperty(  # type: ignore[valid-type]
-        name="Triangle Budget", default=0, min=0, description="Decimate assets above this many triangles. 0: keep")
+    # Each is the panel's setting unless given (a script, or the redo of a batch).
+    directory: StringProperty(name="Photos", subtype="DIR_PATH", options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    filepath: StringProperty(name="Library", subtype="DIR_PATH", options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    max_cost: FloatProperty(name="Cost Limit", min=0.0, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    target_size: FloatProperty(name="Target Size", min=0.0, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    triangle_budget: IntProperty(name="Triangle Budget", min=0, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    bake: IntProperty(name="Bake Texture", min=0, max=8192, options={"SKIP_SAVE"})  # type: ignore[valid-type]
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return reconstruct.refuse(cls, reconstruct.why_offline(context))
+        return refuse(cls, why_offline(context) or ("A batch is running: cancel it or wait" if any(
+            b.running for b in ACTIVE) else ""))
+
+    def _setting(self, context: bpy.types.Context, name: str, panel_name: str) -> Any:
+        """The operator's value when the caller gave one, else the panel's (one rule for every setting)."""
+        source = self if self.properties.is_property_set(name) else context.scene.sam3d
+        return getattr(source, name if source is self else panel_name)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        settings = context.scene.sam3d
-        directory = Path(bpy.path.abspath(self.directory or settings.batch_directory))
-        library = Path(bpy.path.abspath(self.filepath or settings.batch_library))
-        if library.suffix != ".blend":
-            self.report({"ERROR"}, "Name the library file, ending in .blend.")
+        directory = Path(bpy.path.abspath(str(self._setting(context, "directory", "batch_directory"))))
+        library = Path(bpy.path.abspath(str(self._setting(context, "filepath", "batch_library"))))
+        options = Options(float(self._setting(context, "target_size", "batch_target_size")),
+                          int(self._setting(context, "triangle_budget", "batch_triangle_budget")),
+                          int(self._setting(context, "bake", "batch_bake")),
+                          float(self._setting(context, "max_cost", "batch_max_cost")))
+        try:
+            batch = prepare(directory, library, options)
+        except RunwareError as exc:
+            self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        if not directory.is_dir():
-            self.report({"ERROR"}, f"{directory} is not a folder.")
-            return {"CANCELLED"}
-        items = find_items(directory)
-        todo = len(items) - len(library_names(library) & {i.name for i in items})
-        unit = next((r["cost"] for t in RUNNER.history.values() for r in t.results if r.get("cost")), 0.0038)
-        self.report({"INFO"}, f"SAM 3D batch: {todo} job(s) of {len(items)}, about ${todo * unit:.4f}")
-        limit = self.max_cost or settings.batch_max_cost
-        if limit and todo * unit > limit:
-            self.report({"ERROR"}, f"The batch would cost about ${todo * unit:.4f}, over its limit of ${limit:.4f}.")
-            return {"CANCELLED"}
-        options = Options(self.target_size or settings.batch_target_size,
-                          self.triangle_budget or settings.batch_triangle_budget)
-        blocking = bpy.app.background or not self.options.is_invoke
-        batch = run(context, directory, library, options, self.report, blocking=blocking)
+        todo, cost = estimate(batch)
+        limit = f"; items past the cost limit of ${options.max_cost:.4f} are refused" if options.max_cost else ""
+        self.report({"INFO"}, f"SAM 3D batch: {todo} job(s) of {len(batch.items)}, about ${cost:.4f}{limit}")
+        blocking = is_blocking(self, context)
+        run(context, batch, self.report, blocking=blocking)
         if not blocking:
-            self.report({"INFO"}, f"SAM 3D batch: {len(batch.items)} item(s) under way; the library is written "
-                                  f"after each asset: {library}")
+            self.report({"INFO"}, f"SAM 3D batch: {len(batch.items)} item(s) under way; each asset is written to "
+                                  f"{library} as it is made")
             return {"FINISHED"}
         counts = batch.counts()
         for item in batch.items:
@@ -356,30 +446,63 @@ class SAM3D_OT_batch(bpy.types.Operator):
         return {"FINISHED"} if counts["done"] or counts["skipped"] else {"CANCELLED"}
 
 
+class SAM3D_OT_batch_cancel(bpy.types.Operator):
+    """Stop the asset-library batch: its running jobs are cancelled (a task already sent stays resumable: the
+    next run of the batch fetches it without paying again); other reconstructions go on"""
+
+    bl_idname = "sam3d.batch_cancel"
+    bl_label = "Cancel Batch"
+    bl_options = {"INTERNAL"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return refuse(cls, "" if any(b.running for b in ACTIVE) else "No batch is running")
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        for batch in ACTIVE:
+            batch.cancel()
+        return {"FINISHED"}
+
+
 def cli(argv: list[str]) -> int:
-    """`blender --command sam3d batch DIR -o LIBRARY.blend [--max-cost USD] [--size M] [--triangles N]`"""
+    """`blender --command sam3d batch DIR -o LIBRARY [--max-cost USD] [--size M] [--triangles N] [--bake RES]
+    [--shard K/N]`"""
     import argparse
 
     parser = argparse.ArgumentParser(prog="blender --command sam3d")
     sub = parser.add_subparsers(dest="command", required=True)
-    batch = sub.add_parser("batch", help="photos and masks of a folder → an asset library (.blend)")
+    batch = sub.add_parser("batch", help="photos and masks of a folder → an asset library (a folder of .blend files)")
     batch.add_argument("directory")
-    batch.add_argument("-o", "--output", required=True)
-    batch.add_argument("--max-cost", type=float, default=0.0)
-    batch.add_argument("--size", type=float, default=0.0)
-    batch.add_argument("--triangles", type=int, default=0)
+    batch.add_argument("-o", "--output", required=True, help="the library folder")
+    batch.add_argument("--max-cost", type=float, default=0.0, help="refuse items past this many USD")
+    batch.add_argument("--size", type=float, default=0.0, help="longest side of each asset (0: keep)")
+    batch.add_argument("--triangles", type=int, default=0, help="triangle budget per asset (0: keep)")
+    batch.add_argument("--bake", type=int, default=0, help="bake colours into a texture this many pixels a side")
+    batch.add_argument("--shard", default="1/1", help="K/N: build only the K-th of N shares of the items")
     args = parser.parse_args(argv)
-    bpy.context.preferences.system.use_online_access = True  # asked for on the command line
-    reason = reconstruct.why_offline(bpy.context)
-    if reason:
-        print(f"sam3d: {reason}")
+    try:
+        k, n = (int(v) for v in args.shard.split("/"))
+        if not 1 <= k <= n:
+            raise ValueError
+    except ValueError:
+        print(f"sam3d: --shard takes K/N with 1 ≤ K ≤ N (got {args.shard!r})")
+        return 2
+    reason = why_offline(bpy.context)
+    if reason:  # the user's choice stands: Blender's own --online-mode allows it for this run
+        hint = " (or run Blender with --online-mode)" if not bpy.app.online_access else ""
+        print(f"sam3d: {reason}{hint}")
         return 2
 
-    def report(kind: set[str], text: str) -> None:
+    def say(kind: set[str], text: str) -> None:
         print(f"sam3d: {text}", flush=True)
 
-    done = run(bpy.context, Path(args.directory), Path(args.output).absolute(), Options(args.size, args.triangles),
-               report)
+    options = Options(args.size, args.triangles, args.bake, args.max_cost, (k, n))
+    try:
+        done = prepare(Path(args.directory), Path(args.output).absolute(), options)
+    except RunwareError as exc:
+        print(f"sam3d: {exc}")
+        return 2
+    run(bpy.context, done, say)
     for item in done.items:
         print(f"sam3d: {item.status:8} {item.name}" + (f": {item.reason}" if item.reason else ""), flush=True)
     counts = done.counts()
@@ -388,17 +511,20 @@ def cli(argv: list[str]) -> int:
     return 1 if counts["failed"] else 0
 
 
-classes = (SAM3D_OT_batch,)
+classes = (SAM3D_OT_batch, SAM3D_OT_batch_cancel)
 _cli_handle = None
 
 
 def register() -> None:
     global _cli_handle
-    _cli_handle = bpy.utils.register_cli_command("sam3d", cli)
+    _cli_handle = bpy.utils.register_cli_command("sam3d", cli)  # type: ignore[func-returns-value]  # a handle
 
 
 def unregister() -> None:
     global _cli_handle
+    for batch in ACTIVE:
+        batch.cancel()
+    ACTIVE.clear()
     if _cli_handle is not None:
         bpy.utils.unregister_cli_command(_cli_handle)
         _cli_handle = None

@@ -11,14 +11,31 @@ from bpy.props import StringProperty
 from .. import preferences
 from ..client import Job, RunwareError, TaskRecord
 from ..client.jobs import INPUT_FILES
+from ..client.locks import TaskLocks
 from . import importing
-from .reconstruct import refuse, why_offline
-from .runner import RUNNER, RefusedError, Running, job_request, note_imported, run_blocking
+from .checks import is_blocking, refuse, why_offline
+from .job_requests import job_request
+from .outcomes import note_imported, run_blocking
+from .runner import RUNNER, SceneJob
+
+ENDED = {"imported", "failed", "cancelled", "created"}  # what Retry may send again: nothing can still be billed
 
 
 def _record(context: bpy.types.Context, task_uuid: str) -> TaskRecord | None:
     RUNNER.refresh_history(preferences.result_folder(preferences.get(context)))
-    return RUNNER.history.get(task_uuid)
+    return RUNNER.record(task_uuid)
+
+
+def why_not_retry(record: TaskRecord | None, task_uuid: str) -> str:
+    """Retry sends a new, paid task: only for a task that has ended (one that may still finish is resumed)."""
+    if record is None:
+        return f"The journal has no task {task_uuid}."
+    if task_uuid in RUNNER.jobs:
+        return "This task is still running: wait for it, or cancel it first."
+    if record.status not in ENDED:
+        return ("This task was sent and may still finish (and be billed): use Resume to fetch it instead of "
+                "paying for a new one.")
+    return ""
 
 
 def _on_disk(record: TaskRecord) -> bool:
@@ -38,24 +55,20 @@ def import_record(context: bpy.types.Context, record: TaskRecord) -> list[bpy.ty
                                        int(f.get("index", 0))) for f in files]
     objects = importing.import_results(context, [Path(f["path"]) for f in files], provenance,
                                        name=info.get("name", "object"), placement=info.get("placement", "CURSOR"))
-    folder = RUNNER.history_folder or Path()
-    note_imported(folder, record.task_uuid, objects)
+    folder = preferences.result_folder(preferences.get(context))
+    note_imported(folder, record.task_uuid, [o.name for o in objects], info)
     RUNNER.refresh_history(folder)
     return objects
 
 
-def start_from_record(context: bpy.types.Context, record: TaskRecord, **fields: object) -> Running:
-    """A job with the journalled settings of `record` (Resume: the same task; Retry: a new one)."""
+def start_from_record(context: bpy.types.Context, record: TaskRecord, **fields: object) -> SceneJob:
+    """A job with the journalled settings of `record` (Resume: the same task, free; Retry: a new, paid one)."""
     info = record.info
     request = job_request(context, name=info.get("name", "object"), image_name=info.get("image", ""),
                           mask_name=info.get("mask", ""), placement=info.get("placement", "CURSOR"),
                           prompt=info.get("prompt", ""), seed=_seed(info.get("seed")),
-                          number_results=int(info.get("number_results", 1)), **fields)
-    return RUNNER.add(Running(Job(request), request.name, request.image_name, request.mask_name, request.placement))
-
-
-def _blocking(op: bpy.types.Operator) -> bool:
-    return bpy.app.background or not op.options.is_invoke
+                          number_results=int(info.get("number_results", 1)), **fields)  # type: ignore[arg-type]
+    return RUNNER.add(SceneJob(Job(request)))
 
 
 class SAM3D_OT_reimport(bpy.types.Operator):
@@ -102,11 +115,11 @@ class SAM3D_OT_resume(bpy.types.Operator):
         if not todo:
             self.report({"INFO"}, "Nothing to resume.")
             return {"CANCELLED"}
-        runnings, imported = [], 0
+        entries, imported = [], 0
         for record in todo:
             if _on_disk(record):  # downloaded before the crash: only the import is missing
                 try:
-                    imported += len(import_record(context, record))
+                    imported += len(self._from_disk(context, record))
                 except importing.GlbImportError as exc:
                     self.report({"ERROR"}, str(exc))
                 continue
@@ -115,18 +128,35 @@ class SAM3D_OT_resume(bpy.types.Operator):
                 self.report({"ERROR"}, reason)
                 return {"CANCELLED"}
             try:
-                runnings.append(self._fetch(context, record))
-            except (RefusedError, RunwareError) as exc:
+                entries.append(self._fetch(context, record))
+            except RunwareError as exc:
                 self.report({"ERROR"}, str(exc))
                 return {"CANCELLED"}
-        if _blocking(self) and runnings:
-            return run_blocking(context, runnings, self.report)
-        if runnings:
-            self.report({"INFO"}, f"SAM 3D: resuming {len(runnings)} job(s); they import when they finish.")
-        return {"FINISHED"} if runnings or imported else {"CANCELLED"}
+        if is_blocking(self, context) and entries:
+            return run_blocking(context, entries, self.report)
+        if entries:
+            self.report({"INFO"}, f"SAM 3D: resuming {len(entries)} job(s); they import when they finish.")
+        return {"FINISHED"} if entries or imported else {"CANCELLED"}
 
     @staticmethod
-    def _fetch(context: bpy.types.Context, record: TaskRecord) -> Running:
+    def _from_disk(context: bpy.types.Context, record: TaskRecord) -> list[bpy.types.Object]:
+        """Import a downloaded task once: never twice into one file, never while another Blender holds it."""
+        folder = preferences.result_folder(preferences.get(context))
+        already = [o for o in bpy.data.objects if o.get("sam3d_task_uuid") == record.task_uuid]
+        if already:
+            note_imported(folder, record.task_uuid, [o.name for o in already], record.info)
+            RUNNER.refresh_history(folder)
+            return []
+        locks = TaskLocks(folder)
+        if not locks.acquire(record.task_uuid):
+            return []
+        try:
+            return import_record(context, record)
+        finally:
+            locks.release(record.task_uuid)
+
+    @staticmethod
+    def _fetch(context: bpy.types.Context, record: TaskRecord) -> SceneJob:
         return start_from_record(context, record, task_uuid=record.task_uuid, resume=True)
 
 
@@ -145,22 +175,24 @@ class SAM3D_OT_retry(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         record = _record(context, self.task_uuid)
-        folder = (RUNNER.history_folder or Path()) / self.task_uuid
-        if record is None:
-            self.report({"ERROR"}, f"The journal has no task {self.task_uuid}.")
+        folder = preferences.result_folder(preferences.get(context)) / self.task_uuid
+        reason = why_not_retry(record, self.task_uuid)
+        if reason:
+            self.report({"ERROR"}, reason)
             return {"CANCELLED"}
+        assert record is not None
         if not all((folder / name).is_file() for name in INPUT_FILES):
             self.report({"ERROR"}, "The inputs of this job are not on disk any more: reconstruct it from the panel.")
             return {"CANCELLED"}
         photo, mask = ((folder / name).read_bytes() for name in INPUT_FILES)
         try:
-            running = start_from_record(context, record, prepare=lambda: (photo, mask))
-        except RefusedError as exc:
+            entry = start_from_record(context, record, prepare=lambda: (photo, mask))
+        except RunwareError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        if _blocking(self):
-            return run_blocking(context, [running], self.report)
-        self.report({"INFO"}, f"SAM 3D: retrying {running.name}; it imports when it finishes.")
+        if is_blocking(self, context):
+            return run_blocking(context, [entry], self.report)
+        self.report({"INFO"}, f"SAM 3D: retrying {entry.name}; it imports when it finishes.")
         return {"FINISHED"}
 
 

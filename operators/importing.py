@@ -48,6 +48,7 @@ def import_results(context: bpy.types.Context, paths: list[Path], provenance: li
     made_collection = collection is None
     if collection is None:
         collection = bpy.data.collections.new(Path(photo).stem if photo else name)
+        collection["sam3d_made"] = True  # ours: removed with its last object when a batch writes an asset
         context.scene.collection.children.link(collection)
         if photo:
             collection["sam3d_photo"] = photo

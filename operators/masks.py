@@ -1,5 +1,6 @@
-"""Masks made and managed in Blender: the list of masks of a photo (`scene.sam3d.masks`: add, remove, clear,
-load a folder, split a label map), a new black mask to paint, and a preview of the mask over the photo.
+"""The mask operators: the list of masks of a photo (`scene.sam3d.masks`: add, remove, clear, load a folder,
+split a label map), a new black mask to paint, and a preview of the mask over the photo. Masks Runware
+makes (Auto Mask, Box to Mask) are in auto_masks.py.
 
 A folder of masks may hold plain masks (white = object) or cut-outs whose alpha is the mask (Meta's own
 format); a file that is the photo itself is skipped.
@@ -8,7 +9,6 @@ format); a file that is the photo itself is skipped.
 from __future__ import annotations
 
 import re
-import threading
 from pathlib import Path
 
 import bpy
@@ -16,13 +16,15 @@ import numpy as np
 from bpy.props import StringProperty
 
 from .. import preferences
-from ..client import RunwareClient, RunwareError
-from . import masks, reconstruct, runner
+from . import pixels
+from .checks import refuse, why_no_photo
+from .inputs import listed_masks, photo_of
+from .runner import Report
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".exr", ".tga"}
 
 
-def _natural(path: Path) -> list[object]:
+def natural_order(path: Path) -> list[object]:
     """2.png before 10.png."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
@@ -93,7 +95,7 @@ class SAM3D_OT_masks_load_folder(bpy.types.Operator):
         settings = context.scene.sam3d
         photo = settings.image
         photo_path = Path(bpy.path.abspath(photo.filepath)).resolve() if photo and photo.filepath else None
-        files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural)
+        files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_order)
         added = 0
         for path in files:
             if photo_path is not None and path.resolve() == photo_path:
@@ -119,14 +121,17 @@ class SAM3D_OT_masks_load_folder(bpy.types.Operator):
 
 
 def new_mask_image(name: str, mask: np.ndarray) -> bpy.types.Image:
-    """A packed Blender image of a (h, w) bool mask given top row first: white = object."""
-    h, w = mask.shape
-    image = bpy.data.images.new(name, w, h, alpha=False)
-    rgba = np.zeros((h, w, 4), np.float32)
-    rgba[mask] = 1.0
-    rgba[..., 3] = 1.0
-    image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())  # type: ignore[attr-defined]
-    image.pack()  # generated pixels live only in memory: packed, they are saved with the .blend
+    """A Blender image of a (h, w) bool mask given top row first (white = object), packed as an 8-bit PNG:
+    saved with the .blend, and small (never a float buffer of the photo's size)."""
+    return packed_png(name, pixels.encode_png(np.where(mask, 255, 0).astype(np.uint8)))
+
+
+def packed_png(name: str, png: bytes) -> bpy.types.Image:
+    """An image whose pixels are the PNG bytes given, packed into the .blend (nothing written to disk)."""
+    image = bpy.data.images.new(name, 1, 1)
+    image.pack(data=png, data_len=len(png))
+    image.source = "FILE"
+    image.filepath_raw = f"//{bpy.path.clean_name(name)}.png"  # a name for the packed file only
     return image
 
 
@@ -157,13 +162,18 @@ class SAM3D_OT_mask_new(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return reconstruct.refuse(cls, reconstruct.why_no_photo(context))
+        return refuse(cls, why_no_photo(context))
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        photo = reconstruct.photo_of(context)
+        photo = photo_of(context)
         assert photo is not None
-        w, h = photo.size
-        image = new_mask_image(f"{Path(photo.name).stem}_mask", np.zeros((h, w), bool))
+        try:
+            w, h = pixels.image_size(photo)
+            pixels.check_size(photo, w, h, preferences.get(context).max_photo_megapixels)
+        except pixels.MaskError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        image = new_mask_image(f"{Path(photo.name).stem}_mask", np.zeros((h, w), bool))  # black, packed
         context.scene.sam3d.mask = image
         show(context, image)
         space = getattr(context, "space_data", None)
@@ -191,9 +201,11 @@ class SAM3D_OT_masks_split_label_map(bpy.types.Operator):
             self.report({"ERROR"}, "Pick the label map as the mask (or name it), then split it.")
             return {"CANCELLED"}
         try:
-            rgb = masks.to_uint8(masks.pixels(label_map))[..., :3]
+            w, h = pixels.image_size(label_map)
+            pixels.check_size(label_map, w, h, preferences.get(context).max_photo_megapixels)
+            rgb = pixels.to_uint8(pixels.pixels(label_map))[..., :3]  # whole: its colours must stay exact
             found = label_masks(rgb)
-        except (masks.MaskError, ValueError) as exc:
+        except (pixels.MaskError, ValueError) as exc:
             self.report({"ERROR"}, f"Cannot split '{label_map.name}': {exc}.")
             return {"CANCELLED"}
         stem = Path(label_map.name).stem
@@ -213,7 +225,7 @@ class SAM3D_OT_mask_preview(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return reconstruct.refuse(cls, reconstruct.why_no_photo(context))
+        return refuse(cls, why_no_photo(context))
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         return show_preview(context, self.report)
@@ -222,18 +234,19 @@ class SAM3D_OT_mask_preview(bpy.types.Operator):
 PREVIEW = "SAM3D Mask Preview"
 
 
-def show_preview(context: bpy.types.Context, report: runner.Report) -> set[str]:
+def show_preview(context: bpy.types.Context, report: Report) -> set[str]:
     """The photo with the active mask over it (the rest darkened and tinted), in its own image."""
     settings = context.scene.sam3d
-    photo = reconstruct.photo_of(context)
+    photo = photo_of(context)
     if photo is None:
         return {"CANCELLED"}
-    listed = reconstruct.listed_masks(settings)
+    listed = listed_masks(settings)
     index = min(settings.active_mask_index, len(settings.masks) - 1)
     mask = (settings.masks[index].image if listed and index >= 0 else None) or settings.mask
     try:
-        given = masks.read_inputs(photo, mask, use_photo_alpha=settings.use_photo_alpha and not listed)
-    except masks.MaskError as exc:
+        given = pixels.read_inputs(photo, mask, use_photo_alpha=settings.use_photo_alpha and not listed,
+                                   max_megapixels=preferences.get(context).max_photo_megapixels)
+    except pixels.MaskError as exc:
         report({"ERROR"}, str(exc))
         return {"CANCELLED"}
     shown = given.photo.astype(np.float32) / 255.0
@@ -254,84 +267,5 @@ def show_preview(context: bpy.types.Context, report: runner.Report) -> set[str]:
     return {"FINISHED"}
 
 
-
-
-class SAM3D_OT_auto_mask(bpy.types.Operator):
-    """Make the mask with Runware's background removal (removeBackground): the cut-out's alpha becomes
-    the mask, shown over the photo before anything is reconstructed"""
-
-    bl_idname = "sam3d.auto_mask"
-    bl_label = "Auto Mask"
-    bl_options = {"UNDO"}  # not REGISTER: a paid request must not run again from Repeat Last
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return reconstruct.refuse(cls, reconstruct.why_offline(context) or reconstruct.why_no_photo(context))
-
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        photo = reconstruct.photo_of(context)
-        assert photo is not None
-        try:
-            rgba = masks.pixels(photo)
-        except masks.MaskError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        png = masks.encode_png(masks.to_uint8(rgba)[..., :3])
-        prefs = preferences.get(context)
-        key, url = preferences.api_key(prefs), prefs.api_url.strip()
-        outcome: dict[str, object] = {}
-
-        def work() -> None:  # the worker: network only, no bpy
-            try:
-                client = RunwareClient(key, url, timeout=prefs_timeout, user_agent=runner.user_agent())
-                outcome["png"] = client.remove_background(png)
-            except RunwareError as exc:
-                outcome["error"] = exc
-            except Exception as exc:  # noqa: BLE001 - reported as a sentence, never a traceback
-                outcome["error"] = RunwareError("internal", type(exc).__name__)
-
-        prefs_timeout = prefs.request_timeout
-        name, folder = photo.name, preferences.result_folder(prefs)
-        thread = threading.Thread(target=work, name="sam3d-auto-mask", daemon=True)
-        thread.start()
-        if bpy.app.background or not self.options.is_invoke:
-            thread.join()  # a script asked for the mask: it waits
-            return _apply_cutout(context, outcome, name, folder, self.report)
-
-        def poll_outcome() -> float | None:
-            if thread.is_alive():
-                return 0.2
-            _apply_cutout(bpy.context, outcome, name, folder, runner._log_report)
-            runner.redraw_panels()
-            return None
-
-        bpy.app.timers.register(poll_outcome, first_interval=0.2)
-        self.report({"INFO"}, "SAM 3D: removing the background…")
-        return {"FINISHED"}
-
-
-def _apply_cutout(context: bpy.types.Context, outcome: dict[str, object], photo_name: str, folder: Path,
-                  report: runner.Report) -> set[str]:
-    """The cut-out's alpha as the scene's mask (a packed image), and a preview over the photo."""
-    error = outcome.get("error")
-    if isinstance(error, RunwareError):
-        report({"ERROR"}, str(error))
-        return {"CANCELLED"}
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{Path(photo_name).stem}_cutout.png"
-    path.write_bytes(outcome["png"])  # type: ignore[arg-type]
-    cutout = bpy.data.images.load(str(path))
-    try:
-        mask = masks.pixels(cutout)[..., 3] >= 0.5
-    finally:
-        bpy.data.images.remove(cutout)
-    image = new_mask_image(f"{Path(photo_name).stem}_auto_mask", mask)
-    settings = context.scene.sam3d
-    settings.mask = image
-    report({"INFO"}, f"SAM 3D: auto mask covers {mask.mean():.1%} of the photo")
-    show_preview(context, report)
-    return {"FINISHED"}
-
-
 classes = (SAM3D_OT_mask_add, SAM3D_OT_mask_remove, SAM3D_OT_masks_clear, SAM3D_OT_masks_load_folder,
-           SAM3D_OT_mask_new, SAM3D_OT_masks_split_label_map, SAM3D_OT_mask_preview, SAM3D_OT_auto_mask)
+           SAM3D_OT_mask_new, SAM3D_OT_masks_split_label_map, SAM3D_OT_mask_preview)

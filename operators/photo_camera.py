@@ -21,9 +21,10 @@ from pathlib import Path
 import bpy
 import numpy as np
 from bpy.app.handlers import persistent
+from bpy.props import EnumProperty, FloatProperty
 from mathutils import Matrix, Vector
 
-from . import importing
+from . import calibration, importing
 
 CAMERA_HEIGHT = 1.6  # the photographer's eye above the shared ground, in scene units
 FAR = 12.0  # depth, in camera heights, of an object whose mask does not reach below the horizon
@@ -38,6 +39,22 @@ def mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     h, w = mask.shape
     return cols[0] / w, rows[0] / h, (cols[-1] + 1) / w, (rows[-1] + 1) / h
+
+
+def encode_mask(mask: np.ndarray) -> str:
+    """A small bool mask as text ("WxH:hex" of its packed bits), to keep on the object for calibration."""
+    h, w = mask.shape
+    return f"{w}x{h}:" + np.packbits(mask.astype(bool).ravel()).tobytes().hex()
+
+
+def decode_mask(text: str) -> np.ndarray | None:
+    try:
+        size, data = text.split(":", 1)
+        w, h = (int(v) for v in size.split("x"))
+        bits = np.unpackbits(np.frombuffer(bytes.fromhex(data), np.uint8))[: w * h]
+        return bits.reshape(h, w).astype(bool) if bits.size == w * h else None
+    except ValueError:
+        return None
 
 
 def photo_camera(context: bpy.types.Context, photo_name: str) -> bpy.types.Object:
@@ -70,15 +87,37 @@ def photo_camera(context: bpy.types.Context, photo_name: str) -> bpy.types.Objec
     return camera
 
 
-def tangents(scene: bpy.types.Scene, camera: bpy.types.Object) -> tuple[float, float]:
-    """tan of half the horizontal and vertical field of view, for the scene's render aspect."""
+def _scene(context: bpy.types.Context) -> bpy.types.Scene:
+    scene = context.scene
+    assert scene is not None  # operators and handlers run with a scene
+    return scene
+
+
+def window(scene: bpy.types.Scene, camera: bpy.types.Object) -> tuple[float, float, float, float]:
+    """(left, right, bottom, top) of the camera's view at unit depth (its lens, sensor fit and shift)."""
     frame = camera.data.view_frame(scene=scene)
     depth = abs(frame[0].z)
-    return max(abs(c.x) for c in frame) / depth, max(abs(c.y) for c in frame) / depth
+    xs, ys = [c.x / depth for c in frame], [c.y / depth for c in frame]
+    return min(xs), max(xs), min(ys), max(ys)
+
+
+def tangents(scene: bpy.types.Scene, camera: bpy.types.Object) -> tuple[float, float]:
+    """tan of half the horizontal and vertical field of view, for the scene's render aspect."""
+    left, right, bottom, top = window(scene, camera)
+    return (right - left) / 2, (top - bottom) / 2
 
 
 def is_posed(low: np.ndarray, high: np.ndarray) -> bool:
     return float(np.linalg.norm((low + high) / 2)) > POSED_DISTANCE
+
+
+def _matrix(values: list[float]) -> Matrix:
+    return Matrix([values[i:i + 4] for i in range(0, 16, 4)])
+
+
+def pose_of(root: bpy.types.Object) -> Matrix:
+    """A posed object's matrix in SAM 3D's camera frame (the camera's local frame), as imported."""
+    return _matrix(list(root["sam3d_pose"]))
 
 
 def place(context: bpy.types.Context, root: bpy.types.Object, camera: bpy.types.Object,
@@ -88,11 +127,11 @@ def place(context: bpy.types.Context, root: bpy.types.Object, camera: bpy.types.
         root["sam3d_frame"] = "POSED"
         local = TO_CAMERA_FRAME.inverted() @ root.matrix_world
         root["sam3d_pose"] = [v for row in local for v in row]
-        root["sam3d_tangent"] = _DEFAULT_TANGENT  # the field of view the pose was made for (see relayout)
+        root["sam3d_window"] = list(window(_scene(context), camera))  # the view the pose is kept for (relayout)
     else:
         root["sam3d_frame"] = "CANONICAL"
-        root["sam3d_mask_box"] = list(box)
         root["sam3d_size"] = [float(v) for v in high - low]  # set_origin_to_base put the origin at the base
+    root["sam3d_mask_box"] = list(box)
     relayout(context, root, camera)
 
 
@@ -100,44 +139,139 @@ def relayout(context: bpy.types.Context, root: bpy.types.Object, camera: bpy.typ
     """Put `root` where its photo says, for the camera as it is now (no request)."""
     scene = context.scene
     assert scene is not None
-    tx, ty = tangents(scene, camera)
+    now = window(scene, camera)
+    scale = Matrix.Scale(float(camera.get("sam3d_scale", 1.0)), 4)  # Set Real Size: the photo's scale
     if root.get("sam3d_frame") == "POSED":
-        values = list(root["sam3d_pose"])
-        pose = Matrix([values[i:i + 4] for i in range(0, 16, 4)])
+        pose = pose_of(root)
+        made_for = list(root.get("sam3d_window") or _window_of_tangent(float(root.get("sam3d_tangent", 0.0)), now))
         # A longer lens magnifies the image by k: the object keeps its size and orientation and moves k times
-        # farther along the camera's axis, so that it projects where (and as large as) the photo has it.
-        k = float(root["sam3d_tangent"]) / tx
+        # farther along the camera's axis; a shifted view moves it across, so that it projects where (and as
+        # large as) the photo has it.
         centre = pose @ (sum((Vector(c) for c in root.bound_box), Vector()) / 8)
-        root.matrix_world = camera.matrix_world @ Matrix.Translation((0.0, 0.0, (k - 1.0) * centre.z)) @ pose
+        k = (made_for[1] - made_for[0]) / (now[1] - now[0])
+        u = (centre.x / -centre.z - made_for[0]) / (made_for[1] - made_for[0])
+        v = (centre.y / -centre.z - made_for[2]) / (made_for[3] - made_for[2])
+        depth = k * centre.z
+        moved = Vector(((now[0] + u * (now[1] - now[0])) * -depth, (now[2] + v * (now[3] - now[2])) * -depth, depth))
+        root.matrix_world = camera.matrix_world @ scale @ Matrix.Translation(moved - centre) @ pose
     elif root.get("sam3d_frame") == "CANONICAL":
-        root.matrix_world = camera.matrix_world @ canonical_pose(list(root["sam3d_mask_box"]),
-                                                                  list(root["sam3d_size"]), tx, ty)
+        root.matrix_world = camera.matrix_world @ scale @ canonical_pose(list(root["sam3d_mask_box"]),
+                                                                          list(root["sam3d_size"]), now)
 
 
-def canonical_pose(box: list[float], size: list[float], tx: float, ty: float) -> Matrix:
+def _window_of_tangent(tangent: float, now: tuple[float, float, float, float]) -> list[float]:
+    """The window of a pose laid out before windows were kept (`sam3d_tangent`, a centred view)."""
+    tx = tangent or _DEFAULT_TANGENT
+    ty = tx * (now[3] - now[2]) / (now[1] - now[0])
+    return [-tx, tx, -ty, ty]
+
+
+def canonical_pose(box: list[float], size: list[float], view: tuple[float, float, float, float]) -> Matrix:
     """Camera-local matrix of an upright object (origin at its base) whose projection covers `box`."""
     left, top, right, bottom = box
-    x = (left + right - 1.0) * tx  # the box's centre and edges as tangents (camera looks down -Z, +Y up)
-    y_top, y_bottom = (1.0 - 2.0 * top) * ty, (1.0 - 2.0 * bottom) * ty
+    x0, x1, y0, y1 = view
+
+    def across(u: float) -> float:  # image fraction (0 = left) → tangent along the camera's +X
+        return x0 + u * (x1 - x0)
+
+    def up(v: float) -> float:  # image fraction (0 = top) → tangent along the camera's +Y
+        return y1 - v * (y1 - y0)
+
+    y_top, y_bottom = up(top), up(bottom)
     depth = CAMERA_HEIGHT / -y_bottom if y_bottom < -1e-3 else FAR * CAMERA_HEIGHT
     depth = min(depth, FAR * CAMERA_HEIGHT)
-    width, height = (right - left) * 2.0 * tx * depth, (y_top - y_bottom) * depth
+    width, height = (across(right) - across(left)) * depth, (y_top - y_bottom) * depth
     scale = math.sqrt(max(width, 1e-6) / max(size[0], 1e-6) * max(height, 1e-6) / max(size[2], 1e-6))
-    base = Vector((x * depth, y_bottom * depth, -depth))
+    base = Vector((across((left + right) / 2) * depth, y_bottom * depth, -depth))
     upright = Matrix.Rotation(math.radians(-90), 4, "X")  # the object's +Z (up) to the camera's +Y
     return Matrix.Translation(base) @ upright @ Matrix.Scale(scale, 4)
 
 
 def arrange(context: bpy.types.Context, roots: list[bpy.types.Object], photo_name: str,
-            box: tuple[float, float, float, float]) -> None:
-    """Placement 'CAMERA' for the results of one mask (the import's last step)."""
+            box: tuple[float, float, float, float], lowres: str = "") -> None:
+    """Placement 'CAMERA' for the results of one mask (the import's last step), then the photo's camera
+    fitted again to every posed object of the photo."""
     camera = photo_camera(context, photo_name)
     for root in roots:
         low, high = importing.world_bounds(root)
         if not is_posed(low, high):
             importing.set_origin_to_base(root)
             low, high = importing.world_bounds(root)
+        if lowres:
+            root["sam3d_mask_lowres"] = lowres
         place(context, root, camera, box, low, high)
+    if any(r.get("sam3d_frame") == "POSED" for r in roots):
+        calibrate(context, camera)
+
+
+# --- calibration: the lens (and principal point) SAM 3D's poses imply ------------------------------------
+
+
+def posed_objects(context: bpy.types.Context, camera: bpy.types.Object) -> list[bpy.types.Object]:
+    photo = camera.get("sam3d_photo")
+    return [o for o in context.scene.objects if o.get("sam3d_image") == photo and o.get("sam3d_frame") == "POSED"
+            and o.type == "MESH" and decode_mask(str(o.get("sam3d_mask_lowres", ""))) is not None]
+
+
+def _posed(obj: bpy.types.Object) -> calibration.Posed:
+    mesh = obj.data
+    co = np.empty(len(mesh.vertices) * 3, np.float32)
+    mesh.vertices.foreach_get("co", co)
+    mesh.calc_loop_triangles()
+    tris = np.empty(len(mesh.loop_triangles) * 3, np.int32)
+    mesh.loop_triangles.foreach_get("vertices", tris)
+    pose = np.array(pose_of(obj), dtype=np.float64)
+    points = co.reshape(-1, 3).astype(np.float64) @ pose[:3, :3].T + pose[:3, 3]
+    mask = decode_mask(str(obj["sam3d_mask_lowres"]))
+    assert mask is not None
+    return calibration.Posed(points, tris.reshape(-1, 3), mask)
+
+
+def calibrate(context: bpy.types.Context, camera: bpy.types.Object) -> calibration.Fit | None:
+    """Give the photo's camera the focal length (and, with two objects or more, the principal point) that best
+    projects every posed object onto its own mask, a joint fit on silhouettes; keep a lens the user locked.
+    The fit per object (IoU) and the focal length are stored on the camera and shown in the panel."""
+    objects = posed_objects(context, camera)
+    if not objects:
+        return None
+    posed = [_posed(o) for o in objects]
+    scene = _scene(context)
+    w, h = scene.render.resolution_x, scene.render.resolution_y
+    longest = max(w, h)
+    if camera.data.sam3d_lens_locked:  # the user's lens stands: only say how well it fits
+        x0, x1, y0, y1 = window(scene, camera)
+        fit = calibration.Fit(1.0 / (x1 - x0), -x0 / (x1 - x0), y1 / (y1 - y0) * 1.0, [], 0.0)
+        fit.ious = [calibration.iou(calibration.silhouette(p.points, p.triangles, fit.focal, fit.cx, fit.cy,
+                                                           p.mask.shape[1], p.mask.shape[0]), p.mask) for p in posed]
+    else:
+        try:
+            fit = calibration.fit_camera(posed, free_principal_point=len(posed) >= 2)
+        except ValueError:
+            return None
+        data = camera.data
+        data.sensor_fit = "AUTO"
+        data.sensor_width = 36.0
+        data.lens = fit.focal * w / longest * 36.0
+        data.shift_x = (0.5 - fit.cx) * w / longest
+        data.shift_y = (fit.cy - 0.5) * h / longest
+        view = list(window(_scene(context), camera))
+        for obj in objects:  # SAM 3D's poses hold for this view: they stay where SAM 3D put them
+            obj["sam3d_window"] = view
+    camera["sam3d_focal_mm"] = camera.data.lens
+    camera["sam3d_fit"] = {o.name: round(float(i), 3) for o, i in zip(objects, fit.ious, strict=True)}
+    relayout_photo(context, camera)
+    return fit
+
+
+def camera_of(context: bpy.types.Context) -> bpy.types.Object | None:
+    """The scene's camera when it is a photo's, else the camera of the active object's photo."""
+    camera = context.scene.camera
+    if camera is not None and camera.get("sam3d_photo"):
+        return camera
+    active = context.view_layer.objects.active
+    photo = active.get("sam3d_image") if active is not None else None
+    return next((o for o in context.scene.objects if o.type == "CAMERA" and photo and o.get("sam3d_photo") == photo),
+                None)
 
 
 def relayout_photo(context: bpy.types.Context, camera: bpy.types.Object) -> int:
@@ -203,4 +337,73 @@ class SAM3D_OT_relayout(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (SAM3D_OT_relayout,)
+def set_real_size(context: bpy.types.Context, obj: bpy.types.Object, size: float, axis: str) -> float:
+    """Scale the whole photo group so that `obj` measures `size` (metres) along `axis` (HEIGHT: world Z,
+    WIDTH: X, DEPTH: Y), about the ground point under the camera: the camera moves with the objects, so every
+    projection stays where it is. Returns the factor applied."""
+    camera = camera_of(context)
+    if camera is None:
+        raise ValueError("the object is not laid out through a photo's camera")
+    low, high = importing.world_bounds(obj)
+    current = float((high - low)[{"WIDTH": 0, "DEPTH": 1, "HEIGHT": 2}[axis]])
+    if current <= 1e-9:
+        raise ValueError(f"the object has no {axis.lower()} to measure")
+    factor = size / current
+    pivot = Vector((camera.matrix_world.translation.x, camera.matrix_world.translation.y, 0.0))
+    camera["sam3d_scale"] = float(camera.get("sam3d_scale", 1.0)) * factor
+    global _following
+    _following = True  # the camera moves on purpose: lay out once, below, not from the handler meanwhile
+    try:
+        camera.matrix_world = Matrix.Translation(pivot + factor * (camera.matrix_world.translation - pivot)) \
+            @ camera.matrix_world.to_3x3().to_4x4()
+        for other in context.scene.objects:
+            if other.get("sam3d_image") == camera.get("sam3d_photo") and other.get("sam3d_frame"):
+                other["sam3d_scale"] = camera["sam3d_scale"]
+        relayout_photo(context, camera)
+    finally:
+        _following = False
+    obj["sam3d_real_size"] = [size, axis]
+    return factor
+
+
+class SAM3D_OT_set_real_size(bpy.types.Operator):
+    """Give the active object its true size: the whole photo (its objects and its camera) is scaled to match,
+    and nothing moves in the photo's view"""
+
+    bl_idname = "sam3d.set_real_size"
+    bl_label = "Set Real Size"
+    bl_options = {"REGISTER", "UNDO"}
+
+    size: FloatProperty(name="Size", default=1.0, min=1e-4, unit="LENGTH",  # type: ignore[valid-type]
+                        description="The object's true size in metres along the axis")
+    axis: EnumProperty(  # type: ignore[valid-type]
+        name="Along", default="HEIGHT",
+        items=[("HEIGHT", "Height", "Up (world Z)"), ("WIDTH", "Width", "Across (world X)"),
+               ("DEPTH", "Depth", "Away from the camera (world Y)")])
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        obj = context.view_layer.objects.active
+        ok = obj is not None and obj.get("sam3d_frame") and camera_of(context) is not None
+        if not ok:
+            cls.poll_message_set("Make an object laid out As in the Photo active")
+        return bool(ok)
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        asked: set[str] = {*context.window_manager.invoke_props_dialog(self)}
+        return asked
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        obj = context.view_layer.objects.active
+        assert obj is not None  # poll() made sure
+        try:
+            factor = set_real_size(context, obj, self.size, self.axis)
+        except ValueError as exc:
+            self.report({"ERROR"}, f"Cannot set the size: {exc}.")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"SAM 3D: {obj.name} is {self.size:g} m {self.axis.lower()}; the photo's objects "
+                              f"and camera were scaled by {factor:.3g}")
+        return {"FINISHED"}
+
+
+classes = (SAM3D_OT_relayout, SAM3D_OT_set_real_size)

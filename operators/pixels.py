@@ -1,8 +1,11 @@
-"""Blender image + mask → the clean PNGs SAM 3D needs.
+"""Blender images → the clean PNGs SAM 3D needs, reading no more pixels than needed.
 
-`read_inputs` runs on the main thread (it reads pixels with `foreach_get`, checks the mask, and refuses bad
-input before anything is paid); `Inputs.encode` runs on the worker (resampling and PNG encoding, no bpy).
-Everything is numpy on whole arrays: no Python loop over pixels.
+Every image is sized before a pixel is read (from its file's header, its packed bytes, or its generated
+size), refused over the preferences' limit, and read at the size that will be sent: a file image is scaled
+by Blender on a copy (its decoded 8-bit pixels, then the small float copy we read), never read whole in float
+(`pixels_at`). An image edited in Blender (painted, generated) lives only in memory and is read as it is.
+`read_many` runs on the main thread and refuses bad input before anything is paid; `Inputs.encode` runs on
+the worker (PNG encoding, no bpy). Everything is numpy on whole arrays: no Python loop over pixels.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import bpy
 import numpy as np
 
 from ..client.cache import OnceCache
+from ..client.imagesize import dimensions, file_dimensions
 
 MAX_SIDE = 2048  # Runware keeps images at most this long on the longer side
+DEFAULT_MAX_MEGAPIXELS = 100  # what a photo or mask may have before it is refused outright (a preference)
 
 
 class MaskError(ValueError):
@@ -26,19 +32,23 @@ class MaskError(ValueError):
 
 @dataclass
 class Inputs:
-    photo: np.ndarray  # (h, w, 3) uint8, top row first
-    mask: np.ndarray  # (h, w) bool at the photo's size
-    size: tuple[int, int]  # (width, height) to send
+    photo: np.ndarray  # (h, w, 3) uint8 at the size sent, top row first
+    mask: np.ndarray  # (h, w) bool at the same size
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.photo.shape[1], self.photo.shape[0]
+
     def encode(self) -> tuple[bytes, bytes]:
-        """(photo PNG, mask PNG) at `size`: the mask binary, 255 = object. Safe on a worker thread."""
-        w, h = self.size
-        resized = (w, h) != (self.photo.shape[1], self.photo.shape[0])
-        photo = _cached(self.photo, (w, h), lambda: encode_png(resize(self.photo, h, w) if resized else self.photo))
-        mask = _cached(self.mask, (w, h), lambda: encode_png(np.where(
-            resize(self.mask.astype(np.float32), h, w) >= 0.5 if resized else self.mask, 255, 0).astype(np.uint8)))
+        """(photo PNG, mask PNG), the mask binary, 255 = object. Safe on a worker thread."""
+        photo = _cached(self.photo, lambda: encode_png(self.photo))
+        mask = _cached(self.mask, lambda: encode_png(np.where(self.mask, 255, 0).astype(np.uint8)))
         return photo, mask
+
+    def digest(self) -> str:
+        """The pixels sent, as a short hash: two requests with the same digest send the same images."""
+        return _digest(self.photo) + _digest(self.mask)
 
 
 # The same photo is sent again and again (several masks, variants, retries): encode it once. Keyed by a
@@ -46,16 +56,44 @@ class Inputs:
 _PNGS: OnceCache[bytes] = OnceCache(8)
 
 
-def _cached(pixels: np.ndarray, size: tuple[int, int], make: Callable[[], bytes]) -> bytes:
-    digest = hashlib.blake2b(np.ascontiguousarray(pixels).data, digest_size=16).digest()
-    return _PNGS.get((digest, pixels.shape, size), make)
+def _digest(pixels: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(pixels).data, digest_size=16).hexdigest()
 
 
-# --- reading Blender images (main thread) ----------------------------------------------------------------
+def _cached(pixels: np.ndarray, make: Callable[[], bytes]) -> bytes:
+    return _PNGS.get((_digest(pixels), pixels.shape), make)
+
+
+# --- sizing and reading Blender images (main thread) ----------------------------------------------------
+
+
+def image_size(image) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """(width, height) of a bpy Image without decoding it: the generated size, the packed file's header, the
+    file's header; the decoded size only when Blender holds the pixels already."""
+    if image.source == "GENERATED" or image.has_data or image.is_dirty:
+        w, h = image.size
+    elif image.packed_file is not None:
+        found = dimensions(bytes(image.packed_file.data[:1 << 20]), "tga" if image.filepath.lower().endswith(
+            ".tga") else None)
+        w, h = found or (0, 0)
+    elif image.source == "FILE" and image.filepath:
+        found = file_dimensions(bpy.path.abspath(image.filepath, library=image.library))
+        w, h = found if found else image.size  # a format whose header we do not read: Blender's word
+    else:
+        raise MaskError(f"The image '{image.name}' is a {image.source.lower()}, not a still image.")
+    if not (w and h):
+        raise MaskError(f"The image '{image.name}' has no pixels (is its file missing?).")
+    return int(w), int(h)
+
+
+def check_size(image, w: int, h: int, max_megapixels: float) -> None:  # type: ignore[no-untyped-def]
+    if max_megapixels > 0 and w * h > max_megapixels * 1e6:
+        raise MaskError(f"The image '{image.name}' is {w}×{h} ({w * h / 1e6:.0f} megapixels), more than the "
+                        f"{max_megapixels:g} megapixels allowed in the add-on preferences (Largest Photo).")
 
 
 def pixels(image) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """(h, w, 4) float32 RGBA of a bpy Image, top row first; a clear error when it has no pixels."""
+    """(h, w, 4) float32 RGBA of a bpy Image as it is, top row first; a clear error when it has no pixels."""
     w, h = image.size
     if not (w and h) or not image.has_data:
         raise MaskError(f"The image '{image.name}' has no pixels (is its file missing?).")
@@ -68,37 +106,71 @@ def pixels(image) -> np.ndarray:  # type: ignore[no-untyped-def]
     return rgba
 
 
-def read_inputs(photo_image, mask_image=None, *, use_photo_alpha: bool = False) -> Inputs:  # type: ignore[no-untyped-def]
+def pixels_at(image, size: tuple[int, int]) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """(h, w, 4) float32 RGBA at `size` (w, h). A file or packed image is scaled by Blender on a copy, so only
+    its decoded bytes and the small copy exist; one edited in memory is read whole and resampled here."""
+    w, h = size
+    if image.is_dirty or image.source != "FILE" or image.has_data and tuple(image.size) == (w, h):
+        rgba = pixels(image)
+        return rgba if rgba.shape[:2] == (h, w) else resize(rgba, h, w)
+    copy = image.copy()  # not yet decoded: the copy decodes the file, the original stays untouched
+    try:
+        if tuple(copy.size) != (w, h):
+            copy.scale(w, h)
+        return pixels(copy)
+    finally:
+        bpy.data.images.remove(copy)
+
+
+def read_photo(image, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """(h, w, 3) uint8 of a photo at the size sent (at most MAX_SIDE on its longer side), sized first."""
+    w, h = image_size(image)
+    check_size(image, w, h, max_megapixels)
+    return to_uint8(pixels_at(image, fit_size(w, h)))[..., :3]
+
+
+def read_inputs(photo_image, mask_image=None, *, use_photo_alpha: bool = False,  # type: ignore[no-untyped-def]
+                max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> Inputs:
     """Validated inputs from Blender images. `mask_image` may be grayscale, RGB, or a cut-out whose alpha
     is the mask; with `use_photo_alpha` the photo's own alpha is the mask."""
-    return read_many(photo_image, [mask_image], use_photo_alpha=use_photo_alpha)[0]
+    return read_many(photo_image, [mask_image], use_photo_alpha=use_photo_alpha, max_megapixels=max_megapixels)[0]
 
 
-def read_many(photo_image, mask_images: list, *, use_photo_alpha: bool = False) -> list[Inputs]:  # type: ignore[no-untyped-def]
+def read_many(photo_image, mask_images: list, *, use_photo_alpha: bool = False,  # type: ignore[no-untyped-def]
+              max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> list[Inputs]:
     """`read_inputs` for several masks of one photo, reading the photo once. All are checked before any
     is returned: one bad mask refuses the lot, before anything is paid."""
-    rgba = pixels(photo_image)
+    w, h = image_size(photo_image)
+    check_size(photo_image, w, h, max_megapixels)
+    size = fit_size(w, h)
+    rgba = pixels_at(photo_image, size)
     photo = to_uint8(rgba)[..., :3]  # whole rows at once: 4× faster than converting a 3-of-4 channel view
-    return [_inputs(photo_image, rgba, photo, m, use_photo_alpha) for m in mask_images]
+    warnings = []
+    if size != (w, h):
+        warnings.append(f"The photo is {w}×{h}; it is sent at {size[0]}×{size[1]} (Runware's limit is "
+                        f"{MAX_SIDE} px), with the mask scaled to match.")
+    return [_inputs(photo_image, rgba, photo, m, use_photo_alpha, (w, h), max_megapixels, list(warnings))
+            for m in mask_images]
 
 
-def _inputs(photo_image, rgba: np.ndarray, photo: np.ndarray, mask_image, use_photo_alpha: bool) -> Inputs:  # type: ignore[no-untyped-def]
+def _inputs(photo_image, rgba: np.ndarray, photo: np.ndarray, mask_image, use_photo_alpha: bool,  # type: ignore[no-untyped-def]
+            photo_size: tuple[int, int], max_megapixels: float, warnings: list[str]) -> Inputs:
     if use_photo_alpha:
         if not has_alpha(rgba):
             raise MaskError(f"The photo '{photo_image.name}' has no transparency to use as a mask. "
                             "Pick a mask image instead.")
-        mask, warnings = rgba[..., 3] >= 0.5, list[str]()
+        mask = rgba[..., 3] >= 0.5
     else:
         if mask_image is None:
             raise MaskError("Pick a mask image (white = object), or use the photo's alpha.")
-        mask, warnings = mask_at(pixels(mask_image), rgba.shape[:2], mask_image.name)
+        mw, mh = image_size(mask_image)
+        check_size(mask_image, mw, mh, max_megapixels)
+        mask = mask_from_rgba(pixels_at(mask_image, (photo.shape[1], photo.shape[0])))
+        if (mw, mh) != photo_size:
+            warnings.append(f"The mask '{mask_image.name}' is {mw}×{mh} but the photo is {photo_size[0]}×"
+                            f"{photo_size[1]}: it was stretched to fit. Check that it is the mask of this photo.")
     check_mask(mask, getattr(mask_image, "name", photo_image.name))
-    h, w = photo.shape[:2]
-    size = fit_size(w, h)
-    if size != (w, h):
-        warnings.append(f"The photo is {w}×{h}; it is sent at {size[0]}×{size[1]} (Runware's limit is "
-                        f"{MAX_SIDE} px), with the mask scaled to match.")
-    return Inputs(photo, mask, size, warnings)
+    return Inputs(photo, mask, warnings)
 
 
 # --- pure helpers (tested plainly) -----------------------------------------------------------------------
@@ -113,17 +185,6 @@ def mask_from_rgba(rgba: np.ndarray) -> np.ndarray:
     if has_alpha(rgba):
         return rgba[..., 3] >= 0.5
     return luminance(rgba[..., :3]) >= 0.5
-
-
-def mask_at(rgba: np.ndarray, shape: tuple[int, ...], name: str) -> tuple[np.ndarray, list[str]]:
-    """The binary mask, resampled to the photo's (h, w) with a warning when its size differs."""
-    mask = mask_from_rgba(rgba)
-    if mask.shape == tuple(shape):
-        return mask, []
-    h, w = shape
-    warning = (f"The mask '{name}' is {mask.shape[1]}×{mask.shape[0]} but the photo is {w}×{h}: "
-               "it was stretched to fit. Check that it is the mask of this photo.")
-    return resize(mask.astype(np.float32), h, w) >= 0.5, [warning]
 
 
 def check_mask(mask: np.ndarray, name: str) -> None:

@@ -1,157 +1,130 @@
 """`sam3d.reconstruct` and `sam3d.cancel`.
 
 Invoked from the UI, reconstruct is modal: on each timer tick it steps the jobs, updates the status bar and
-the panels, and imports its job when done (one undo step); Esc or Cancel stops it, and it can be pressed
+the panels, and imports its jobs when done (one undo step); Esc or Cancel stops it, and it can be pressed
 again while jobs run. Executed from a script or in background mode (where timers and modal handlers never
-run) it steps the very same job until it ends. Job state lives in `runner.RUNNER`, never on the operator.
+run) it steps the very same jobs until they end. Job state lives in `runner.RUNNER`, never on the operator.
+A request identical to one still in flight (a double click) asks first in the UI, and is refused from a
+script unless `allow_duplicate=True`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import bpy
-from bpy.props import StringProperty
+from bpy.props import BoolProperty, StringProperty
 
 from .. import preferences
 from ..client import Job, RunwareError
-from ..client.tasks import MAX_SEED
-from . import layout, masks
-from .runner import (
-    RUNNER,
-    TICK,
-    RefusedError,
-    Report,
-    Running,
-    can_import,
-    conclude,
-    job_request,
-    redraw_panels,
-    run_blocking,
-)
+from ..translations import rpt_
+from . import background, photo_camera, pixels
+from .calibration import lowres_mask
+from .checks import is_blocking, refuse, why_not_reconstruct
+from .inputs import chosen_seed, listed_masks, photo_of, stem
+from .job_requests import fingerprint, job_request
+from .outcomes import can_import, conclude, run_blocking
+from .runner import RUNNER, TICK, Report, SceneJob, redraw_panels
 
 
-def photo_of(context: bpy.types.Context) -> bpy.types.Image | None:
-    """The chosen photo, else the image open in the Image Editor the operator runs from."""
-    settings = context.scene.sam3d
-    if settings.image:
-        return settings.image
-    space = getattr(context, "space_data", None)
-    if space is not None and space.type == "IMAGE_EDITOR" and space.image is not None:
-        return space.image
-    return None
+class DuplicateError(RunwareError):
+    """The same request is already in flight."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("duplicateRequest", f"An identical reconstruction of {name} is already running (same photo, "
+                         "mask, seed and settings): it would be paid twice. Wait for it, or change the seed; a "
+                         "script can pass allow_duplicate=True.")
 
 
-def why_offline(context: bpy.types.Context) -> str:
-    """Why nothing can reach Runware now, or ''."""
-    if not bpy.app.online_access:
-        return "Online access is off: turn it on in Preferences › System › Network"
-    if not preferences.api_key(preferences.get(context)):
-        return "No Runware API key: set it in the add-on preferences (or RUNWARE_API_KEY)"
-    return ""
+@dataclass
+class Plan:
+    """One job to be: its request's fields, and what its import needs."""
+
+    fields: dict[str, Any]
+    fingerprint: str
+    warnings: list[str]
+    photo_collection: bool = False
+    mask_box: tuple[float, float, float, float] | None = None
+    mask_lowres: str = ""
+    finishing: tuple[int, int] = (0, 0)
 
 
-def why_not(context: bpy.types.Context) -> str:
-    """Why Reconstruct cannot run now, or '' when it can."""
-    reason = why_offline(context)
-    if reason:
-        return reason
-    photo = photo_of(context)
-    if photo is None:
-        return "Pick a photo in the SAM 3D panel"
-    if photo.type in {"RENDER_RESULT", "COMPOSITING"}:
-        return "A render result cannot be sent: save it as an image, open that, and pick it"
-    settings = context.scene.sam3d
-    if settings.mask is not None and settings.mask == photo and not settings.use_photo_alpha:
-        return "The mask is the photo itself: pick the mask image (or tick Use Photo Alpha)"
-    exact = settings.exact_seed.strip()
-    if exact and not (exact.isdigit() and int(exact) <= MAX_SEED):
-        return f"Exact Seed must be a whole number from 0 to {MAX_SEED}"
-    if 0 < settings.ttl < 60:
-        return "URL Lifetime must be at least 60 seconds (or 0 for Runware's default)"
-    if not settings.use_photo_alpha and settings.mask is None and not listed_masks(settings):
-        return "Pick a mask image, or tick Use Photo Alpha"
-    return ""
-
-
-def chosen_seed(settings: Any) -> int | None:
-    """The seed to send: the exact one when given, else the seed field, else none (the server picks)."""
-    exact = settings.exact_seed.strip()
-    if exact:
-        return int(exact)
-    return None if settings.use_random_seed else settings.seed
-
-
-def refuse(cls: type[bpy.types.Operator], reason: str) -> bool:
-    """For poll(): False with the reason on the disabled button (and in a script's error), or True."""
-    if reason:
-        cls.poll_message_set(reason)
-    return not reason
-
-
-def why_no_photo(context: bpy.types.Context) -> str:
-    return "" if photo_of(context) is not None else "Pick the photo first"
-
-
-def _stem(name: str) -> str:
-    return Path(name).stem if "." in name else name
-
-
-def listed_masks(settings: Any) -> list[bpy.types.Image]:
-    """The enabled masks of the list (empty when the list is not in use)."""
-    return [item.image for item in settings.masks if item.enabled and item.image is not None]
-
-
-def start_jobs(context: bpy.types.Context) -> list[Running]:
-    """Read the settings and inputs (refusing bad input before anything is paid) and queue one job per
-    mask: the enabled masks of the list, else the single mask (or the photo's alpha)."""
+def plan_jobs(context: bpy.types.Context, allow_duplicate: bool = False) -> list[Plan]:
+    """Read the settings and inputs (refusing bad input before anything is paid): one job per mask, the
+    enabled masks of the list, else the single mask (or the photo's alpha). Nothing is reserved or sent."""
     settings = context.scene.sam3d
     photo = photo_of(context)
     assert photo is not None  # poll() made sure
     listed = listed_masks(settings)
     chosen: list[bpy.types.Image | None] = [*listed] or [None if settings.use_photo_alpha else settings.mask]
     alpha = settings.use_photo_alpha and not listed
-    inputs = masks.read_many(photo, chosen, use_photo_alpha=alpha)
-    runnings = []
+    prefs = preferences.get(context)
+    inputs = pixels.read_many(photo, chosen, use_photo_alpha=alpha, max_megapixels=prefs.max_photo_megapixels)
+    camera = settings.placement == "CAMERA"
+    plans = []
     for mask, given in zip(chosen, inputs, strict=True):
-        name = _stem(mask.name if mask else photo.name)
-        mask_name = mask.name if mask else f"{photo.name} (alpha)"
+        name = stem(mask.name if mask else photo.name)
         prompt = (settings.prompt.strip() if not listed else "") or name.replace("_", " ")
-        request = job_request(
-            context, prepare=given.encode, name=name, image_name=photo.name, mask_name=mask_name,
-            placement=settings.placement, prompt=prompt,
-            seed=chosen_seed(settings), number_results=settings.num_results,
-            delivery=settings.delivery_method.lower(), ttl=settings.ttl, webhook_url=settings.webhook_url.strip(),
-            upload_endpoint=settings.upload_endpoint.strip())
-        runnings.append(Running(Job(request), name, photo.name, mask_name, settings.placement,
-                                list(given.warnings), photo_collection=bool(listed),
-                                mask_box=layout.mask_box(given.mask) if settings.placement == "CAMERA" else None))
-    return [RUNNER.add(r) for r in runnings]
+        fields = {"name": name, "image_name": photo.name, "mask_name": mask.name if mask else f"{photo.name} (alpha)",
+                  "placement": settings.placement, "prompt": prompt, "seed": chosen_seed(settings),
+                  "number_results": settings.num_results, "delivery": settings.delivery_method.lower(),
+                  "ttl": settings.ttl}
+        plan = Plan({**fields, "prepare": given.encode}, fingerprint(given.digest(), "", model=prefs.model, **fields),
+                    list(given.warnings), photo_collection=bool(listed),
+                    mask_box=photo_camera.mask_box(given.mask) if camera else None,
+                    mask_lowres=photo_camera.encode_mask(lowres_mask(given.mask)) if camera else "",
+                    finishing=(settings.bake_resolution if settings.bake_to_texture else 0, settings.triangle_budget))
+        if not allow_duplicate and RUNNER.in_flight(plan.fingerprint):
+            raise DuplicateError(name)
+        plans.append(plan)
+    return plans
 
 
-def start_job(context: bpy.types.Context) -> Running:
-    """The first (usually the only) job of `start_jobs`."""
-    return start_jobs(context)[0]
-
-
-def begin(context: bpy.types.Context, report: Report) -> list[Running]:
-    """Start the jobs, or report why not (then none)."""
+def start(context: bpy.types.Context, plans: list[Plan]) -> list[SceneJob]:
+    """Reserve each job's money (all or none: a list of masks never starts half-paid) and start them."""
+    requests = []
     try:
-        runnings = start_jobs(context)
-    except (masks.MaskError, RunwareError, RefusedError) as exc:
+        for plan in plans:
+            requests.append(job_request(context, **plan.fields))
+    except RunwareError:
+        for request in requests:
+            if request.reservation is not None:
+                request.reservation.release()
+        raise
+    return [RUNNER.add(SceneJob(Job(request), plan.warnings, photo_collection=plan.photo_collection,
+                                mask_box=plan.mask_box, mask_lowres=plan.mask_lowres, fingerprint=plan.fingerprint,
+                                finishing=plan.finishing))
+            for plan, request in zip(plans, requests, strict=True)]
+
+
+def start_jobs(context: bpy.types.Context, allow_duplicate: bool = False) -> list[SceneJob]:
+    return start(context, plan_jobs(context, allow_duplicate))
+
+
+def start_job(context: bpy.types.Context) -> SceneJob:
+    """The first (usually the only) job of `start_jobs` (for tests and scripts)."""
+    return start_jobs(context, allow_duplicate=True)[0]
+
+
+def begin(context: bpy.types.Context, report: Report, allow_duplicate: bool = False,
+          plans: list[Plan] | None = None) -> list[SceneJob]:
+    """Start the jobs (of `plans` when already read), or report why not (then none)."""
+    try:
+        entries = start(context, plans if plans is not None else plan_jobs(context, allow_duplicate))
+    except (pixels.MaskError, RunwareError) as exc:
         report({"ERROR"}, str(exc))
         return []
-    for running in runnings:
-        for warning in running.warnings:
+    for entry in entries:
+        for warning in entry.warnings:
             report({"WARNING"}, warning)
-        running.warnings.clear()
-    return runnings
+        entry.warnings.clear()
+    return entries
 
 
 class ModalRun:
     """What the modal operator does, kept apart from it so that tests (where Blender runs no modal
-    handlers) can drive it with plain events. Holds only the job's task UUID, never the job."""
+    handlers) can drive it with plain events. Holds only the jobs' task UUIDs, never the jobs."""
 
     def __init__(self, report: Report) -> None:
         self.report = report
@@ -162,48 +135,48 @@ class ModalRun:
     def task_uuid(self) -> str:
         return self.task_uuids[0] if self.task_uuids else ""
 
-    def start(self, context: bpy.types.Context) -> bool:
-        runnings = begin(context, self.report)
-        for running in runnings:
-            running.owned = True
-        self.task_uuids = [r.job.task_uuid for r in runnings]
-        if runnings:
-            self._status(context, runnings[0])
-        return bool(runnings)
+    def start(self, context: bpy.types.Context, allow_duplicate: bool = False, plans: list[Plan] | None = None) -> bool:
+        entries = begin(context, self.report, allow_duplicate, plans)
+        for entry in entries:
+            entry.owned = True
+        self.task_uuids = [e.job.task_uuid for e in entries]
+        if entries:
+            self._status(context, entries[0])
+        return bool(entries)
 
-    def _mine(self) -> list[Running]:
-        return [r for r in (RUNNER.jobs.get(u) for u in self.task_uuids) if r is not None and r.owned]
+    def mine(self) -> list[SceneJob]:
+        return [e for e in (RUNNER.jobs.get(u) for u in self.task_uuids) if e is not None and e.owned]
 
     def on_event(self, context: bpy.types.Context, kind: str, value: str) -> set[str]:
-        mine = self._mine()
+        mine = self.mine()
         if not mine:  # stopped or adopted elsewhere (add-on disabled, file loaded)
             return self._end(context, {"FINISHED"} if "FINISHED" in self.results else {"CANCELLED"})
         if kind == "ESC" and value == "PRESS":
-            for running in mine:
-                running.job.cancel()
+            for entry in mine:
+                entry.job.cancel()
             return {"RUNNING_MODAL"}  # consumed: one Esc cancels the newest press only, and nothing else
         if kind != "TIMER":
             return {"PASS_THROUGH"}
         RUNNER.step()
-        for running in mine:
-            job = running.job
+        for entry in mine:
+            job = entry.job
             if job.done and job.outcome is not None and job.outcome.kind == "done" and job.phase != "importing":
                 job.phase, job.fraction, job.text = "importing", 0.95, "Importing"  # shown before it blocks
-            elif job.done and can_import(context, running):
-                self.results |= conclude(context, running, self.report)
-        mine = self._mine()
+            elif job.done and can_import(context, entry):
+                self.results |= conclude(context, entry, self.report)
+        mine = self.mine()
         if not mine:  # every job of this press imported (or failed): one undo step for them all
             return self._end(context, {"FINISHED"} if "FINISHED" in self.results else {"CANCELLED"})
         self._status(context, mine[0])
         redraw_panels()
         return {"PASS_THROUGH"}
 
-    def _status(self, context: bpy.types.Context, running: Running) -> None:
+    def _status(self, context: bpy.types.Context, entry: SceneJob) -> None:
         if context.workspace is not None:
             others = len(RUNNER.jobs) - 1
             more = f" · {others} more job{'s' if others > 1 else ''}" if others > 0 else ""
             context.workspace.status_text_set(
-                f"SAM 3D · {running.label} · {running.job.fraction:.0%}{more}  (Esc to cancel)")
+                f"SAM 3D · {entry.label} · {entry.job.fraction:.0%}{more}  (Esc to cancel)")
 
     def _end(self, context: bpy.types.Context, result: set[str]) -> set[str]:
         if context.workspace is not None:
@@ -221,15 +194,32 @@ class SAM3D_OT_reconstruct(bpy.types.Operator):
     # paying again and blocking Blender until it ends.
     bl_options = {"UNDO"}
 
+    allow_duplicate: BoolProperty(  # type: ignore[valid-type]
+        name="Allow Duplicate", default=False, options={"SKIP_SAVE"},
+        description="Send it even when an identical request is still running (it is paid twice)")
+    confirmed: BoolProperty(default=False, options={"HIDDEN", "SKIP_SAVE"})  # type: ignore[valid-type]
+
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return refuse(cls, why_not(context))
+        return refuse(cls, why_not_reconstruct(context))
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        if bpy.app.background or context.window is None:
+        if is_blocking(self, context):
             return self.execute(context)
+        try:
+            plans = plan_jobs(context, allow_duplicate=True)
+        except (pixels.MaskError, RunwareError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if not self.allow_duplicate and any(RUNNER.in_flight(p.fingerprint) for p in plans):
+            self.allow_duplicate = self.confirmed = True  # the confirmation's OK runs execute: in the background
+            asked: set[str] = {*context.window_manager.invoke_confirm(self, event)}
+            return asked
+        return self._start_modal(context, plans)
+
+    def _start_modal(self, context: bpy.types.Context, plans: list[Plan] | None = None) -> set[str]:
         self._run = ModalRun(self.report)
-        if not self._run.start(context):
+        if not self._run.start(context, self.allow_duplicate, plans):
             return {"CANCELLED"}
         wm = context.window_manager
         self._timer = wm.event_timer_add(TICK, window=context.window)
@@ -244,19 +234,21 @@ class SAM3D_OT_reconstruct(bpy.types.Operator):
 
     def cancel(self, context: bpy.types.Context) -> None:
         """Blender drops the operator (its window closed): the app timer imports its jobs instead."""
-        for running in self._run._mine():
-            running.owned = False
+        for entry in self._run.mine():
+            entry.owned = False
         context.window_manager.event_timer_remove(self._timer)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        runnings = begin(context, self.report)
-        if not runnings:
+        if self.confirmed and context.window is not None and not bpy.app.background:  # the confirmation's OK
+            return self._start_modal(context)
+        entries = begin(context, self.report, self.allow_duplicate)
+        if not entries:
             return {"CANCELLED"}
-        return run_blocking(context, runnings, self.report)
+        return run_blocking(context, entries, self.report)
 
 
 class SAM3D_OT_cancel(bpy.types.Operator):
-    """Stop a running reconstruction (all of them when no task is given)"""
+    """Stop a running reconstruction or mask request (all of them when no task is given)"""
 
     bl_idname = "sam3d.cancel"
     bl_label = "Cancel"
@@ -266,11 +258,11 @@ class SAM3D_OT_cancel(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return refuse(cls, "" if RUNNER.jobs else "No reconstruction is running")
+        return refuse(cls, "" if RUNNER.jobs or background.CALLS else rpt_("No reconstruction is running"))
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        if not RUNNER.cancel(self.task_uuid):
-            self.report({"WARNING"}, f"No running job has the task {self.task_uuid}")
+        if not RUNNER.cancel(self.task_uuid) + background.cancel(self.task_uuid):
+            self.report({"WARNING"}, rpt_("No running job has the task {}").format(self.task_uuid))
             return {"CANCELLED"}
         return {"FINISHED"}
 

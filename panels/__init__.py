@@ -1,4 +1,5 @@
-"""The "SAM 3D" sidebar tab, in the 3D Viewport and the Image Editor. Draws state only."""
+"""The "SAM 3D" sidebar tab, in the 3D Viewport and the Image Editor. Draws state only: no logic, no network,
+no operator calls. Strings go through Blender's translation functions (`iface_`), as in every bundled add-on."""
 
 from __future__ import annotations
 
@@ -10,15 +11,22 @@ import bpy
 from .. import preferences
 from ..client import TaskRecord
 from ..client.errors import sentence_for
-from ..operators import reconstruct
-from ..operators.batch import ACTIVE
+from ..operators import background, bake, batch, photo_camera
+from ..operators.checks import why_not_reconstruct
+from ..operators.inputs import listed_masks, photo_of
 from ..operators.runner import RUNNER
+from ..translations import iface_
 
 
 class _Sidebar:
     layout: bpy.types.UILayout
     bl_region_type = "UI"
     bl_category = "SAM 3D"
+
+
+def _label(layout: bpy.types.UILayout, text: str, icon: str = "NONE") -> None:
+    """A label whose text is already translated and formatted."""
+    layout.label(text=text, icon=icon, translate=False)  # type: ignore[arg-type]
 
 
 class _MainPanel(_Sidebar):
@@ -32,19 +40,21 @@ class _MainPanel(_Sidebar):
 
         col = layout.column()
         col.template_ID(settings, "image", open="image.open", text="Photo")
-        if settings.image is None and reconstruct.photo_of(context) is not None:
-            col.label(text=f"Using {reconstruct.photo_of(context).name} from the editor", icon="IMAGE_DATA")
+        photo = photo_of(context)
+        if settings.image is None and photo is not None:
+            _label(col, iface_("Using {} from the editor").format(photo.name), "IMAGE_DATA")
         row = col.row()
         row.enabled = not settings.use_photo_alpha
         row.template_ID(settings, "mask", open="image.open", text="Mask")
         tools = col.row(align=True)
         tools.operator("sam3d.mask_new", text="New", icon="BRUSH_DATA")
         tools.operator("sam3d.auto_mask", text="Auto", icon="SHADERFX")
+        tools.operator("sam3d.box_mask", text="Box", icon="SELECT_SET")
         tools.operator("sam3d.mask_preview", text="Preview", icon="HIDE_OFF")
         col.prop(settings, "use_photo_alpha")
         _draw_masks_list(layout.column(), settings)
         row = col.row()
-        row.enabled = not reconstruct.listed_masks(settings)  # with a list, each mask's name is its prompt
+        row.enabled = not listed_masks(settings)  # with a list, each mask's name is its prompt
         row.prop(settings, "prompt")
         row = col.row(heading="Seed")
         row.prop(settings, "use_random_seed", text="Random")
@@ -54,35 +64,48 @@ class _MainPanel(_Sidebar):
         col.prop(settings, "num_results")
         col.prop(settings, "placement")
 
-        reason = reconstruct.why_not(context)
-        listed = len(reconstruct.listed_masks(settings))
+        prefs = preferences.get(context)
+        for name, label in (("webhook_url", "Webhook"), ("upload_endpoint", "Upload Endpoint")):
+            if getattr(prefs, name):  # a destination of results is never hidden
+                _label(layout, iface_("{}: results are also sent to {}").format(iface_(label), getattr(prefs, name)),
+                       "EXPORT")
+        reason = why_not_reconstruct(context)
+        listed = len(listed_masks(settings))
         big = layout.row()
         big.scale_y = 1.5
         big.operator("sam3d.reconstruct", icon="MESH_MONKEY",
-                     text=f"Reconstruct {listed} Objects" if listed > 1 else "Reconstruct")
+                     text=iface_("Reconstruct {} Objects").format(listed) if listed > 1 else iface_("Reconstruct"))
         if reason:
-            layout.label(text=reason, icon="INFO")
+            _label(layout, reason, "INFO")
 
-        for running in list(RUNNER.jobs.values()):
+        for entry in list(RUNNER.jobs.values()):
             row = layout.row(align=True)
-            row.progress(factor=running.job.fraction, type="BAR", text=running.label)
-            row.operator("sam3d.cancel", text="", icon="X").task_uuid = running.job.task_uuid
+            row.progress(factor=entry.job.fraction, type="BAR", text=entry.label)
+            row.operator("sam3d.cancel", text="", icon="X").task_uuid = entry.job.task_uuid
+        for call in list(background.CALLS.values()):
+            row = layout.row(align=True)
+            _label(row, iface_("{}: waiting for Runware…").format(iface_(call.label)), "SORTTIME")
+            row.operator("sam3d.cancel", text="", icon="X").task_uuid = call.id
+        if bake.PROGRESS.get("active"):
+            layout.progress(factor=bake.PROGRESS["fraction"], type="BAR", text=bake.PROGRESS["text"])
 
 
 def _draw_masks_list(layout: bpy.types.UILayout, settings: Any) -> None:
     header = layout.row(align=True)
-    header.label(text="Masks of the photo" + (f" ({len(settings.masks)})" if len(settings.masks) else ""))
+    count = len(settings.masks)
+    _label(header, iface_("Masks of the photo") + (f" ({count})" if count else ""))
     header.operator("sam3d.mask_add", text="", icon="ADD")
     header.operator("sam3d.mask_remove", text="", icon="REMOVE")
     header.operator("sam3d.masks_load_folder", text="", icon="FILE_FOLDER")
     header.operator("sam3d.masks_split_label_map", text="", icon="COLOR")
     header.operator("sam3d.masks_clear", text="", icon="X")
-    if len(settings.masks):
+    if count:
         layout.template_list("SAM3D_UL_masks", "", settings, "masks", settings, "active_mask_index", rows=3)
 
 
 STATUS_ICONS = {"imported": "CHECKMARK", "failed": "ERROR", "cancelled": "CANCEL", "created": "TIME",
-                "submitted": "TIME", "processed": "TIME", "downloaded": "IMPORT"}
+                "submitted": "TIME", "processed": "TIME", "downloaded": "IMPORT", "interrupted": "ERROR"}
+MESSAGE_ICONS = {"ERROR": "ERROR", "WARNING": "ERROR", "INFO": "INFO"}
 
 
 class _JobsPanel(_Sidebar):
@@ -93,21 +116,26 @@ class _JobsPanel(_Sidebar):
         layout = self.layout
         if len(RUNNER.jobs) > 1:
             row = layout.row()
-            row.label(text=f"{RUNNER.active()} running, {len(RUNNER.jobs) - RUNNER.active()} waiting")
+            _label(row, iface_("{} running, {} waiting").format(RUNNER.active(), len(RUNNER.jobs) - RUNNER.active()))
             row.operator("sam3d.cancel", text="Cancel All", icon="X").task_uuid = ""
         unfinished = RUNNER.unfinished()
         if unfinished:
             box = layout.box()
-            box.label(text=f"{len(unfinished)} job(s) were sent but never imported", icon="ERROR")
+            _label(box, iface_("{} job(s) were sent but never imported").format(len(unfinished)), "ERROR")
             box.operator("sam3d.resume", icon="PLAY").task_uuid = ""
         prefs = preferences.get(context)
-        spent = f"Spent: ${RUNNER.session_cost:.4f} this session, ${RUNNER.total_cost():.4f} in all"
+        ledger = RUNNER.ledger
+        spent = iface_("Spent: ${:.4f} this session (${:.4f} reserved), ${:.4f} in all").format(
+            ledger.spent / 1e6, ledger.reserved / 1e6, RUNNER.total_cost())
         if prefs.session_budget > 0:
-            spent += f" (limit ${prefs.session_budget:.4f})"
-        layout.label(text=spent)
-        if RUNNER.broken_lines:
-            layout.label(text=f"{RUNNER.broken_lines} broken journal line(s) skipped", icon="INFO")
-        recent = sorted(RUNNER.history.values(), key=lambda t: t.time, reverse=True)[: self.RECENT]
+            spent += iface_(" (limit ${:.4f})").format(prefs.session_budget)
+        _label(layout, spent)
+        for level, text in list(RUNNER.messages)[-3:]:
+            _label(layout, text, MESSAGE_ICONS.get(level, "INFO"))
+        history = RUNNER.history
+        if history is not None and history.broken:
+            _label(layout, iface_("{} broken journal line(s) skipped").format(history.broken), "INFO")
+        recent = history.recent(self.RECENT) if history is not None else []
         for task in recent:
             self._draw_task(layout.box(), task)
         if not recent:
@@ -118,21 +146,21 @@ class _JobsPanel(_Sidebar):
     def _draw_task(box: bpy.types.UILayout, task: TaskRecord) -> None:
         info = task.info
         row = box.row()
-        row.label(text=f"{info.get('name', '?')} · {task.status}", icon=STATUS_ICONS.get(task.status, "DOT"))  # type: ignore[arg-type]
-        row.label(text=time.strftime("%d %b %H:%M", time.localtime(task.time)))
+        _label(row, f"{info.get('name', '?')} · {iface_(task.status)}", STATUS_ICONS.get(task.status, "DOT"))
+        _label(row, time.strftime("%d %b %H:%M", time.localtime(task.time)))
         col = box.column(align=True)
-        col.label(text=f"{info.get('image', '')} · {info.get('mask', '')}")
+        _label(col, f"{info.get('image', '')} · {info.get('mask', '')}")
         seeds = ", ".join(str(f.get("seed")) for f in task.files if f.get("seed")) or info.get("seed") or "random"
-        col.label(text=f"Seed {seeds}" + (f" · ${task.cost:.4f}" if task.cost else ""))
-        if task.status == "failed" and task.code:
-            col.label(text=sentence_for(task.code), icon="ERROR")
+        _label(col, iface_("Seed {}").format(seeds) + (f" · ${task.cost:.4f}" if task.cost else ""))
+        if task.status in ("failed", "interrupted") and task.code:
+            _label(col, sentence_for(task.code), "ERROR")
         running = task.task_uuid in RUNNER.jobs
         row = box.row(align=True)
         sub = row.row(align=True)
         sub.enabled = bool(task.files) and not running
         sub.operator("sam3d.reimport", text="Re-import", icon="IMPORT").task_uuid = task.task_uuid
         sub = row.row(align=True)
-        sub.enabled = not running
+        sub.enabled = not running and task.status in ("imported", "failed", "cancelled", "created")
         sub.operator("sam3d.retry", text="Retry", icon="FILE_REFRESH").task_uuid = task.task_uuid
         row.operator("sam3d.open_folder", text="", icon="FILE_FOLDER").task_uuid = task.task_uuid
 
@@ -156,6 +184,29 @@ def _settings_column(layout: bpy.types.UILayout, settings: Any, names: tuple[str
     return col
 
 
+class _LayoutPanel(_Sidebar):
+    bl_label = "Photo Layout"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        camera = photo_camera.camera_of(context)
+        if camera is None:
+            layout.label(text="Placement As in the Photo makes the photo's camera", icon="INFO")
+            return
+        col = layout.column(align=True)
+        _label(col, iface_("Camera {}: {:.1f} mm").format(camera.name, camera.data.lens), "CAMERA_DATA")
+        col.prop(camera.data, "sam3d_lens_locked")
+        fits = camera.get("sam3d_fit") or {}
+        for name in sorted(fits.keys()):
+            _label(col, iface_("{}: silhouette IoU {:.2f}").format(name, float(fits[name])))
+        row = layout.row(align=True)
+        row.operator("sam3d.relayout", icon="FILE_REFRESH")
+        row.operator("sam3d.set_real_size", icon="DRIVER_DISTANCE")
+        layout.operator("sam3d.composite", icon="NODE_COMPOSITING")
+        layout.operator("sam3d.bake", icon="TEXTURE")
+
+
 class _LibraryPanel(_Sidebar):
     bl_label = "Asset Library"
     bl_options = {"DEFAULT_CLOSED"}
@@ -163,21 +214,22 @@ class _LibraryPanel(_Sidebar):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         _settings_column(layout, context.scene.sam3d, ("batch_directory", "batch_library", "batch_target_size",
-                                                        "batch_triangle_budget", "batch_max_cost"))
+                                                        "batch_triangle_budget", "batch_bake", "batch_max_cost"))
         layout.operator("sam3d.batch", icon="ASSET_MANAGER")
-        for batch in ACTIVE:
-            counts = batch.counts()
-            total = len(batch.items)
+        for job in batch.ACTIVE:
+            counts = job.counts()
+            total = len(job.items)
             finished = total - counts["pending"]
             row = layout.row(align=True)
             row.progress(factor=finished / total if total else 1.0, type="BAR",
-                         text=f"{finished}/{total} · {time.monotonic() - batch.started:.0f} s · ${batch.cost():.4f}")
-            row.operator("sam3d.cancel", text="", icon="X").task_uuid = ""
-            for item in batch.items:
-                if item.status != "pending":
-                    icon = {"done": "CHECKMARK", "failed": "ERROR", "skipped": "FORWARD"}[item.status]
-                    layout.label(text=f"{item.name}: {item.status}" + (f" ({item.reason})" if item.reason else ""),
-                                 icon=icon)  # type: ignore[arg-type]
+                         text=f"{finished}/{total} · {time.monotonic() - job.started:.0f} s · ${job.cost():.4f}")
+            if job.running:
+                row.operator("sam3d.batch_cancel", text="", icon="X")
+            shown = [i for i in job.items if i.status != "pending"][-12:]  # the latest: thousands do not fit
+            for item in shown:
+                icon = {"done": "CHECKMARK", "failed": "ERROR", "skipped": "FORWARD"}[item.status]
+                _label(layout, f"{item.name}: {iface_(item.status)}" + (f" ({item.reason})" if item.reason else ""),
+                       icon)
 
 
 class _AdvancedPanel(_Sidebar):
@@ -185,10 +237,14 @@ class _AdvancedPanel(_Sidebar):
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context: bpy.types.Context) -> None:
-        col = _settings_column(self.layout, context.scene.sam3d,
-                               ("exact_seed", "delivery_method", "ttl", "upload_endpoint", "webhook_url"))
+        settings = context.scene.sam3d
+        col = _settings_column(self.layout, settings, ("exact_seed", "delivery_method", "ttl", "bake_to_texture"))
+        sub = col.column()
+        sub.enabled = settings.bake_to_texture
+        sub.prop(settings, "bake_resolution")
+        col.prop(settings, "triangle_budget")
         col.separator()
-        col.label(text=f"Model: {preferences.get(context).model}")
+        _label(col, iface_("Model: {}").format(preferences.get(context).model))
         col.label(text="Output: URL, GLB (the only values the model allows)")
 
 
@@ -205,7 +261,8 @@ def _in_both_editors(base: type, suffix: str, child: bool = False) -> list[type]
 
 
 classes = (SAM3D_UL_masks, *_in_both_editors(_MainPanel, ""), *_in_both_editors(_JobsPanel, "_jobs", True),
-           *_in_both_editors(_LibraryPanel, "_library", True), *_in_both_editors(_AdvancedPanel, "_advanced", True))
+           *_in_both_editors(_LayoutPanel, "_layout", True), *_in_both_editors(_LibraryPanel, "_library", True),
+           *_in_both_editors(_AdvancedPanel, "_advanced", True))
 
 
 def register() -> None:

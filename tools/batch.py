@@ -1,4 +1,4 @@
-"""`make batch DIR=photos OUT=library.blend`: the asset-library batch through Blender as a Python module.
+"""`make batch DIR=photos OUT=library`: the asset-library batch through Blender as a Python module.
 
 The same as `blender --command sam3d batch DIR -o OUT` with Blender itself. Uses Runware with
 RUNWARE_API_KEY; without it, the local emulator (it says so). Exit status 1 when items failed.
@@ -7,6 +7,7 @@ RUNWARE_API_KEY; without it, the local emulator (it says so). Exit status 1 when
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -22,8 +23,8 @@ from tools.build import build  # noqa: E402
 
 def main(argv: list[str]) -> int:
     bpy.context.preferences.system.use_online_access = True
-    bpy.ops.extensions.package_install_files(filepath=str(build(ROOT / "dist")), repo="user_default",
-                                             enable_on_install=True)
+    dist = Path(tempfile.mkdtemp(prefix="sam3d-dist-"))  # nothing written into the checkout
+    bpy.ops.extensions.package_install_files(filepath=str(build(dist)), repo="user_default", enable_on_install=True)
     module = "bl_ext.user_default.sam3d"
     prefs = bpy.context.preferences.addons[module].preferences
     emulator = None
@@ -36,8 +37,11 @@ def main(argv: list[str]) -> int:
     try:
         return sys.modules[f"{module}.operators.batch"].cli(["batch", *argv])
     finally:
+        sys.modules[f"{module}.operators.runner"].RUNNER.shutdown(join=5.0)
         if emulator:
             emulator.stop()
+        shutil.rmtree(dist, ignore_errors=True)
+        shutil.rmtree(os.environ["BLENDER_USER_RESOURCES"], ignore_errors=True)
 
 
 if __name__ == "__main__":

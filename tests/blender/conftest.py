@@ -3,7 +3,9 @@ user installs it, the real glTF importer. The Runware service is the only stand-
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import zipfile
@@ -15,12 +17,16 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = Path(os.environ.get("SAM3D_SAMPLES", ROOT.parent / "shared" / "samples"))
+SAMPLES = ROOT / "examples"  # in the repository: what every test needs (examples/README.md: provenance, licence)
+# Optional extra cases from a folder beside the checkout (CI has one); a clone without it skips only those.
+SHARED = Path(os.environ.get("SAM3D_SAMPLES", ROOT.parent / "shared" / "samples"))
 KEY = "test-key-0123456789abcdef0123456789"
 
-# Blender reads these when bpy is first imported: a throw-away user folder, and never a real key.
-os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="sam3d-user-")
+# Blender reads these when bpy is first imported: a throw-away user folder (removed at exit), never a real key.
+USER = tempfile.mkdtemp(prefix="sam3d-user-")
+os.environ["BLENDER_USER_RESOURCES"] = USER
 os.environ.pop("RUNWARE_API_KEY", None)
+atexit.register(shutil.rmtree, USER, ignore_errors=True)
 sys.path.insert(0, str(ROOT))
 
 import bpy  # noqa: E402
@@ -45,7 +51,7 @@ def addon(zip_path: Path) -> Iterator[str]:
     assert MODULE in bpy.context.preferences.addons, "the extension did not enable"
     yield MODULE
     # No job thread left at exit: bpy 4.2 crashes at interpreter exit while a daemon thread still runs.
-    sys.modules[f"{MODULE}.operators.runner"].RUNNER.shutdown(join=5.0)
+    reset_session()
 
 
 @pytest.fixture(scope="session")
@@ -54,35 +60,64 @@ def emulator():
         yield emu
 
 
+def module(name: str):  # noqa: ANN201
+    """One of the installed add-on's modules (`operators.runner`, `client.jobs`…)."""
+    return sys.modules[f"{MODULE}.{name}"]
+
+
+def reset_session() -> None:
+    """Every module-level state the add-on keeps, as in a Blender just started: no job, no money spent, no
+    history read, no batch, no cached upload or PNG."""
+    runner = module("operators.runner")
+    runner.RUNNER.shutdown(join=5.0)
+    module("operators.background").shutdown(join=5.0)
+    runner.RUNNER.__init__()  # a new session: its ledger, limits, history, messages and feeders
+    module("client.jobs").UPLOADS.clear()  # the emulator forgets its uploads at reset
+    module("operators.pixels")._PNGS.clear()
+    module("operators.batch").ACTIVE.clear()
+    module("operators.bake").PROGRESS.update(active=False, fraction=0.0, text="")
+    module("preferences").CONNECTION_REPORT.clear()
+
+
+def tick() -> None:
+    """What Blender's app timer calls in the UI."""
+    module("operators.outcomes").tick()
+
+
 @pytest.fixture
 def sam3d(addon: str, emulator: Emulator, tmp_path: Path):
-    """A clean scene, the preferences pointed at the emulator, a fresh result folder."""
+    """A clean scene and session, the preferences pointed at the emulator, a fresh result folder."""
     bpy.ops.wm.read_homefile(use_empty=True)
-    runner = sys.modules[f"{addon}.operators.runner"].RUNNER
-    runner.shutdown(join=2.0)
-    runner.session_cost, runner.history, runner.broken_lines, runner._history = 0.0, {}, 0, None  # a new session
-    sys.modules[f"{addon}.client.jobs"].UPLOADS.clear()  # the emulator forgets its uploads at reset
+    reset_session()
     emulator.reset()
     emulator.processing_time = 0.2
     emulator.result_bytes = canonical_glb()
     bpy.context.preferences.system.use_online_access = True
     prefs = bpy.context.preferences.addons[addon].preferences
+    for prop in prefs.bl_rna.properties:  # every preference at its default, then the test's
+        if prop.identifier != "rna_type" and not prop.is_readonly:
+            prefs.property_unset(prop.identifier)
     prefs.api_key = KEY
     prefs.api_url = emulator.api_url
-    prefs.model = "meta:sam@3d"
     prefs.result_dir = str(tmp_path / "results")
-    prefs.max_download_mb = 512
     prefs.request_timeout = 20.0
     prefs.job_timeout = 120.0
-    return SimpleNamespace(prefs=prefs, emu=emulator, results=tmp_path / "results", tmp=tmp_path,
-                           settings=bpy.context.scene.sam3d)
+    yield SimpleNamespace(prefs=prefs, emu=emulator, results=tmp_path / "results", tmp=tmp_path,
+                          settings=bpy.context.scene.sam3d)
+    reset_session()
 
 
 def load(relative: str) -> bpy.types.Image:
-    path = SAMPLES / relative
+    """An image of examples/ (in the repository)."""
+    return bpy.data.images.load(str(SAMPLES / relative), check_existing=True)
+
+
+def shared(relative: str) -> Path:
+    """An optional sample beside the checkout: the test that needs it skips when it is not there."""
+    path = SHARED / relative
     if not path.exists():
-        pytest.skip(f"sample {path} is missing (set SAM3D_SAMPLES)")
-    return bpy.data.images.load(str(path), check_existing=True)
+        pytest.skip(f"optional sample {path} is not here (set SAM3D_SAMPLES)")
+    return path
 
 
 def use_inputs(photo: str = "human_object/image.png", mask: str | None = "human_object/mask_0.png") -> None:

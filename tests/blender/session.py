@@ -2,6 +2,7 @@
 
     python session.py ZIP RESULT_DIR API_URL KEY reconstruct PHOTO MASK
     python session.py ZIP RESULT_DIR API_URL KEY resume
+    python session.py ZIP RESULT_DIR API_URL KEY batch PHOTOS LIBRARY [--jobs N] [batch options…]
 
 Installs the extension into a fresh user folder, points it at the emulator, runs the action, and prints one
 JSON line: the objects the action added, with their task UUIDs.
@@ -27,6 +28,15 @@ def main(zip_path: str, result_dir: str, api_url: str, key: str, action: str, *f
     prefs.api_key, prefs.api_url, prefs.result_dir = key, api_url, result_dir
     bpy.ops.wm.read_homefile(use_empty=True)
     before = set(bpy.data.objects)
+    if action == "batch":  # `blender --command sam3d batch …` (the same handler), with Jobs at Once
+        args = list(files)
+        if "--jobs" in args:
+            at = args.index("--jobs")
+            prefs.max_jobs = int(args[at + 1])
+            del args[at:at + 2]
+        code = sys.modules["bl_ext.user_default.sam3d.operators.batch"].cli(["batch", args[0], "-o", *args[1:]])
+        sys.modules["bl_ext.user_default.sam3d.operators.runner"].RUNNER.shutdown(join=5.0)
+        sys.exit(code)
     if action == "reconstruct":
         settings = bpy.context.scene.sam3d
         settings.image, settings.mask = (bpy.data.images.load(f) for f in files)
@@ -34,7 +44,7 @@ def main(zip_path: str, result_dir: str, api_url: str, key: str, action: str, *f
         bpy.ops.sam3d.reconstruct()
     else:
         runner = sys.modules["bl_ext.user_default.sam3d.operators.runner"]
-        runner.tick()  # Blender's app timer, on its first tick after start
+        sys.modules["bl_ext.user_default.sam3d.operators.outcomes"].tick()  # the app timer's first tick
         print(json.dumps({"offered": [t.task_uuid for t in runner.RUNNER.unfinished()]}), flush=True)
         outcome = bpy.ops.sam3d.resume()
         again = bpy.ops.sam3d.resume()  # a second press finds nothing left to do

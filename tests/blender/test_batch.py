@@ -1,19 +1,27 @@
-"""Asset library building: a folder mixing the three input conventions → a .blend the Asset Browser opens."""
+"""Asset library building: a folder mixing the three input conventions → a folder of .blend assets that the
+Asset Browser reads as one library; provenance, not names, decides what is done; nothing is paid twice."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import bpy
 import numpy as np
-from conftest import MODULE, SAMPLES
+import pytest
+from conftest import KEY, SAMPLES, module, reset_session, tick
+
+SESSION = Path(__file__).with_name("session.py")
+ALL = ["bench", "cup", "socrates_1", "socrates_2"]
 
 
 def batch_module():  # noqa: ANN201
-    return sys.modules[f"{MODULE}.operators.batch"]
+    return module("operators.batch")
 
 
 def photos(tmp: Path) -> Path:
@@ -29,45 +37,84 @@ def photos(tmp: Path) -> Path:
     return folder
 
 
-def test_items_are_found_in_all_three_conventions(addon, tmp_path):
-    items = batch_module().find_items(photos(tmp_path))
-    found = {(i.name, Path(i.photo).name, Path(i.mask).name if i.mask else "", i.catalog) for i in items}
-    assert found == {("bench", "bench.png", "bench_mask.png", "SAM 3D"), ("cup", "cup.png", "", "SAM 3D/props"),
-                     ("socrates_1", "image.png", "1.png", "SAM 3D"), ("socrates_2", "image.png", "2.png", "SAM 3D")}
-
-
-def read_library(path: Path) -> list[bpy.types.Object]:
+def read_library(folder: Path) -> list[bpy.types.Object]:
+    """Every asset of a library folder, read as the Asset Browser does (each .blend's assets)."""
     bpy.ops.wm.read_homefile(use_empty=True)
-    with bpy.data.libraries.load(str(path), assets_only=True) as (source, target):
-        target.objects = list(source.objects)
-    return [o for o in target.objects if o is not None]
+    found = []
+    for path in sorted(folder.rglob("*.blend")):
+        with bpy.data.libraries.load(str(path), assets_only=True) as (source, target):
+            target.objects = list(source.objects)
+        found += [o for o in target.objects if o is not None]
+    return found
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(o.name for o in read_library(folder))
+
+
+def report(library: Path) -> dict:
+    return json.loads((library / "sam3d-report.json").read_text())
+
+
+def test_items_are_found_in_all_three_conventions_with_their_sizes(addon, tmp_path):
+    folder = photos(tmp_path)
+    shutil.copy(SAMPLES / "socrates" / "6.png", folder / "props" / "lamp@0.45m.png")
+    (folder / "props" / "sizes.csv").write_text("photo,height\ncup.png,0.12\n")
+    items = batch_module().find_items(folder)
+    found = {(i.name, i.key, Path(i.photo).name, Path(i.mask).name if i.mask else "", i.catalog, i.height)
+             for i in items}
+    assert found == {("bench", "bench", "bench.png", "bench_mask.png", "SAM 3D", 0.0),
+                     ("cup", "props/cup", "cup.png", "", "SAM 3D/props", 0.12),
+                     ("lamp", "props/lamp@0.45m", "lamp@0.45m.png", "", "SAM 3D/props", 0.45),
+                     ("socrates_1", "socrates/1", "image.png", "1.png", "SAM 3D", 0.0),
+                     ("socrates_2", "socrates/2", "image.png", "2.png", "SAM 3D", 0.0)}
+
+
+def test_shards_split_the_items_the_same_way_everywhere_without_overlap(addon, tmp_path):
+    items = batch_module().find_items(photos(tmp_path))
+    shards = [batch_module().shard(items, k, 3) for k in (1, 2, 3)]
+    assert sorted(i.key for s in shards for i in s) == sorted(i.key for i in items)
+    again = [batch_module().shard(list(reversed(items)), k, 3) for k in (1, 2, 3)]
+    assert [{i.key for i in s} for s in shards] == [{i.key for i in s} for s in again], "order does not matter"
 
 
 def test_a_folder_becomes_an_asset_library_with_previews_catalogs_and_provenance(sam3d):
-    library = sam3d.tmp / "out" / "library.blend"
+    library = sam3d.tmp / "library"
     assert bpy.ops.sam3d.batch(directory=str(photos(sam3d.tmp)), filepath=str(library), target_size=1.0) == {
         "FINISHED"}
-    report = json.loads(library.with_suffix(".report.json").read_text())
-    assert (report["done"], report["failed"], report["skipped"]) == (4, 0, 0)
-    cats = (library.parent / "blender_assets.cats.txt").read_text()
+    data = report(library)
+    assert (data["done"], data["failed"], data["skipped"]) == (4, 0, 0)
+    assert sorted(p.relative_to(library).as_posix() for p in library.rglob("*.blend")) == [
+        "bench.blend", "props/cup.blend", "socrates/1.blend", "socrates/2.blend"], "one file per asset"
+    cats = (library / "blender_assets.cats.txt").read_text()
     assets = read_library(library)
-    assert sorted(o.name for o in assets) == ["bench", "cup", "socrates_1", "socrates_2"]
+    assert sorted(o.name for o in assets) == ALL
     for obj in assets:
         meta = obj.asset_data
         assert meta is not None and meta.catalog_id in cats and "SAM 3D" in [t.name for t in meta.tags]
         assert meta["sam3d_task_uuid"] == obj["sam3d_task_uuid"] and "Task" in meta.description
-        preview = obj.preview
-        assert preview is not None and preview.image_size[0] > 0
-        pixels = np.array(preview.image_pixels_float[:])
-        assert pixels.std() > 0.01, f"{obj.name}: the preview is blank"
-        assert max(obj.dimensions) == __import__("pytest").approx(1.0, rel=1e-3)
+        assert meta["sam3d_source"] in ("bench", "props/cup", "socrates/1", "socrates/2")
+        pixels = np.array(obj.preview.image_pixels_float[:])
+        assert obj.preview.image_size[0] > 0 and pixels.std() > 0.01, f"{obj.name}: the preview is blank"
+        assert max(obj.dimensions) == pytest.approx(1.0, rel=1e-3)
     cup = next(o for o in assets if o.name == "cup")
-    assert "SAM 3D/props" in cats and cup.asset_data.catalog_id == batch_module().catalog_id("SAM 3D/props")
+    assert "SAM 3D/props" in cats and cup.asset_data.catalog_id == module("operators.library").catalog_id(
+        "SAM 3D/props")
+
+
+def test_the_open_file_keeps_nothing_of_the_batch(sam3d):
+    bpy.ops.mesh.primitive_cube_add()
+    before = {kind: len(getattr(bpy.data, kind)) for kind in ("objects", "meshes", "materials", "images",
+                                                                "collections", "scenes")}
+    assert bpy.ops.sam3d.batch(directory=str(photos(sam3d.tmp) / "props"), filepath=str(sam3d.tmp / "lib")) == {
+        "FINISHED"}
+    after = {kind: len(getattr(bpy.data, kind)) for kind in before}
+    assert after == before, "each asset leaves the open file once written: memory stays flat"
 
 
 def test_a_batch_run_again_submits_only_what_is_missing(sam3d):
     folder = photos(sam3d.tmp)
-    library = sam3d.tmp / "library.blend"
+    library = sam3d.tmp / "library"
     (folder / "socrates" / "2.png").rename(sam3d.tmp / "later.png")  # not there for the first run
     assert bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library)) == {"FINISHED"}
     first = sam3d.emu.billed_tasks()
@@ -75,9 +122,34 @@ def test_a_batch_run_again_submits_only_what_is_missing(sam3d):
     bpy.ops.wm.read_homefile(use_empty=True)
     assert bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library)) == {"FINISHED"}
     assert sam3d.emu.billed_tasks() == first + 1
-    report = json.loads(library.with_suffix(".report.json").read_text())
-    assert (report["done"], report["skipped"]) == (1, 3)
-    assert sorted(o.name for o in read_library(library)) == ["bench", "cup", "socrates_1", "socrates_2"]
+    data = report(library)
+    assert (data["done"], data["skipped"]) == (1, 3)
+    assert names(library) == ALL
+
+
+def test_an_edited_photo_is_a_new_item(sam3d):
+    folder = photos(sam3d.tmp) / "props"
+    library = sam3d.tmp / "library"
+    assert bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library)) == {"FINISHED"}
+    shutil.copy(SAMPLES / "socrates" / "6.png", folder / "cup.png")  # same name, other content
+    assert bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library)) == {"FINISHED"}
+    assert sam3d.emu.billed_tasks() == 2 and report(library)["done"] == 1
+
+
+def test_an_unrelated_object_with_an_assets_name_changes_nothing(sam3d):
+    folder = photos(sam3d.tmp) / "props"
+    library = sam3d.tmp / "library"
+    bpy.ops.mesh.primitive_cube_add()
+    mine = bpy.context.object
+    mine.name = "cup"  # the artist's own object, named like the asset
+    assert bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library)) == {"FINISHED"}
+    assert mine.name == "cup" and mine.type == "MESH" and len(mine.data.vertices) == 8, "left as it was"
+    assert names(library) == ["cup"], "the asset has its own name, not cup.001"
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.ops.mesh.primitive_cube_add()
+    bpy.context.object.name = "cup"
+    assert bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library)) == {"FINISHED"}
+    assert sam3d.emu.billed_tasks() == 1, "done by provenance, whatever the open file holds"
 
 
 def test_a_failing_item_is_reported_and_the_rest_succeed_and_the_command_says_so(sam3d, capsys):
@@ -89,55 +161,116 @@ def test_a_failing_item_is_reported_and_the_rest_succeed_and_the_command_says_so
     image.filepath_raw = str(folder / "bench_mask.png")
     image.file_format = "PNG"
     image.save()
-    library = sam3d.tmp / "cli.blend"
+    library = sam3d.tmp / "cli"
     code = batch_module().cli(["batch", str(folder), "-o", str(library)])
     out = capsys.readouterr().out
     assert code == 1, "items failed: the exit status says so"
     assert "failed   bench: The mask" in out and "3 done, 1 failed" in out
-    assert sorted(o.name for o in read_library(library)) == ["cup", "socrates_1", "socrates_2"]
-    code = batch_module().cli(["batch", str(folder / "props"), "-o", str(sam3d.tmp / "ok.blend")])
-    assert code == 0
+    assert names(library) == ["cup", "socrates_1", "socrates_2"]
+    assert batch_module().cli(["batch", str(folder / "props"), "-o", str(sam3d.tmp / "ok")]) == 0
+
+
+def test_the_command_refuses_a_blend_file_as_the_library_and_a_bad_shard(sam3d, capsys):
+    folder = photos(sam3d.tmp)
+    assert batch_module().cli(["batch", str(folder), "-o", str(sam3d.tmp / "library.blend")]) == 2
+    assert "give a folder" in capsys.readouterr().out
+    assert batch_module().cli(["batch", str(folder), "-o", str(sam3d.tmp / "l"), "--shard", "4/3"]) == 2
+    assert sam3d.emu.requests == []
+
+
+def test_the_command_respects_online_access_and_names_the_override(sam3d, capsys):
+    bpy.context.preferences.system.use_online_access = False
+    try:
+        assert batch_module().cli(["batch", str(photos(sam3d.tmp)), "-o", str(sam3d.tmp / "l")]) == 2
+    finally:
+        bpy.context.preferences.system.use_online_access = True
+    assert "--online-mode" in capsys.readouterr().out and sam3d.emu.requests == []
 
 
 def test_from_the_ui_the_batch_runs_in_the_background_and_the_panel_follows_it(sam3d):
-    runner = sys.modules[f"{MODULE}.operators.runner"]
-    library = sam3d.tmp / "ui.blend"
-    batch = batch_module().run(bpy.context, photos(sam3d.tmp), library, batch_module().Options(), print,
-                               blocking=False)
-    assert [batch] == batch_module().ACTIVE and batch.counts()["pending"] == 4
-    import time
-
-    deadline = time.monotonic() + 60
-    while runner.RUNNER.jobs and time.monotonic() < deadline:
-        runner.tick()  # Blender's app timer: each job's asset is made and the library written as it ends
-        time.sleep(0.05)
+    library = sam3d.tmp / "ui"
+    batch = batch_module().prepare(photos(sam3d.tmp), library, batch_module().Options())
+    batch_module().run(bpy.context, batch, print, blocking=False)
+    assert [batch] == batch_module().ACTIVE and batch.running
+    deadline = time.monotonic() + 120
+    while batch.running:
+        assert time.monotonic() < deadline, "the batch never finished"
+        tick()  # Blender's app timer: feeds the batch, and each job's asset is made and written as it ends
+        time.sleep(0.02)
     assert batch.counts() == {"done": 4, "failed": 0, "skipped": 0, "pending": 0}
-    assert sorted(o.name for o in read_library(library)) == ["bench", "cup", "socrates_1", "socrates_2"]
+    assert names(library) == ALL
+
+
+def test_loading_another_file_mid_batch_loses_no_asset(sam3d):
+    library = sam3d.tmp / "switch"
+    sam3d.prefs.max_jobs = 1
+    batch = batch_module().prepare(photos(sam3d.tmp), library, batch_module().Options())
+    batch_module().run(bpy.context, batch, print, blocking=False)
+    deadline = time.monotonic() + 120
+    switched = False
+    while batch.running:
+        assert time.monotonic() < deadline, "the batch never finished"
+        tick()
+        if not switched and batch.counts()["done"] == 1:
+            bpy.ops.wm.read_homefile(use_empty=True)  # the artist opens another file
+            switched = True
+        time.sleep(0.02)
+    assert switched and batch.counts()["done"] == 4, [(i.name, i.status, i.reason) for i in batch.items]
+    assert names(library) == ALL, names(library)
+    assert report(library)["done"] == 4
+
+
+def test_the_asset_library_cancel_stops_the_batch_only(sam3d):
+    from conftest import use_inputs
+
+    sam3d.emu.processing_time = 30
+    use_inputs()
+    mine = module("operators.reconstruct").start_job(bpy.context)
+    batch = batch_module().prepare(photos(sam3d.tmp), sam3d.tmp / "c", batch_module().Options())
+    batch_module().run(bpy.context, batch, print, blocking=False)
+    assert bpy.ops.sam3d.batch_cancel() == {"FINISHED"}
+    deadline = time.monotonic() + 30
+    while batch.running:
+        assert time.monotonic() < deadline
+        tick()
+        time.sleep(0.02)
+    assert not mine.job.cancel_event.is_set() and not mine.job.done, "the artist's own job goes on"
+    assert batch.counts()["done"] == 0
 
 
 def test_make_batch_runs_the_same_headless_and_exits_with_the_status(tmp_path):
-    import subprocess
-
     root = Path(__file__).parents[2]
     folder = photos(tmp_path)
+    before = sorted(p.name for p in root.iterdir())
     out = subprocess.run([sys.executable, str(root / "tools" / "batch.py"), str(folder / "props"), "-o",
-                          str(tmp_path / "lib.blend")], capture_output=True, text=True, timeout=300,
-                         env={**__import__("os").environ, "RUNWARE_API_KEY": ""})
+                          str(tmp_path / "lib")], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "RUNWARE_API_KEY": ""})
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "EMULATOR" in out.stdout and "1 done, 0 failed" in out.stdout
-    assert (tmp_path / "lib.blend").exists()
+    assert (tmp_path / "lib" / "cup.blend").exists()
+    assert sorted(p.name for p in root.iterdir()) == before, "nothing written into the checkout"
 
 
-def test_a_batch_over_its_cost_limit_is_refused_before_anything_is_sent(sam3d):
-    sam3d.settings.batch_max_cost = 0.01  # 4 jobs at 0.0038
-    with __import__("pytest").raises(RuntimeError, match="over its limit"):
-        bpy.ops.sam3d.batch(directory=str(photos(sam3d.tmp)), filepath=str(sam3d.tmp / "lib.blend"))
-    assert sam3d.emu.requests == []
+def test_a_batch_cost_limit_refuses_the_items_past_it(sam3d):
+    sam3d.settings.batch_max_cost = 0.01  # 4 jobs at 0.0038: two fit
+    library = sam3d.tmp / "lib"
+    sam3d.prefs.max_jobs = 1
+    bpy.ops.sam3d.batch(directory=str(photos(sam3d.tmp)), filepath=str(library))
+    assert sam3d.emu.billed_tasks() == 2
+    data = report(library)
+    assert data["done"] == 2 and data["failed"] == 2
+    assert all("the batch's Cost Limit" in i["reason"] for i in data["items"] if i["status"] == "failed")
+
+
+def test_the_command_line_max_cost_is_enforced_and_the_status_says_so(sam3d, capsys):
+    code = batch_module().cli(["batch", str(photos(sam3d.tmp)), "-o", str(sam3d.tmp / "l"), "--max-cost", "0.005"])
+    assert code == 1 and sam3d.emu.billed_tasks() == 1
+    assert "the batch's Cost Limit" in capsys.readouterr().out
 
 
 def test_clean_for_reuse_decimates_to_the_triangle_budget(sam3d):
     folder = photos(sam3d.tmp) / "props"
-    library = sam3d.tmp / "small.blend"
+    library = sam3d.tmp / "small"
     assert bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library), triangle_budget=300) == {"FINISHED"}
     [cup] = read_library(library)
     triangles = sum(len(p.vertices) - 2 for p in cup.data.polygons)
@@ -145,23 +278,92 @@ def test_clean_for_reuse_decimates_to_the_triangle_budget(sam3d):
     assert not cup.modifiers and tuple(cup.location) == (0.0, 0.0, 0.0)
 
 
-def test_a_batch_cut_off_midway_fetches_what_was_already_paid_instead_of_paying_again(sam3d):
-    import time
+def test_a_real_size_from_the_file_name_or_sizes_csv(sam3d):
+    folder = sam3d.tmp / "sized"
+    folder.mkdir()
+    shutil.copy(SAMPLES / "socrates" / "5.png", folder / "cup@0.12m.png")
+    shutil.copy(SAMPLES / "socrates" / "6.png", folder / "lamp.png")
+    (folder / "sizes.csv").write_text("lamp.png,0.45\n")
+    library = sam3d.tmp / "lib"
+    assert bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library), target_size=3.0) == {"FINISHED"}
+    heights = {o.name: o.dimensions.z for o in read_library(library)}
+    assert heights == pytest.approx({"cup": 0.12, "lamp": 0.45}, rel=1e-3), "the real size wins over Target Size"
 
-    runner = sys.modules[f"{MODULE}.operators.runner"]
+
+def test_a_batch_cut_off_midway_fetches_what_was_already_paid_instead_of_paying_again(sam3d):
     folder = photos(sam3d.tmp)
-    library = sam3d.tmp / "cut.blend"
+    library = sam3d.tmp / "cut"
     sam3d.emu.processing_time = 3.0
     sam3d.prefs.max_jobs = 4
-    batch_module().run(bpy.context, folder, library, batch_module().Options(), print, blocking=False)
-    deadline = time.monotonic() + 30
-    while sam3d.emu.billed_tasks() < 4 and time.monotonic() < deadline:
-        runner.tick()
-        time.sleep(0.05)
-    runner.RUNNER.shutdown(join=2.0)  # Blender quits (or crashes) while all four are processing
-    assert sam3d.emu.billed_tasks() == 4 and not library.exists()
+    batch = batch_module().prepare(folder, library, batch_module().Options())
+    batch_module().run(bpy.context, batch, print, blocking=False)
+    deadline = time.monotonic() + 60
+    while sam3d.emu.billed_tasks() < 4:
+        assert time.monotonic() < deadline
+        tick()
+        time.sleep(0.02)
+    reset_session()  # Blender quits (or crashes) while all four process; a new one starts
+
+    assert sam3d.emu.billed_tasks() == 4 and not list(library.rglob("*.blend"))
     bpy.ops.wm.read_homefile(use_empty=True)
     sam3d.emu.processing_time = 0.2
-    assert bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library)) == {"FINISHED"}
+    bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library))
+    assert report(library)["done"] == 4, [(i["name"], i["reason"]) for i in report(library)["items"]]
     assert sam3d.emu.billed_tasks() == 4, "the second run fetched the four paid tasks by their UUIDs"
-    assert sorted(o.name for o in read_library(library)) == ["bench", "cup", "socrates_1", "socrates_2"]
+    assert names(library) == ALL
+
+
+def run_session(sam3d, *args: str, wait: bool = True):  # noqa: ANN001, ANN201
+    command = [sys.executable, str(SESSION), str(sam3d.zip), str(sam3d.results), sam3d.emu.api_url, KEY, *args]
+    if wait:
+        return subprocess.run(command, capture_output=True, text=True, timeout=600)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture
+def zipped(sam3d, zip_path):  # noqa: ANN001, ANN201
+    sam3d.zip = zip_path
+    return sam3d
+
+
+def test_a_batch_killed_mid_run_with_two_photos_of_one_name_pays_nothing_again(zipped):
+    """chair/image.png and table/image.png, one mask each, one job at a time: a real Blender process is killed
+    while the second task processes; the re-run fetches it by its UUID and pays nothing twice."""
+    sam3d = zipped
+    folder = sam3d.tmp / "photos"
+    for name, mask in (("chair", "1.png"), ("table", "2.png")):
+        (folder / name).mkdir(parents=True)
+        shutil.copy(SAMPLES / "socrates" / "image.png", folder / name / "image.png")
+        shutil.copy(SAMPLES / "socrates" / mask, folder / name / "mask.png")
+    library = sam3d.tmp / "library"
+    sam3d.emu.processing_time = 4.0
+    first = run_session(sam3d, "batch", str(folder), str(library), "--jobs", "1", wait=False)
+    try:
+        deadline = time.monotonic() + 300
+        while sam3d.emu.billed_tasks() < 2:
+            assert first.poll() is None and time.monotonic() < deadline, "the first run never sent both"
+            time.sleep(0.05)
+        first.kill()  # chair imported, table in flight
+    finally:
+        first.wait(30)
+    assert sam3d.emu.billed_tasks() == 2
+    second = run_session(sam3d, "batch", str(folder), str(library), "--jobs", "1")
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert sam3d.emu.billed_tasks() == 2, "nothing sent twice"
+    assert names(library) == ["chair_mask", "table_mask"]
+
+
+def test_three_shard_processes_build_one_library_each_item_paid_once(zipped):
+    sam3d = zipped
+    folder = photos(sam3d.tmp)
+    library = sam3d.tmp / "library"
+    runs = [run_session(sam3d, "batch", str(folder), str(library), "--shard", f"{k}/3", wait=False)
+            for k in (1, 2, 3)]
+    outputs = [p.communicate(timeout=600)[0] for p in runs]
+    assert [p.returncode for p in runs] == [0, 0, 0], "\n".join(o[-1500:] for o in outputs)
+    assert sam3d.emu.billed_tasks() == 4
+    assert names(library) == ALL
+    reports = sorted(p.name for p in library.glob("sam3d-report.*-of-3.json"))
+    assert reports == ["sam3d-report.1-of-3.json", "sam3d-report.2-of-3.json", "sam3d-report.3-of-3.json"]
+    cats = (library / "blender_assets.cats.txt").read_text().splitlines()
+    assert len([c for c in cats if ":" in c]) == len({c.split(":")[0] for c in cats if ":" in c}), "no duplicates"

@@ -7,9 +7,9 @@ import time
 
 import bpy
 import pytest
-from conftest import MODULE, use_inputs, zip_names
+from conftest import MODULE, tick, use_inputs, zip_names
 
-ADDON_FILES = {"blender_manifest.toml", "__init__.py", "preferences.py", "properties.py", "LICENSE"}
+ADDON_FILES = {"blender_manifest.toml", "__init__.py", "preferences.py", "properties.py", "translations.py", "LICENSE"}
 
 
 def test_zip_holds_the_add_on_and_nothing_else(zip_path):
@@ -93,11 +93,11 @@ def test_panels_draw_every_setting_and_say_why_reconstruct_is_disabled(sam3d):
     assert ("operator", "sam3d.reconstruct") in calls
     assert any(kind == "label" and "Pick a photo" in text for kind, text in calls)
     advanced = {name for kind, name in draw("SAM3D_PT_view3d_advanced") if kind == "prop"}
-    assert advanced == {"exact_seed", "delivery_method", "ttl", "upload_endpoint", "webhook_url"}
+    assert advanced == {"exact_seed", "delivery_method", "ttl", "bake_to_texture", "bake_resolution", "triangle_budget"}
     assert draw("SAM3D_PT_image_advanced")
     library = {name for kind, name in draw("SAM3D_PT_view3d_library") if kind == "prop"}
     assert library == {"batch_directory", "batch_library", "batch_target_size", "batch_triangle_budget",
-                       "batch_max_cost"}
+                       "batch_bake", "batch_max_cost"}
 
 
 def test_panel_shows_a_running_job_with_progress_and_cancel(sam3d):
@@ -150,7 +150,7 @@ def test_a_job_survives_loading_another_file_and_imports_into_it(sam3d):
     assert not running.owned, "load_post should hand the job to the app timer"
     deadline = time.monotonic() + 20
     while runner.RUNNER.jobs and time.monotonic() < deadline:
-        runner.tick()  # what Blender's app timer calls in the UI
+        tick()  # what Blender's app timer calls in the UI
         time.sleep(0.05)
     obj = bpy.data.objects["mask_0"]
     assert obj["sam3d_task_uuid"] == running.job.task_uuid

@@ -118,16 +118,34 @@ def test_expired_result_url(sam3d):
 
 
 def test_glb_the_importer_rejects_leaves_nothing_and_keeps_the_file(sam3d):
-    # A valid GLB header around JSON the importer cannot read: passes our check, fails in Blender.
+    # A well-formed GLB (it passes the gate) that holds no mesh: the import is refused, and nothing is half made.
+    import json
     import struct
 
-    junk = b'{"asset": {"version": "2.0"}, "meshes": [{"primitives": [{"attributes": {"POSITION": 7}}]}]}  '
-    chunk = struct.pack("<I", len(junk)) + b"JSON" + junk
+    doc = json.dumps({"asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}],
+                      "nodes": [{"name": "empty"}]}).encode()
+    doc += b" " * (-len(doc) % 4)
+    chunk = struct.pack("<I", len(doc)) + b"JSON" + doc
     sam3d.emu.result_bytes = b"glTF" + struct.pack("<II", 2, 12 + len(chunk)) + chunk
     use_inputs()
     text = fails("could not import")
     kept = Path(text.split("kept at ")[1].strip().rstrip("."))
     assert kept.suffix == ".glb" and kept.read_bytes() == sam3d.emu.result_bytes
+
+
+def test_a_glb_the_gate_refuses_is_kept_and_the_task_stays_resumable(sam3d):
+    import struct
+
+    junk = b'{"asset": {"version": "2.0"}, "meshes": [{"primitives": [{"attributes": {"POSITION": 7}}]}]}'
+    junk += b" " * (-len(junk) % 4)
+    chunk = struct.pack("<I", len(junk)) + b"JSON" + junk
+    sam3d.emu.result_bytes = b"glTF" + struct.pack("<II", 2, 12 + len(chunk)) + chunk
+    use_inputs()
+    fails("damaged GLB")
+    [uuid] = [u for u, t in sam3d.emu.tasks.items() if t.task_type == "3dInference"]
+    from client.journal import Journal
+
+    assert Journal(sam3d.results).tasks()[uuid].status == "interrupted", "paid: Resume may fetch it again"
 
 
 def test_the_key_never_reaches_the_file_host(sam3d):

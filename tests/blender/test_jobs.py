@@ -10,7 +10,7 @@ from pathlib import Path
 
 import bpy
 import pytest
-from conftest import KEY, MODULE, SAMPLES, use_inputs
+from conftest import KEY, MODULE, SAMPLES, tick, use_inputs
 
 SESSION = Path(__file__).with_name("session.py")
 
@@ -28,7 +28,7 @@ def tick_until_idle(timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while runner().RUNNER.jobs:
         assert time.monotonic() < deadline, "jobs did not finish"
-        runner().tick()
+        tick()
         time.sleep(0.02)
 
 
@@ -48,7 +48,7 @@ def test_jobs_queue_behind_the_concurrency_limit(sam3d):
     deadline = time.monotonic() + 30
     while runner().RUNNER.jobs and time.monotonic() < deadline:
         peak = max(peak, runner().RUNNER.active())
-        runner().tick()
+        tick()
         time.sleep(0.02)
     assert peak == 2
     created = sorted(t.created for t in sam3d.emu.tasks.values() if t.task_type == "3dInference")
@@ -64,7 +64,7 @@ def test_cancel_one_or_all_by_task_uuid(sam3d):
     a, b, c = (reconstruct_module().start_job(bpy.context) for _ in range(3))
     assert bpy.ops.sam3d.cancel(task_uuid=a.job.task_uuid) == {"FINISHED"}
     time.sleep(0.3)
-    runner().tick()
+    tick()
     assert a.job.task_uuid not in runner().RUNNER.jobs and b.job.task_uuid in runner().RUNNER.jobs
     assert bpy.ops.sam3d.cancel() == {"FINISHED"}  # empty: all
     tick_until_idle()
@@ -78,7 +78,7 @@ def test_history_cost_reimport_and_retry(sam3d):
     uuid = first["sam3d_task_uuid"]
     record = journal(sam3d)[uuid]
     assert record.status == "imported" and record.info["image"] == "image.png" and record.info["mask"] == "mask_0.png"
-    assert runner().RUNNER.session_cost == pytest.approx(0.0038)
+    assert runner().RUNNER.ledger.spent == 3800, "0.0038 USD, in micro-dollars"
     assert runner().RUNNER.total_cost() == pytest.approx(0.0038)
 
     requests_before = len(sam3d.emu.requests)
@@ -96,15 +96,30 @@ def test_history_cost_reimport_and_retry(sam3d):
 
 
 def test_spending_limit_refuses_new_jobs_with_a_sentence(sam3d):
-    sam3d.prefs.session_budget = 0.003
+    sam3d.prefs.session_budget = 0.005  # one task (0.0038) fits, a second would cross it
     use_inputs()
-    try:
-        assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}  # nothing spent yet: under the limit
-        with pytest.raises(RuntimeError, match="limit set in the preferences"):
-            bpy.ops.sam3d.reconstruct()
-        assert sam3d.emu.billed_tasks() == 1
-    finally:
-        sam3d.prefs.session_budget = 0.0
+    assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}
+    with pytest.raises(RuntimeError, match="Spending Limit set in the preferences"):
+        bpy.ops.sam3d.reconstruct()
+    assert sam3d.emu.billed_tasks() == 1
+
+
+def test_the_spending_limit_has_an_exact_edge(sam3d):
+    sam3d.prefs.session_budget = 0.0076  # exactly two tasks: reaching the limit is allowed, crossing it is not
+    use_inputs()
+    assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}
+    assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}
+    with pytest.raises(RuntimeError, match="Spending Limit"):
+        bpy.ops.sam3d.reconstruct()
+    assert sam3d.emu.billed_tasks() == 2
+
+
+def test_a_limit_below_one_task_refuses_before_anything_is_sent(sam3d):
+    sam3d.prefs.session_budget = 0.003  # under the worst case of one task (0.0038)
+    use_inputs()
+    with pytest.raises(RuntimeError, match="needs up to \\$0.0038"):
+        bpy.ops.sam3d.reconstruct()
+    assert sam3d.emu.requests == []
 
 
 def test_a_broken_journal_line_is_skipped_and_the_rest_stays(sam3d):
@@ -113,9 +128,9 @@ def test_a_broken_journal_line_is_skipped_and_the_rest_stays(sam3d):
     with open(sam3d.results / "journal.jsonl", "a") as f:
         f.write('{"time": 1, "event": "subm')  # the disk filled up mid-line
     bpy.ops.sam3d.reconstruct()
-    runner().RUNNER.refresh_history(sam3d.results)
-    assert runner().RUNNER.broken_lines == 1
-    assert [t.status for t in runner().RUNNER.history.values()] == ["imported", "imported"]
+    history = runner().RUNNER.refresh_history(sam3d.results)
+    assert history.broken == 1
+    assert [t.status for t in history.tasks.values()] == ["imported", "imported"]
 
 
 def test_resume_imports_a_job_cut_off_after_download(sam3d):
@@ -172,10 +187,10 @@ def test_results_wait_for_object_mode_instead_of_throwing_the_artist_out_of_edit
     running = reconstruct_module().start_job(bpy.context)
     deadline = time.monotonic() + 20
     while not running.job.done and time.monotonic() < deadline:
-        runner().tick()
+        tick()
         time.sleep(0.05)
     for _ in range(5):
-        runner().tick()
+        tick()
     assert bpy.context.mode == "EDIT_MESH", "a finished job must not change the artist's mode"
     assert "mask_0" not in bpy.data.objects and "Object Mode" in running.job.text
     bpy.ops.object.mode_set(mode="OBJECT")
@@ -186,12 +201,12 @@ def test_results_wait_for_object_mode_instead_of_throwing_the_artist_out_of_edit
 def test_the_spending_limit_counts_jobs_still_running(sam3d):
     use_inputs()
     assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}  # Runware reported 0.0038 per result
-    sam3d.prefs.session_budget = 0.011  # room for two more (0.0038 each), not three
+    sam3d.prefs.session_budget = 0.0115  # room for two more (0.0038 each), not three
     sam3d.emu.processing_time = 5
     try:
         started = [reconstruct_module().start_job(bpy.context) for _ in range(2)]
-        with pytest.raises(RuntimeError, match="has running"):
-            bpy.ops.sam3d.reconstruct()
+        with pytest.raises(RuntimeError, match="already spent or reserved"):
+            bpy.ops.sam3d.reconstruct(allow_duplicate=True)  # the same inputs: a double click otherwise
     finally:
         sam3d.prefs.session_budget = 0.0
         for running in started:

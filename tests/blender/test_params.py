@@ -59,15 +59,15 @@ def test_advanced_parameters_reach_the_request(sam3d, receiver):
     s = sam3d.settings
     s.prompt, s.use_random_seed, s.seed, s.num_results = "a bench", False, 1234567, 2
     s.ttl = 3600
-    s.upload_endpoint = f"{receiver.url}/bucket/result.glb?X-Amz-Signature=abc"
-    s.webhook_url = f"{receiver.url}/hook"
+    sam3d.prefs.upload_endpoint = f"{receiver.url}/bucket/result.glb?X-Amz-Signature=abc"
+    sam3d.prefs.webhook_url = f"{receiver.url}/hook"
     before = set(bpy.data.objects)
     assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}
     made = new_objects(before)
     task = last_task(sam3d.emu)
     assert task["positivePrompt"] == "a bench" and task["seed"] == 1234567 and task["numberResults"] == 2
     assert task["ttl"] == 3600 and task["deliveryMethod"] == "async"
-    assert task["uploadEndpoint"] == s.upload_endpoint and task["webhookURL"] == s.webhook_url
+    assert task["uploadEndpoint"] == sam3d.prefs.upload_endpoint and task["webhookURL"] == sam3d.prefs.webhook_url
     assert (task["outputType"], task["outputFormat"], task["model"]) == ("URL", "GLB", "meta:sam@3d")
     assert sorted(o["sam3d_seed"] for o in made) == ["1234567", "1234568"]
     receiver.wait(4)

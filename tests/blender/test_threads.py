@@ -44,12 +44,12 @@ def busy_threads(count: int = 4) -> Iterator[list[int]]:
 
 
 def test_asset_previews_render_while_threads_run_python(sam3d):
-    batch = sys.modules[f"{MODULE}.operators.batch"]
+    library = sys.modules[f"{MODULE}.operators.library"]
     bpy.ops.mesh.primitive_monkey_add()
     monkey = bpy.context.object
     with busy_threads() as rounds:
         for i in range(15):
-            batch.render_preview(monkey, sam3d.tmp / f"preview_{i}.png", size=48)
+            library.render_preview(monkey, sam3d.tmp / f"preview_{i}.png", size=48)
     assert min(rounds) > 0, "the threads ran while Blender rendered"
     pixels = np.array(monkey.preview.image_pixels_float[:])
     assert tuple(monkey.preview.image_size) == (48, 48) and pixels.std() > 0.01

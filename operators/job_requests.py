@@ -1,0 +1,70 @@
+"""A job's request, built on the main thread from the preferences (key, endpoint, limits, network) and the
+job's own fields, with its money reserved before anything can be sent (client/money.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from .. import preferences
+from ..client import JobRequest, RunwareError
+from ..client.money import Limit, Reservation
+from .runner import RUNNER
+
+
+def user_agent() -> str:
+    """`sam3d-blender/<version> Blender/<version>`: read here, on the main thread (bpy.app is not thread-safe)."""
+    try:
+        with open(Path(__file__).parents[1] / "blender_manifest.toml", "rb") as f:
+            version = tomllib.load(f).get("version", "0")
+    except OSError:
+        version = "0"
+    return f"sam3d-blender/{version} Blender/{bpy.app.version_string.split()[0]}"
+
+
+def network(context: bpy.types.Context | None = None) -> dict[str, Any]:
+    """What every request of the add-on needs to reach the network: endpoint, timeouts, proxy, CA bundle."""
+    prefs = preferences.get(context)
+    return {"api_url": prefs.api_url.strip(), "request_timeout": prefs.request_timeout, "user_agent": user_agent(),
+            "proxy": prefs.proxy.strip(), "ca_bundle": bpy.path.abspath(prefs.ca_bundle.strip())
+            if prefs.ca_bundle.strip() else ""}
+
+
+def reserve(context: bpy.types.Context, task_type: str, model: str, results: int = 1,
+            limits: tuple[Limit, ...] = ()) -> Reservation:
+    """Hold the worst-case price against the session's limit (and any other), or raise RunwareError
+    `spendingLimit` naming the limit that would be crossed."""
+    RUNNER.session_limit.set(preferences.get(context).session_budget)
+    return RUNNER.ledger.reserve(task_type, model, results, [RUNNER.session_limit, *limits])
+
+
+def job_request(context: bpy.types.Context, *, paid: bool = True, limits: tuple[Limit, ...] = (),
+                **fields: Any) -> JobRequest:
+    """A request with the preferences' key, endpoint, model and limits; `fields` add the job's own. A paid
+    request (not a Resume) holds its reservation from here on."""
+    prefs = preferences.get(context)
+    destinations = {"webhook_url": prefs.webhook_url.strip(), "upload_endpoint": prefs.upload_endpoint.strip()}
+    if not all(preferences.is_secure_destination(url) for url in destinations.values() if url):
+        raise RunwareError("insecureHook")
+    request = JobRequest(
+        api_key=preferences.api_key(prefs), result_dir=preferences.result_folder(prefs), model=prefs.model.strip(),
+        job_timeout=prefs.job_timeout, max_download_bytes=prefs.max_download_mb * 1024 * 1024,
+        max_triangles=prefs.max_triangles, **destinations, **network(context), **fields)
+    if paid and not request.resume:
+        request.reservation = reserve(context, "3dInference", request.model, request.number_results, limits)
+    return request
+
+
+def fingerprint(photo: bytes | str, mask: bytes | str, **parameters: Any) -> str:
+    """What makes two requests identical: the photo's and the mask's pixels (or digests), the seed, the model and
+    the parameters. A second request with the same fingerprint while the first is in flight is a double click."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (photo, mask):
+        digest.update(part if isinstance(part, bytes) else part.encode())
+    digest.update(json.dumps(parameters, sort_keys=True, default=str).encode())
+    return digest.hexdigest()

@@ -1,0 +1,242 @@
+"""An asset library on disk, written one asset at a time: a folder Blender's Asset Browser reads as one library.
+
+    LIBRARY/
+      <item key>.blend            one asset per file, written once, atomically (a temporary file renamed)
+      blender_assets.cats.txt     the catalogs, updated under a lock and replaced atomically
+      sam3d-report[.K-of-N].json  what became of each item of a run (per shard)
+      .sam3d/<item key>.json      each item's provenance: its source files' hashes, its task, its state
+
+An item is done when its provenance says so and its asset file exists, never because of an object's name.
+Its provenance is written (`claimed`, with the task UUID) before the task is sent, so a run killed at any
+moment, on any machine sharing the folder, fetches that task again instead of paying for it twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import bpy
+from mathutils import Matrix, Vector
+
+from . import pixels
+
+CATS_FILE = "blender_assets.cats.txt"
+ROOT_CATALOG = "SAM 3D"
+STATE_DIR = ".sam3d"
+_NAMESPACE = uuid.UUID("6f1f6a1e-3d0b-4a57-9a44-5a3d0bdc0f3d")  # catalog UUIDs stable across runs
+
+
+def catalog_id(path: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, path))
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write a file so that readers see the old one or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, wait: float = 30.0) -> Iterator[None]:
+    """A short-lived lock between processes (shards) writing one shared file; a stale one (a killed holder)
+    is broken after `wait` seconds."""
+    lock = path.with_name(path.name + ".lock")
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.close(fd)
+            break
+        except FileExistsError:
+            if time.monotonic() > deadline:
+                lock.unlink(missing_ok=True)
+                deadline = time.monotonic() + wait
+            time.sleep(0.02)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+class Library:
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def asset_path(self, key: str) -> Path:
+        return self.folder / f"{key}.blend"
+
+    def state_path(self, key: str) -> Path:
+        return self.folder / STATE_DIR / f"{key.replace('/', '__')}.json"
+
+    def state(self, key: str) -> dict[str, Any]:
+        try:
+            data = json.loads(self.state_path(key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def set_state(self, key: str, **fields: Any) -> None:
+        write_atomically(self.state_path(key), json.dumps({"key": key, "time": time.time(), **fields}).encode())
+
+    def is_done(self, key: str, hashes: dict[str, str]) -> bool:
+        state = self.state(key)
+        return state.get("state") == "done" and state.get("hashes") == hashes and self.asset_path(key).is_file()
+
+    def write_asset(self, key: str, root: bpy.types.Object) -> Path:
+        """The asset and what it uses (mesh, materials, packed images) as its own .blend, atomically."""
+        path = self.asset_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.blend")
+        try:
+            bpy.data.libraries.write(str(tmp), {root}, fake_user=True)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def add_catalogs(self, paths: set[str]) -> None:
+        """The library's catalog file (Blender's format), keeping catalogs anyone else wrote there."""
+        cats = self.folder / CATS_FILE
+        with file_lock(cats):
+            lines = cats.read_text(encoding="utf-8").splitlines() if cats.exists() else ["VERSION 1", ""]
+            known = {line.split(":")[0] for line in lines if ":" in line and not line.startswith("#")}
+            missing = [p for p in sorted(paths) if catalog_id(p) not in known]
+            if missing:
+                lines += [f"{catalog_id(p)}:{p}:{p.replace('/', '-')}" for p in missing]
+                write_atomically(cats, ("\n".join(lines) + "\n").encode())
+
+
+# --- one asset ------------------------------------------------------------------------------------------
+
+
+def make_asset(root: bpy.types.Object, *, catalog: str, description: str, tags: list[str],
+               provenance: dict[str, Any], target_size: float = 0.0, real_height: float = 0.0,
+               triangle_budget: int = 0, preview: Path | None = None) -> None:
+    """Clean the object for reuse and mark it as an asset with its metadata and a rendered preview."""
+    root.location = (0.0, 0.0, 0.0)  # the origin is at the base already (placement on the cursor)
+    if root.type == "MESH":
+        if real_height > 0 and root.dimensions.z > 0:  # a real size from the file name or sizes.csv
+            root.data.transform(Matrix.Scale(real_height / root.dimensions.z, 4))
+            root["sam3d_real_height"] = real_height
+        elif target_size > 0 and _longest(root) > 0:
+            root.data.transform(Matrix.Scale(target_size / _longest(root), 4))
+        if triangle_budget > 0:
+            decimate(root, triangle_budget)
+    root.asset_mark()
+    meta = root.asset_data
+    assert meta is not None  # asset_mark made it
+    meta.description = description
+    meta.catalog_id = catalog_id(catalog)
+    for tag in tags:
+        if tag and tag not in meta.tags:
+            meta.tags.new(tag)
+    for key, value in provenance.items():
+        meta[key] = value
+    if preview is not None:
+        render_preview(root, preview)
+
+
+def decimate(obj: bpy.types.Object, budget: int) -> None:
+    triangles = sum(len(p.vertices) - 2 for p in obj.data.polygons)
+    if triangles <= budget:
+        return
+    modifier = obj.modifiers.new("SAM3D Decimate", "DECIMATE")
+    assert isinstance(modifier, bpy.types.DecimateModifier)
+    modifier.ratio = budget / triangles
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    mesh = bpy.data.meshes.new_from_object(obj.evaluated_get(depsgraph))
+    obj.modifiers.remove(modifier)
+    old, obj.data = obj.data, mesh
+    assert isinstance(old, bpy.types.Mesh)
+    mesh.name = old.name
+    if old.users == 0:
+        bpy.data.meshes.remove(old)
+
+
+def render_preview(obj: bpy.types.Object, path: Path, size: int = 128) -> None:
+    """A small Cycles render of the object alone, set as its asset preview (not Blender's blank icon)."""
+    scene = bpy.data.scenes.new("SAM3D Preview")
+    try:
+        scene.collection.objects.link(obj)
+        radius = max(_longest(obj), 1e-3) * 0.9
+        centre = obj.matrix_world.translation + Vector((0, 0, obj.dimensions.z / 2))
+        camera = bpy.data.objects.new("SAM3D Preview Camera", bpy.data.cameras.new("SAM3D Preview Camera"))
+        camera.location = centre + Vector((radius * 1.4, -radius * 2.0, radius * 1.1))
+        camera.rotation_euler = (centre - camera.location).to_track_quat("-Z", "Y").to_euler()
+        sun = bpy.data.objects.new("SAM3D Preview Sun", bpy.data.lights.new("SAM3D Preview Sun", "SUN"))
+        sun.rotation_euler = (math.radians(40), 0, math.radians(30))
+        for extra in (camera, sun):
+            scene.collection.objects.link(extra)
+        scene.camera = camera
+        scene.render.engine = "CYCLES"  # type: ignore[assignment]  # the stubs list Blender's own engines only
+        scene.cycles.samples = 8
+        scene.cycles.device = "CPU"
+        scene.render.resolution_x = scene.render.resolution_y = size
+        scene.render.film_transparent = True
+        scene.render.filepath = str(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        had_result = "Render Result" in bpy.data.images
+        # No temp_override around operators here: Blender 4.2–5.0 read an override without holding Python's
+        # lock, which crashes while our download threads run Python (tests/blender/test_threads.py).
+        bpy.ops.render.render(write_still=True, scene=scene.name)
+        set_preview(obj, path)
+        if not had_result and "Render Result" in bpy.data.images:  # leave the file as it was
+            bpy.data.images.remove(bpy.data.images["Render Result"])
+    finally:
+        for extra in [o for o in scene.objects if o.name.startswith("SAM3D Preview")]:
+            data = extra.data
+            bpy.data.objects.remove(extra)
+            if isinstance(data, bpy.types.Camera) and data.users == 0:
+                bpy.data.cameras.remove(data)
+            elif isinstance(data, bpy.types.Light) and data.users == 0:
+                bpy.data.lights.remove(data)
+        bpy.data.scenes.remove(scene)
+
+
+def set_preview(obj: bpy.types.Object, path: Path) -> None:
+    """The rendered image as the object's asset preview (what Load Custom Preview does, without an operator)."""
+    image = bpy.data.images.load(str(path))
+    try:
+        rgba = pixels.pixels(image)[::-1]  # bottom row first, as Blender stores images and previews
+        preview = obj.preview_ensure()
+        preview.image_size = tuple(image.size)
+        pixels_of_preview: Any = preview.image_pixels_float  # the stubs say float: it is a float array
+        pixels_of_preview.foreach_set(rgba.ravel())  # also marks it edited: Blender won't redo it
+    finally:
+        bpy.data.images.remove(image)
+
+
+def _longest(obj: bpy.types.Object) -> float:
+    d = obj.dimensions
+    return float(max(d.x, d.y, d.z))
+
+
+def remove_from_file(root: bpy.types.Object) -> None:
+    """Take a written asset (and what only it used) out of the open file: the batch's memory stays flat."""
+    objects = [root, *root.children_recursive]
+    datas = [o.data for o in objects if o.data is not None]
+    materials = {m for d in datas if hasattr(d, "materials") for m in d.materials if m is not None}
+    images = {n.image for m in materials if m.node_tree for n in m.node_tree.nodes
+              if getattr(n, "image", None) is not None}
+    collections = {c for o in objects for c in o.users_collection if c.get("sam3d_made")}
+    bpy.data.batch_remove(objects)
+    for blocks in (datas, materials, images):
+        leftover = [b for b in blocks if b.users == 0]
+        if leftover:
+            bpy.data.batch_remove(leftover)
+    for collection in collections:
+        if not collection.all_objects:
+            bpy.data.collections.remove(collection)

@@ -1,0 +1,191 @@
+"""The end of a job, on the main thread: import what it brought into the open file and say how it went.
+
+An operator that waits for its jobs (modal, or blocking in a script) reports through its own `report`; a job
+nobody waits for (resumed, or its file was closed) is imported by the app timer (`tick`), and its messages go
+to the Jobs panel and to the status bar and Info editor (the `sam3d.message` operator), printed once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import bpy
+from bpy.props import EnumProperty, StringProperty
+
+from ..client import Journal, RunwareError
+from ..client.locks import TaskLocks
+from . import bake, importing, library, photo_camera
+from .runner import IDLE, RUNNER, TICK, Report, SceneJob, load_history, redraw_panels, refresh_quietly
+
+log = logging.getLogger(__name__)
+
+
+def finish(context: bpy.types.Context, entry: SceneJob) -> tuple[list[bpy.types.Object], list[str]]:
+    """Import a finished job's results into the open file. Raises RunwareError or GlbImportError."""
+    RUNNER.jobs.pop(entry.job.task_uuid, None)
+    job, req = entry.job, entry.job.request
+    outcome = job.outcome
+    assert outcome is not None
+    try:
+        if outcome.kind == "failed":
+            assert outcome.error is not None
+            raise outcome.error
+        already = [o for o in bpy.data.objects if o.get("sam3d_task_uuid") == job.task_uuid]
+        if req.resume and already:  # another press, or another process, brought it into this file already
+            note_imported(req.result_dir, job.task_uuid, [o.name for o in already], req.info())
+            return already, [f"{req.name} is already in this file: it was not imported twice."]
+        provenance = [importing.Provenance(r.task_uuid, r.seed, r.cost, req.prompt, req.image_name,
+                                           req.mask_name, req.model, r.index) for r in outcome.results]
+        box, lowres = entry.mask_box, entry.mask_lowres
+        arrange = (lambda roots: photo_camera.arrange(context, roots, req.image_name, box, lowres)) if box else None
+        objects = importing.import_results(context, [r.path for r in outcome.results], provenance,
+                                           name=req.name, placement=req.placement,
+                                           photo=req.image_name if entry.photo_collection else "", arrange=arrange)
+        resolution, budget = entry.finishing
+        for obj in objects if resolution or budget else []:  # Advanced: an engine-ready mesh and texture
+            if resolution:
+                bake.bake_object(context, obj, resolution=resolution, max_triangles=budget)
+            elif obj.type == "MESH":
+                library.decimate(obj, budget)
+        names = [o.name for o in objects]
+        if entry.after_import is not None:  # e.g. written to an asset library, and out of this file
+            entry.after_import(objects)
+        note_imported(req.result_dir, job.task_uuid, names, req.info())
+        return [o for o in bpy.data.objects if o.name in names and o.get("sam3d_task_uuid") == job.task_uuid], \
+            entry.warnings + outcome.warnings
+    except (RunwareError, importing.GlbImportError, bake.BakeError) as exc:
+        if entry.on_failure is not None:
+            entry.on_failure(str(exc))
+        raise
+    finally:
+        TaskLocks(req.result_dir).release(job.task_uuid)
+        refresh_quietly(req.result_dir)
+
+
+def note_imported(folder: Path, task_uuid: str, names: list[str], info: dict | None = None) -> None:
+    try:
+        Journal(folder).append("imported", task_uuid, objects=names, info=info or {})
+    except OSError as exc:  # the objects are in the scene: a journal line is not worth failing for
+        log.warning("SAM 3D: could not write the job journal: %s", exc)
+
+
+def conclude(context: bpy.types.Context, entry: SceneJob, report: Report) -> set[str]:
+    """Import a finished job and report the outcome in a sentence; the operator's return value."""
+    try:
+        objects, warnings = finish(context, entry)
+    except RunwareError as exc:
+        if exc.code == "cancelled":
+            report({"INFO"}, cancel_note(entry))
+        else:
+            report({"ERROR"}, str(exc))
+        return {"CANCELLED"}
+    except (importing.GlbImportError, bake.BakeError) as exc:
+        report({"ERROR"}, str(exc))
+        return {"CANCELLED"}
+    for warning in warnings:
+        report({"WARNING"}, warning)
+    costs = [o.get("sam3d_cost") for o in objects if o.get("sam3d_cost") is not None]
+    cost = f" (cost ${sum(costs):.4f})" if costs else ""
+    report({"INFO"}, f"SAM 3D: added {', '.join(o.name for o in objects) or entry.name}{cost}")
+    return {"FINISHED"}
+
+
+def cancel_note(entry: SceneJob) -> str:
+    if entry.job.submitted:
+        return (f"Cancelled. The task {entry.job.task_uuid} was already sent and may be billed: "
+                "Resume in the SAM 3D panel fetches its result without paying again.")
+    return "Cancelled before anything was sent."
+
+
+def run_blocking(context: bpy.types.Context, entries: list[SceneJob], report: Report) -> set[str]:
+    """Step the jobs until each ends and import each (a script, or background mode, asked to wait)."""
+    results = []
+    for entry in entries:
+        entry.owned = True
+    for entry in entries:
+        while not entry.job.done:
+            RUNNER.step()
+            entry.job.drain(block=TICK)
+        results.append(conclude(context, entry, report))
+    return {"FINISHED"} if "FINISHED" in set().union(*results) else {"CANCELLED"}
+
+
+def can_import(context: bpy.types.Context, entry: SceneJob) -> bool:
+    """Not while the artist is in Edit, Sculpt or Paint mode: the glTF importer would throw them out of it.
+    The result waits (the panel says so) and lands when they are back in Object Mode."""
+    if entry.job.outcome is not None and entry.job.outcome.kind == "failed":
+        return True  # nothing to import: report it now
+    if context.mode == "OBJECT":
+        return True
+    entry.job.text = "Ready: imports when you are back in Object Mode"
+    return False
+
+
+def adopt(entry: SceneJob) -> None:
+    """Import a job no operator waits for (its file was closed, or it was resumed) into the open file."""
+    # In the timer's own context: no window, which the glTF importer needs only for armatures (SAM 3D makes
+    # none). Never under temp_override: Blender 4.2–5.0 read an override without holding Python's lock
+    # inside operators, which crashed while our download threads ran Python (tests/blender/test_threads.py).
+    conclude(bpy.context, entry, tell)
+    if not bpy.app.background and bpy.ops.ed.undo_push.poll():  # type: ignore[call-arg]
+        bpy.ops.ed.undo_push(message=f"SAM 3D: {entry.name}")
+
+
+def tell(kind: set[str], text: str) -> None:
+    """Where the outcome of a job nobody waits for goes: the Jobs panel, and in the UI the status bar and the
+    Info editor (an operator's report is the only way there)."""
+    level = "ERROR" if "ERROR" in kind else "WARNING" if "WARNING" in kind else "INFO"
+    RUNNER.post(level, text)
+    if not bpy.app.background:
+        with contextlib.suppress(RuntimeError):  # an ERROR report reaches Python as an exception too
+            bpy.ops.sam3d.message(level=level, text=text)  # type: ignore[attr-defined]  # ours: not in the stubs
+
+
+class SAM3D_OT_message(bpy.types.Operator):
+    """Show a message of a background job in the status bar and the Info editor"""
+
+    bl_idname = "sam3d.message"
+    bl_label = "SAM 3D Message"
+    bl_options = {"INTERNAL"}
+
+    level: EnumProperty(items=[(k, k.title(), "") for k in ("INFO", "WARNING", "ERROR")])  # type: ignore[valid-type]
+    text: StringProperty()  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        self.report({self.level}, self.text)
+        return {"FINISHED"}
+
+
+# --- the app timer: steps every job in the UI, imports the jobs nobody owns -----------------------------
+
+
+def tick() -> float:
+    try:  # a timer that raises is unregistered by Blender: then nothing would import again
+        if RUNNER.history is None:  # the first tick after start: offer what earlier sessions left
+            load_history()
+        for feed in list(RUNNER.feeders):
+            feed()
+        changed = RUNNER.step()
+        for entry in [e for e in RUNNER.jobs.values() if e.job.done and not e.owned]:
+            if can_import(bpy.context, entry):
+                adopt(entry)
+                changed = True
+        if changed:
+            redraw_panels()
+    except Exception:
+        log.exception("SAM 3D: the job timer failed; it goes on")
+    return TICK if RUNNER.jobs or RUNNER.feeders else IDLE
+
+
+classes = (SAM3D_OT_message,)
+
+
+def register() -> None:
+    bpy.app.timers.register(tick, first_interval=IDLE, persistent=True)
+
+
+def unregister() -> None:
+    if bpy.app.timers.is_registered(tick):
+        bpy.app.timers.unregister(tick)
