@@ -8,6 +8,12 @@ FILE host on "localhost" (the CDN stand-in), so a test can prove the API key nev
         emu.faults.status_sequence = [429]
         ... point a client at emu.api_url ...
 
+Beyond the documented forms, `Faults` also plays a broken or malicious server (gzip bombs, trickling and
+stalling bodies, redirects, lying Content-Length, absurd resultIndex values) and `Style` the ways Runware may
+legitimately disagree with our client (Range ignored, the docs' literal result items, Retry-After as a date,
+forgotten tasks). `Emulator(tls=(cert, key))` serves both hosts over HTTPS (tests/tls.py makes a throw-away
+CA); tests/proxy.py is an HTTP CONNECT proxy to put in front of it.
+
 All times (Recorded.time, TaskState.created) are time.monotonic() seconds.
 """
 
@@ -21,8 +27,10 @@ import json
 import math
 import random
 import re
+import select
 import signal
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -30,8 +38,9 @@ import urllib.error
 import urllib.request
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -48,6 +57,10 @@ DOCS = "https://runware.ai/docs"
 ERRORS_DOC = f"{DOCS}/platform/errors"
 SAM3D_DOC = f"{DOCS}/models/meta-sam-3d-objects"
 REMBG_MODELS = {"runware:109@1", "bria:2@1", *(f"runware:112@{i}" for i in range(1, 11))}
+REMBG_MASK_MODELS = {"runware:109@1"}  # the models whose docs list settings.returnOnlyMask (RemBG v1.4)
+REMBG_DOC = f"{DOCS}/models/rembg-v1-4"
+HUGE_RESULT_INDEXES = (10**30, -5, "7", 2**64)  # Style.result_index "huge": generation i reports the i-th
+STALL_AFTER = 64 * 1024  # Faults.declared_length: bytes sent before the body stalls
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _TRANSIENT_CODES = {401: "invalidApiKey", 402: "insufficientCredits", 403: "insufficientPermissions",
                     404: "notFound", 408: "timeout", 429: "rateLimitExceeded",
@@ -63,33 +76,57 @@ _TASK_ERROR_MESSAGES = {
 class Faults:
     """Failures to inject; tests flip fields between calls. Counters count down as they fire."""
 
+    # -- the API host
     status_sequence: list[int] = field(default_factory=list)  # next API answers, in order
-    retry_after: float = 1  # seconds, sent as Retry-After with status_sequence answers
-    insufficient_credits: bool = False  # 402 for 3dInference submissions
+    retry_after: float = 1  # seconds, sent as Retry-After with status_sequence answers (Style.retry_after_form)
+    insufficient_credits: bool = False  # 402 for 3dInference submissions; accountManagement reports balance 0
     empty_401: bool = False  # an invalid key gets a 401 without a body
+    forget_tasks: bool = False  # getResponse answers taskFailedOrNotFound for every task, known or not
+    # -- tasks
     task_error: str | None = None  # every generation fails with this code after processing
     task_error_form: str = "errors"  # "errors": in the errors array | "data": {"status": "error", "error"}
     fail_generations: int = 0  # the last N generations of a task fail (code task_error or inferenceError)
     drop_after_submit: int = 0  # accept the next N 3dInference submissions, then close without answering
+    # -- the FILE host
     truncate_downloads: int = 0  # full Content-Length, half the bytes, close
     no_content_length: bool = False  # close-delimited file bodies
     corrupt_downloads: int = 0  # serve an HTML error page with 200
     file_status: int | None = None  # the file host answers only this status
-    download_size: int | None = None  # GLB results padded to about this many bytes
+    download_size: int | None = None  # GLB results (downloads and inline base64 forms) padded to about this size
+    redirect: str | None = None  # GET/HEAD answered 302 with Location: this URL (after redirect_chain hops)
+    redirect_chain: int = 0  # N hops of 302, each to a new path on the file host, before serving the file
+    declared_length: int | None = None  # GLBs declare this Content-Length, send 64 KiB, stall till hang-up
+    # -- hostile: a broken or malicious server
+    gzip_bomb: str | None = None  # "file" (GLB downloads) | "api" (getResponse answers) | "cutout" (rembg URL)
+    bomb_encoding: str = "gzip"  # the bomb's Content-Encoding: "gzip" | "deflate" (sent whatever was asked)
+    bomb_size: int = 2 * 1024**3  # bytes the bomb inflates to (zeros); on the wire about 1/1000 of it
+    trickle: float | None = None  # FILE host answers: headers, then one body byte every `trickle` seconds
+    trickle_api: bool = False  # with `trickle`: the API host's answers trickle too
 
 
 @dataclass
 class Style:
-    """The documented alternatives for response shapes."""
+    """The documented alternatives for response shapes, and the ways Runware may disagree with our client."""
 
-    result_form: str = "files"  # "files": outputs.files[{uuid, url}] | "modelURL": modelUUID/modelURL
+    # -- result items
+    result_form: str = "files"  # "files": outputs.files[{uuid, url}] | "modelURL": modelUUID + modelURL
+    #                             | "base64": modelUUID + modelBase64Data | "dataURI": modelUUID + modelDataURI
     multi_form: str = "items"  # "items": one item per generation | "files": one item, several outputs.files
+    result_index: str = "normal"  # "normal": 0, 1, … | "duplicate": all 0 | "huge": HUGE_RESULT_INDEXES | "absent"
+    literal_results: bool = False  # items exactly like the docs' example: no resultIndex anywhere
+    status_on_success: bool = True  # False: success items carry no "status": "success"
+    # -- acknowledgements and polls
     ack_form: str = "item"  # "item": {"data": [{taskType, taskUUID}]} | "empty": {"data": []}
     status_word: str = "processing"  # or "pending" (older docs)
-    include_progress: bool = True
+    include_progress: bool = False  # an integer "progress" on processing items (Runware does not document it)
+    list_finished_only: bool = False  # polls list finished generations only: {"data": []} until one finishes
     upload_data_form: str = "array"  # imageUpload/mediaStorage "data": "array" | "object"
     echo_task_type: str = "original"  # poll items' taskType: "original" | "getResponse"
+    # -- errors
     error_envelope: str = "errors"  # request-level errors: "errors" array | legacy "error" | "bare" object
+    retry_after_form: str = "seconds"  # Retry-After: "seconds" | "date" (an HTTP-date) | "none" (no header)
+    # -- the FILE host
+    range_ignored: bool = False  # Range is ignored: 200 with the whole body (else 206, or 416)
 
 
 class Headers(dict):
@@ -148,6 +185,7 @@ class _File:
     content_type: str
     available_at: float = 0.0
     expires_at: float | None = None
+    kind: str = "glb"  # "glb" (a result) | "upload" | "cutout" (removeBackground output)
 
 
 class ApiError(Exception):
@@ -233,32 +271,148 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def encode_png_rgba(width: int, height: int, rows) -> bytes:
-    """An 8-bit RGBA PNG from an iterable of raw rows (4 bytes per pixel)."""
+def encode_png(width: int, height: int, rows, color_type: int = 6) -> bytes:
+    """An 8-bit PNG from an iterable of raw rows: colour type 6 RGBA (4 bytes a pixel), 2 RGB (3), 0 gray (1)."""
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     raw = b"".join(b"\0" + row for row in rows)  # filter type 0 on every row
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
 
 
-def cutout_png(width: int, height: int) -> bytes:
-    """What removeBackground returns for our inputs: alpha 255 in a centred ellipse of ~40 % of the frame."""
+def encode_png_rgba(width: int, height: int, rows) -> bytes:
+    """An 8-bit RGBA PNG from an iterable of raw rows (4 bytes per pixel)."""
+    return encode_png(width, height, rows, 6)
+
+
+# What the object covers in a removeBackground input: None (a centred ellipse of ~40 % of the frame), a box
+# (x0, y0, x1, y1) in fractions of the width and height, or a callable (width, height) -> `height` rows of
+# `width` bytes each (0 background, 255 object; values between make a soft edge).
+Shape = tuple[float, float, float, float] | Callable[[int, int], Iterable[bytes]] | None
+
+
+def coverage_rows(width: int, height: int, shape: Shape = None) -> Iterator[bytes]:
+    """The object's coverage, row by row (`width` bytes each, 255 = object), for a `Shape`."""
+    if callable(shape):
+        count = 0
+        for row in shape(width, height):
+            row = bytes(row)
+            if len(row) != width:
+                raise ValueError(f"rembg_shape gave a row of {len(row)} bytes for a width of {width}")
+            count += 1
+            yield row
+        if count != height:
+            raise ValueError(f"rembg_shape gave {count} rows for a height of {height}")
+        return
+    if shape is not None:  # a box in fractions
+        fx0, fy0, fx1, fy1 = (float(v) for v in shape)
+        x0, x1 = max(0, min(width, round(fx0 * width))), max(0, min(width, round(fx1 * width)))
+        inside = b"\0" * x0 + b"\xff" * max(0, x1 - x0) + b"\0" * (width - max(x0, x1))
+        empty = b"\0" * width
+        for y in range(height):
+            yield inside if fy0 * height <= y + 0.5 < fy1 * height else empty
+        return
     k = math.sqrt(1.6 / math.pi)  # pi/4 * k^2 = 0.4: the ellipse's share of the frame
     a, b = k * width / 2, k * height / 2
-    inside, outside = b"\x80\x80\x80\xff", b"\0\0\0\0"
-    empty = outside * width
-
-    def row(y: int) -> bytes:
+    empty = b"\0" * width
+    for y in range(height):
         dy = (y + 0.5 - height / 2) / b
         if abs(dy) >= 1:
-            return empty
+            yield empty
+            continue
         half = a * math.sqrt(1 - dy * dy)
         x0, x1 = max(0, round(width / 2 - half)), min(width, round(width / 2 + half))
-        return outside * x0 + inside * (x1 - x0) + outside * (width - x1)
+        yield b"\0" * x0 + b"\xff" * (x1 - x0) + b"\0" * (width - x1)
 
-    return encode_png_rgba(width, height, (row(y) for y in range(height)))
+
+_GRAY_OF_COVERAGE = bytes([0] + [0x80] * 255)  # the cut-out's colour: mid-grey wherever there is any object
+
+
+def _cutout_row(coverage: bytes) -> bytes:
+    rgba = bytearray(4 * len(coverage))
+    gray = coverage.translate(_GRAY_OF_COVERAGE)
+    rgba[0::4] = rgba[1::4] = rgba[2::4] = gray
+    rgba[3::4] = coverage
+    return bytes(rgba)
+
+
+def cutout_png(width: int, height: int, shape: Shape = None) -> bytes:
+    """What removeBackground returns for our inputs: an RGBA cut-out whose alpha is the object (`shape`,
+    default a centred ellipse of ~40 % of the frame), mid-grey inside, transparent black outside."""
+    return encode_png(width, height, (_cutout_row(r) for r in coverage_rows(width, height, shape)), 6)
+
+
+def mask_png(width: int, height: int, shape: Shape = None) -> bytes:
+    """removeBackground with settings.returnOnlyMask: the mask itself, an opaque 8-bit grayscale PNG, white
+    object on black."""
+    return encode_png(width, height, coverage_rows(width, height, shape), 0)
+
+
+# ---------------------------------------------------------------- gzip bombs
+
+_BOMBS: dict[tuple[int, str], bytes] = {}
+_BOMBS_LOCK = threading.Lock()
+_BOMB_CHUNK = 1 << 20
+
+
+def _crc32_of_zeros(n: int) -> int:
+    """zlib.crc32(bytes(n)) in O(log n), without the bytes (zlib's crc32_combine, in GF(2))."""
+    def times(mat, vec):
+        out, i = 0, 0
+        while vec:
+            if vec & 1:
+                out ^= mat[i]
+            vec >>= 1
+            i += 1
+        return out
+
+    def square(mat):
+        return [times(mat, m) for m in mat]
+
+    # The register's update for one zero bit (a 32x32 matrix over GF(2), one column per bit), squared twice:
+    # the update for 4 zero bits. crc32(zeros(n)) is the update for n zero bytes applied to the initial
+    # 0xFFFFFFFF, inverted; n's binary digits pick which of the squarings (1, 2, 4, … bytes) to apply.
+    odd = [0xEDB88320] + [1 << i for i in range(31)]
+    even = square(odd)
+    odd = square(even)
+    crc = 0xFFFFFFFF
+    while n:
+        even = square(odd)  # even: the update for 1, 4, 16 … bytes; odd below: for 2, 8, 32 … bytes
+        if n & 1:
+            crc = times(even, crc)
+        n >>= 1
+        if not n:
+            break
+        odd = square(even)
+        if n & 1:
+            crc = times(odd, crc)
+        n >>= 1
+    return crc ^ 0xFFFFFFFF
+
+
+def bomb_bytes(size: int, encoding: str = "gzip") -> bytes:
+    """`size` zero bytes compressed as an HTTP `encoding` ("gzip" or "deflate", the zlib format), made without
+    ever holding the inflated data: one 1 MiB block of zeros is compressed after a full flush (so every block
+    is byte-aligned and identical) and repeated. About size / 1000 bytes; cached."""
+    if encoding not in ("gzip", "deflate"):
+        raise ValueError(f"unknown bomb encoding {encoding!r}")
+    key = (size, encoding)
+    with _BOMBS_LOCK:
+        if key in _BOMBS:
+            return _BOMBS[key]
+        whole, rest = divmod(size, _BOMB_CHUNK)
+        raw = zlib.compressobj(9, zlib.DEFLATED, -15)
+        block = raw.compress(bytes(_BOMB_CHUNK)) + raw.flush(zlib.Z_FULL_FLUSH) if whole else b""
+        last = raw.compress(bytes(rest)) + raw.flush(zlib.Z_FULL_FLUSH) if rest else b""
+        body = block * whole + last + raw.flush(zlib.Z_FINISH)
+        if encoding == "gzip":
+            data = (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + body
+                    + struct.pack("<II", _crc32_of_zeros(size), size & 0xFFFFFFFF))
+        else:  # adler32 of zeros: a stays 1, b adds 1 per byte
+            data = b"\x78\xda" + body + struct.pack(">I", (size % 65521) << 16 | 1)
+        _BOMBS[key] = data
+        return data
 
 
 def _decode_base64(text: str) -> bytes | None:
@@ -275,10 +429,17 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr, handler, emulator: Emulator):
+    def __init__(self, addr, handler, emulator: Emulator, ssl_context: ssl.SSLContext | None = None):
         self.emulator = emulator
+        self.ssl_context = ssl_context
         self.connections: set[socket.socket] = set()
         super().__init__(addr, handler)
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        if self.ssl_context:  # the handshake happens in the handler's thread, never in the accept loop
+            sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
 
     def handle_error(self, request, client_address):
         if self.emulator.verbose:  # clients hanging up mid-answer is normal here
@@ -293,6 +454,12 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self):
         super().setup()
         self.server.connections.add(self.connection)
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:
+                self.connection.do_handshake()
+            except BaseException:
+                self.server.connections.discard(self.connection)
+                raise
 
     def finish(self):
         try:
@@ -315,7 +482,19 @@ class _Handler(BaseHTTPRequestHandler):
             return b"".join(parts)
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-    def send(self, status: int, body: bytes, headers: dict | None = None, send_body: bool = True):
+    def send(self, status: int, body: bytes, headers: dict | None = None, send_body: bool = True,
+             on_sent: Callable[[int], None] | None = None):
+        """Answer; `on_sent(n)` is told of the body bytes as they go out."""
+        self.send_head(status, body, headers)
+        if send_body and body:
+            view = memoryview(body)
+            for start in range(0, len(body), 256 * 1024):
+                piece = view[start:start + 256 * 1024]
+                self.wfile.write(piece)
+                if on_sent:
+                    on_sent(len(piece))
+
+    def send_head(self, status: int, body: bytes, headers: dict | None = None):
         self.send_response(status)
         for name, value in (headers or {}).items():
             if value is not None:  # None: leave the header out
@@ -323,8 +502,16 @@ class _Handler(BaseHTTPRequestHandler):
         if "Content-Length" not in (headers or {}):
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if send_body and body:
-            self.wfile.write(body)
+
+    def peer_gone(self, wait: float, stopping: threading.Event) -> bool:
+        """Wait up to `wait` seconds; True when the emulator stops or the client hung up (its socket turned
+        readable mid-answer: an EOF, a TLS close_notify, or anything else we will not read)."""
+        if stopping.wait(wait):
+            return True
+        try:
+            return bool(select.select([self.connection], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True
 
 
 class _ApiHandler(_Handler):
@@ -347,8 +534,17 @@ class _FileHandler(_Handler):
 
 
 class Emulator:
+    """Two servers (API and FILE host) and everything they remember.
+
+    Besides `faults` and `style` (both restored by reset()), tests may set: `result_bytes`, `result_factory`,
+    `balance` (accountManagement, default 12.5) and `rembg_shape` (the object removeBackground finds, a `Shape`).
+    They may read: `requests`, `file_requests`, `tasks`, `uploads`, `billed()`, `file_bytes_sent` (body bytes the
+    FILE host sent), `trickle_bytes_sent` (bytes sent by trickling answers) and `trickle_open` (trickling or
+    stalled answers whose client has not hung up yet: a live count, never reset).
+    """
+
     def __init__(self, api_key="test-key", processing_time=0.3, result_glb=None, host="127.0.0.1",
-                 verbose=False):
+                 verbose=False, tls: tuple[str, str] | None = None):
         self.api_key = api_key
         self.processing_time = processing_time
         self.result_bytes = Path(result_glb).read_bytes() if result_glb else glb.canonical_glb()
@@ -356,24 +552,34 @@ class Emulator:
         self.result_factory: Callable[[dict, int], bytes] | None = None
         self.host = host
         self.verbose = verbose
+        self.tls = tls  # (certificate file, key file): serve both hosts over HTTPS (see tests/tls.py)
+        self.organization_uuid = str(uuid.uuid4())
         self.api_url = self.files_url = ""
         self.lock = threading.RLock()
         self._servers: list[_Server] = []
         self._threads: list[threading.Thread] = []
         self._timers: list[threading.Timer] = []
         self._stopping = threading.Event()
+        self.trickle_open = 0
         self.reset()
 
     # ---- lifecycle
 
-    def start(self, port: int = 0, files_port: int = 0) -> Emulator:
+    def start(self, port: int = 0, files_port: int = 0, tls: tuple[str, str] | None = None) -> Emulator:
+        """Listen; with `tls` (or the constructor's) both hosts speak HTTPS only."""
         self._stopping.clear()
-        api = _Server((self.host, port), _ApiHandler, self)
-        files = _Server((self.host, files_port), _FileHandler, self)
+        self.tls = tls or self.tls
+        context = None
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+        api = _Server((self.host, port), _ApiHandler, self, context)
+        files = _Server((self.host, files_port), _FileHandler, self, context)
         # A different host NAME for files, so "the key went to a second host" is observable.
         files_host = "localhost" if self.host == "127.0.0.1" else self.host
-        self.api_url = f"http://{self.host}:{api.server_address[1]}/v1"
-        self.files_url = f"http://{files_host}:{files.server_address[1]}"
+        scheme = "https" if context else "http"
+        self.api_url = f"{scheme}://{self.host}:{api.server_address[1]}/v1"
+        self.files_url = f"{scheme}://{files_host}:{files.server_address[1]}"
         for server in (api, files):
             thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                       daemon=True, name="runware-emulator")
@@ -383,7 +589,7 @@ class Emulator:
         return self
 
     def stop(self) -> None:
-        self._stopping.set()  # wakes sync submissions that are waiting
+        self._stopping.set()  # wakes sync submissions that are waiting, and trickling or stalled answers
         with self.lock:
             timers, self._timers = self._timers, []
         for timer in timers:
@@ -417,10 +623,30 @@ class Emulator:
             self.uploads: dict[str, bytes] = {}
             self._files: dict[str, _File] = {}
             self._padded: tuple[int | None, bytes, bytes] = (None, b"", b"")
+            self._forgotten: set[str] = set()
+            self.balance = 12.5  # USD, what accountManagement getDetails reports
+            self.rembg_shape: Shape = None  # the object removeBackground finds (None: a centred ellipse)
+            self.file_bytes_sent = 0
+            self.trickle_bytes_sent = 0
 
     def billed_tasks(self) -> int:
         with self.lock:
             return sum(1 for t in self.tasks.values() if t.task_type == "3dInference")
+
+    def billed(self, task_type: str = "3dInference") -> int:
+        """How many tasks of `task_type` were accepted (and so billed): "3dInference", "removeBackground"."""
+        with self.lock:
+            return sum(1 for t in self.tasks.values() if t.task_type == task_type)
+
+    def forget(self, task_uuid: str) -> None:
+        """From now on getResponse answers taskFailedOrNotFound for this task, as Runware does once its
+        retention period is over (the task still counts as billed, and its taskUUID still conflicts)."""
+        with self.lock:
+            self._forgotten.add(task_uuid)
+
+    def _count_file_bytes(self, n: int) -> None:
+        with self.lock:
+            self.file_bytes_sent += n
 
     # ---- API host
 
@@ -443,7 +669,14 @@ class Emulator:
         headers = dict(headers)
         if payload is not None:
             headers["Content-Type"] = "application/json"
-        h.send(status, data, headers)
+        polls = isinstance(body, list) and any(
+            isinstance(t, dict) and t.get("taskType") in ("getResponse", "getTaskDetails") for t in body)
+        if self.faults.gzip_bomb == "api" and status == 200 and polls:
+            self._send_bomb(h, "application/json", file_host=False)
+        elif self.faults.trickle and self.faults.trickle_api:
+            self._send_trickled(h, status, data, headers, file_host=False)
+        else:
+            h.send(status, data, headers)
 
     def _answer(self, rec: Recorded):
         """(status, JSON body or None, headers), or None to drop the connection."""
@@ -478,8 +711,12 @@ class Emulator:
     def _transient(self, status: int):
         code = _TRANSIENT_CODES.get(status, "internalServerError" if status >= 500 else "invalidRequest")
         err = ApiError(status, code, f"Emulated HTTP {status}: try again later.")
-        value = self.faults.retry_after
+        value, form = self.faults.retry_after, self.style.retry_after_form
         status, body, headers = self._request_error(err)
+        if form == "none":
+            return status, body, headers
+        if form == "date":  # HTTP-dates have whole seconds: round up, so the wait is never shorter
+            return status, body, {**headers, "Retry-After": formatdate(math.ceil(time.time() + value), usegmt=True)}
         return status, body, {**headers, "Retry-After": f"{value:g}"}
 
     def _request_error(self, err: ApiError, task: dict | None = None):
@@ -523,6 +760,7 @@ class Emulator:
 
     def _dispatch(self, task: dict, out: _Outcome) -> None:
         handlers = {
+            "accountManagement": self._account_management,
             "3dInference": self._submit_3d,
             "getResponse": self._poll,
             "getTaskDetails": self._poll,
@@ -698,36 +936,62 @@ class Emulator:
         task_uuid = self._check_uuid(task)
         with self.lock:
             state = self.tasks.get(task_uuid)
-        if state is None:
+            forgotten = self.faults.forget_tasks or task_uuid in self._forgotten
+        if state is None or forgotten:
             raise ApiError(404, "taskFailedOrNotFound", f"No task {task_uuid}.", "taskUUID")
         data, errors = self._render(state, "poll")
         out.data += data
         out.errors += [(200, e) for e in errors]
+
+    def _account_management(self, task: dict, out: _Outcome) -> None:
+        """accountManagement getDetails, shaped like runware.ai/docs/platform/account-management."""
+        self._check_uuid(task)
+        operation = task.get("operation")
+        if operation is None:
+            raise ApiError(400, "missingOperation", "operation is required.", "operation",
+                           allowedValues=["getDetails"])
+        if operation != "getDetails":
+            raise ApiError(400, "unsupportedParameter", f"Unknown operation {operation!r}.", "operation",
+                           allowedValues=["getDetails"])
+        out.data.append({
+            "taskType": "accountManagement", "taskUUID": task["taskUUID"], "operation": "getDetails",
+            "organizationUUID": self.organization_uuid, "organizationName": "Emulated Org",
+            "AIRSource": "emulated",
+            "balance": 0 if self.faults.insufficient_credits else self.balance,
+            "team": [{"name": "Emulated Owner", "email": "owner@example.invalid", "roles": ["Owner"],
+                      "joinedAt": "2024-01-15T10:30:00Z"}],
+            # Never the key itself: a name and dates only.
+            "apiKeys": [{"name": "Emulated key", "description": "The key these tests use", "enabled": True,
+                         "createdAt": "2024-01-15T10:35:00Z", "lastUsedAt": "2025-01-01T00:00:00Z"}],
+        })
 
     def _render(self, state: TaskState, mode: str) -> tuple[list, list]:
         """(data items, error objects) describing a task now; mode is "poll", "sync" or "webhook"."""
         echo = "getResponse" if mode == "poll" and self.style.echo_task_type == "getResponse" else None
         task_type = echo or state.task_type
         if state.task_type != "3dInference":
-            return [{**item, "taskType": task_type, "status": "success"} for item in state.results], []
+            return [self._success_status({**item, "taskType": task_type, "status": "success"})
+                    for item in state.results], []
+        listed = not (mode == "poll" and self.style.list_finished_only)  # list unfinished generations?
         gens: list[Generation] = state.results
         if len(gens) > 1 and self.style.multi_form == "files" and self.style.result_form == "files":
-            return self._render_grouped(state, task_type)
+            return self._render_grouped(state, task_type, listed)
         data, errors = [], []
         for gen in gens:
             if time.monotonic() < gen.done_at:
-                data.append(self._processing_item(state, task_type, gen.index))
+                if listed:
+                    data.append(self._processing_item(state, task_type, gen.index))
             elif gen.error:
                 self._add_failure(state, task_type, gen, data, errors)
             else:
                 data.append(self._success_item(state, task_type, gen.seed, [gen], gen.index))
         return data, errors
 
-    def _render_grouped(self, state: TaskState, task_type: str) -> tuple[list, list]:
+    def _render_grouped(self, state: TaskState, task_type: str, listed: bool = True) -> tuple[list, list]:
         """numberResults > 1 as one item carrying several outputs.files."""
         gens: list[Generation] = state.results
         if time.monotonic() < max(g.done_at for g in gens):
-            return [self._processing_item(state, task_type, None)], []
+            return ([self._processing_item(state, task_type, None)] if listed else []), []
         data, errors = [], []
         ok = [g for g in gens if not g.error]
         if ok:
@@ -737,11 +1001,23 @@ class Emulator:
                 self._add_failure(state, task_type, gen, data, errors)
         return data, errors
 
+    def _set_index(self, item: dict, index: int | None) -> None:
+        """resultIndex as Style.result_index and literal_results say."""
+        form = self.style.result_index
+        if index is None or form == "absent" or self.style.literal_results:
+            return
+        item["resultIndex"] = {"duplicate": 0, "huge": HUGE_RESULT_INDEXES[index % len(HUGE_RESULT_INDEXES)]
+                               }.get(form, index)
+
+    def _success_status(self, item: dict) -> dict:
+        if not self.style.status_on_success:
+            item.pop("status", None)
+        return item
+
     def _processing_item(self, state: TaskState, task_type: str, index: int | None) -> dict:
         item = {"taskType": task_type, "taskUUID": state.payload["taskUUID"],
                 "status": self.style.status_word}
-        if index is not None:
-            item["resultIndex"] = index
+        self._set_index(item, index)
         if self.style.include_progress:
             elapsed = time.monotonic() - state.created
             item["progress"] = min(99, int(100 * elapsed / max(self.processing_time, 1e-6)))
@@ -750,21 +1026,36 @@ class Emulator:
     def _success_item(self, state: TaskState, task_type: str, seed: int, gens: list[Generation],
                       index: int | None = None) -> dict:
         item = {"taskType": task_type, "taskUUID": state.payload["taskUUID"], "status": "success"}
-        if index is not None:  # the SDK tells generations apart by resultIndex first
-            item["resultIndex"] = index
+        self._set_index(item, index)  # the SDK tells generations apart by resultIndex first
         item["seed"] = seed
         if state.payload.get("includeCost"):
             item["cost"] = round(COST_PER_GENERATION * len(gens), 6)
-        if self.style.result_form == "modelURL":
+        form = self.style.result_form
+        if form == "modelURL":
             item.update(modelUUID=gens[0].file_uuid, modelURL=gens[0].url)
+        elif form in ("base64", "dataURI"):
+            encoded = base64.b64encode(self._result_data(gens[0])).decode()
+            item["modelUUID"] = gens[0].file_uuid
+            if form == "base64":
+                item["modelBase64Data"] = encoded
+            else:
+                item["modelDataURI"] = "data:model/gltf-binary;base64," + encoded
         else:
             item["outputs"] = {"files": [{"uuid": g.file_uuid, "url": g.url} for g in gens]}
-        return item
+        return self._success_status(item)
+
+    def _result_data(self, gen: Generation) -> bytes:
+        """The GLB bytes of a generation, exactly as the FILE host would serve them now."""
+        with self.lock:
+            stored = self._files.get(urlsplit(gen.url).path)
+            if stored is None or self.result_factory is None:
+                return self._glb_bytes()
+            return stored.data
 
     def _add_failure(self, state: TaskState, task_type: str, gen: Generation, data: list, errors: list):
         message = _TASK_ERROR_MESSAGES.get(gen.error, f"The task failed ({gen.error}).")
-        base = {"taskType": task_type, "taskUUID": state.payload["taskUUID"], "status": "error",
-                "resultIndex": gen.index}
+        base = {"taskType": task_type, "taskUUID": state.payload["taskUUID"], "status": "error"}
+        self._set_index(base, gen.index)
         if self.faults.task_error_form == "data":
             data.append({**base, "error": {"code": gen.error, "message": message}})
         else:
@@ -772,13 +1063,13 @@ class Emulator:
 
     # ---- uploads and masks
 
-    def _store_image(self, data: bytes) -> tuple[str, str]:
-        """Keep an uploaded image; returns (uuid, URL on the file host)."""
+    def _store_image(self, data: bytes, kind: str = "upload") -> tuple[str, str]:
+        """Keep an uploaded (or made) image; returns (uuid, URL on the file host)."""
         image_uuid = str(uuid.uuid4())
         path = f"/images/{image_uuid}.{sniff_image(data)}"
         with self.lock:
             self.uploads[image_uuid] = data
-            self._files[path] = _File(data, f"image/{sniff_image(data)}")
+            self._files[path] = _File(data, f"image/{sniff_image(data)}", kind=kind)
         return image_uuid, self.files_url + path
 
     def _upload_reply(self, task: dict, out: _Outcome, item: dict) -> None:
@@ -830,8 +1121,18 @@ class Emulator:
         if task.get("outputFormat", "PNG") != "PNG":  # emulator limit: only PNG keeps the alpha we make
             raise ApiError(400, "unsupportedParameter", "Only PNG is emulated.", "outputFormat",
                            allowedValues=["PNG"])
-        png = cutout_png(*size)
-        image_uuid, url = self._store_image(png)
+        settings = task.get("settings", {})
+        if not isinstance(settings, dict):
+            raise ApiError(400, "invalidSettings", "settings must be an object.", "settings")
+        only_mask = settings.get("returnOnlyMask", False)
+        if not isinstance(only_mask, bool):
+            raise ApiError(400, "invalidReturnOnlyMask", "settings.returnOnlyMask must be a boolean.",
+                           "settings.returnOnlyMask")
+        if only_mask and model not in REMBG_MASK_MODELS:
+            raise ApiError(400, "unsupportedParameter", f"Model {model} does not support returnOnlyMask.",
+                           "settings.returnOnlyMask", documentation=f"{REMBG_DOC}#request-settings-returnonlymask")
+        png = (mask_png if only_mask else cutout_png)(*size, self.rembg_shape)
+        image_uuid, url = self._store_image(png, kind="cutout")
         item = {"imageUUID": image_uuid}
         if output_type == "URL":
             item["imageURL"] = url
@@ -915,25 +1216,104 @@ class Emulator:
         rec = Recorded(h.command, h.path, Headers(h.headers.items()), None, time.monotonic())
         with self.lock:
             self.file_requests.append(rec)
-            stored = self._files.get(urlsplit(h.path).path)
-            status, body, ctype, mode = self._pick_file_answer(stored)
+            location, path = self._hop(urlsplit(h.path).path)
+            if location is None:
+                status, body, ctype, mode = self._pick_file_answer(self._files.get(path))
+        if location is not None:
+            rec.status = 302
+            h.send(302, b"", {"Location": location})
+            return
         rec.status = status
         head = h.command == "HEAD"
-        headers = {"Content-Type": ctype, "Accept-Ranges": "bytes"}
-        if status == 200 and "Range" in h.headers:  # resuming; faults then apply to the range
-            status, body, extra = self._range(h.headers["Range"], body)
+        if mode == "bomb":
+            self._send_bomb(h, ctype, file_host=True)
+            return
+        headers = {"Content-Type": ctype, "Accept-Ranges": None if self.style.range_ignored else "bytes"}
+        if mode == "stall":
+            self._send_stalled(h, body, headers)
+            return
+        if status == 200 and "Range" in h.headers and not self.style.range_ignored:  # resuming
+            status, body, extra = self._range(h.headers["Range"], body)  # faults then apply to the range
             headers.update(extra)
             rec.status = status
-        if mode:  # "truncate": promise everything, deliver half, hang up; "no_length": close-delimited
+        if self.faults.trickle:
+            self._send_trickled(h, status, body, headers, file_host=True)
+        elif mode:  # "truncate": promise everything, deliver half, hang up; "no_length": close-delimited
             h.close_connection = True
             length = None if "no_length" in mode else str(len(body))
             sent = body[:len(body) // 2] if "truncate" in mode else body
-            h.send(status, sent, {**headers, "Content-Length": length, "Connection": "close"}, not head)
+            h.send(status, sent, {**headers, "Content-Length": length, "Connection": "close"}, not head,
+                   self._count_file_bytes)
         else:
-            h.send(status, body, headers, not head)
+            h.send(status, body, headers, not head, self._count_file_bytes)
+
+    def _hop(self, path: str) -> tuple[str | None, str]:
+        """(the Location to answer 302 with, or None to serve; the file's path), under the lock.
+        With redirect_chain N a file's path answers 302 to /hop/N-1/<path>, which answers 302 to
+        /hop/N-2/<path> … until /hop/0/<path>, which serves the file (or redirects to Faults.redirect)."""
+        match = re.fullmatch(r"/hop/(\d+)(/.*)", path)
+        left, real = (int(match.group(1)), match.group(2)) if match else (self.faults.redirect_chain, path)
+        if left > 0:
+            return f"{self.files_url}/hop/{left - 1}{real}", real
+        return self.faults.redirect, real
+
+    def _send_bomb(self, h: _Handler, content_type: str, file_host: bool) -> None:
+        """A compressed bomb, whatever the client's Accept-Encoding said."""
+        faults = self.faults
+        data = bomb_bytes(faults.bomb_size, faults.bomb_encoding)
+        headers = {"Content-Type": content_type, "Content-Encoding": faults.bomb_encoding}
+        h.send(200, data, headers, h.command != "HEAD", self._count_file_bytes if file_host else None)
+
+    def _send_stalled(self, h: _Handler, body: bytes, headers: dict) -> None:
+        """Declare Faults.declared_length, send the first 64 KiB of the real body, then nothing until the
+        client hangs up (or the fault is cleared, or the emulator stops)."""
+        declared = self.faults.declared_length
+        h.close_connection = True
+        h.send_head(200, b"", {**headers, "Content-Length": str(declared), "Connection": "close"})
+        if h.command == "HEAD":
+            return
+        with self.lock:
+            self.trickle_open += 1
+        try:
+            first = body[:min(STALL_AFTER, declared)]
+            h.wfile.write(first)
+            self._count_file_bytes(len(first))
+            while self.faults.declared_length is not None and not h.peer_gone(0.05, self._stopping):
+                pass
+        except OSError:
+            pass
+        finally:
+            with self.lock:
+                self.trickle_open -= 1
+
+    def _send_trickled(self, h: _Handler, status: int, body: bytes, headers: dict, file_host: bool) -> None:
+        """Headers at once, then one body byte every Faults.trickle seconds until the body is done (which
+        takes forever in practice), the client hangs up, the fault is cleared, or the emulator stops."""
+        h.close_connection = True
+        h.send_head(status, body, {**headers, "Connection": "close"})
+        if h.command == "HEAD" or not body:
+            return
+        with self.lock:
+            self.trickle_open += 1
+        try:
+            for i in range(len(body)):
+                wait = self.faults.trickle
+                if not wait or not (file_host or self.faults.trickle_api) or h.peer_gone(wait, self._stopping):
+                    break
+                h.wfile.write(body[i:i + 1])
+                with self.lock:
+                    self.trickle_bytes_sent += 1
+                    if file_host:
+                        self.file_bytes_sent += 1
+        except OSError:
+            pass
+        finally:
+            with self.lock:
+                self.trickle_open -= 1
 
     def _pick_file_answer(self, stored: _File | None):
-        """(status, body, content type, delivery mode) with the file faults applied; under the lock."""
+        """(status, body, content type, delivery mode) with the file faults applied; under the lock.
+        Modes: "bomb", "stall", or "no_length" and/or "truncate"."""
         faults, now = self.faults, time.monotonic()
         if faults.file_status:
             return faults.file_status, b"<html><body>Error</body></html>", "text/html", None
@@ -948,6 +1328,10 @@ class Emulator:
         if faults.corrupt_downloads > 0:
             faults.corrupt_downloads -= 1
             return 200, b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>", "text/html", None
+        if faults.gzip_bomb and {"file": "glb", "cutout": "cutout"}.get(faults.gzip_bomb) == stored.kind:
+            return 200, b"", ctype, "bomb"
+        if faults.declared_length is not None and stored.kind == "glb":
+            return 200, body, ctype, "stall"
         mode = "no_length" if faults.no_content_length else ""
         if faults.truncate_downloads > 0:
             faults.truncate_downloads -= 1
@@ -973,9 +1357,12 @@ def main(argv=None) -> None:
     parser.add_argument("--key", default="test-key")
     parser.add_argument("--glb", help="GLB file to serve as every result (default: a generated mesh)")
     parser.add_argument("--processing", type=float, default=3.0, help="seconds per task")
+    parser.add_argument("--progress", action="store_true", help="report an integer progress while processing")
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with this certificate")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    emu = Emulator(args.key, args.processing, args.glb, verbose=args.verbose)
+    emu = Emulator(args.key, args.processing, args.glb, verbose=args.verbose, tls=args.tls)
+    emu.style.include_progress = args.progress
     emu.start(args.port, args.files_port)
     print(emu.api_url, flush=True)
     print(f"files on {emu.files_url}; key {args.key!r}; Ctrl-C to stop", flush=True)

@@ -2,6 +2,10 @@
 
 The layout mimics what Runware's SAM 3D returns (written by trimesh): a root node named "world" with one
 mesh child "geometry_0", no material. Used by the emulator and by importer tests.
+
+Hostile builders, for tests that set `emu.result_bytes` to what a broken or malicious server might send:
+`glb_with_image_uri`, `glb_with_buffer_uri`, `glb_with_unknown_required_extension`, `glb_with_triangles`
+(huge but cheap to build) and `glb_out_of_range_accessor`.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ from __future__ import annotations
 import json
 import math
 import struct
+import sys
+from array import array
 
 GLB_MAGIC = b"glTF"
 _JSON_CHUNK = 0x4E4F534A
@@ -32,20 +38,25 @@ def _flatten_indices(indices) -> list[int]:
     return flat
 
 
-def _assemble(doc: dict, binary: bytes) -> bytes:
-    """Header + JSON chunk (space padded) + BIN chunk (zero padded); declared length = real length."""
+def _assemble(doc: dict, binary: bytes | None) -> bytes:
+    """Header + JSON chunk (space padded) + BIN chunk (zero padded; none when `binary` is None);
+    declared length = real length."""
     json_bytes = _pad4(json.dumps(doc, separators=(",", ":")).encode(), b" ")
-    binary = _pad4(binary, b"\0")
-    total = 12 + 8 + len(json_bytes) + 8 + len(binary)
-    return b"".join([
-        struct.pack("<4sII", GLB_MAGIC, 2, total),
-        struct.pack("<II", len(json_bytes), _JSON_CHUNK), json_bytes,
-        struct.pack("<II", len(binary), _BIN_CHUNK), binary,
-    ])
+    parts = [b"", struct.pack("<II", len(json_bytes), _JSON_CHUNK), json_bytes]
+    if binary is not None:
+        binary = _pad4(binary, b"\0")
+        parts += [struct.pack("<II", len(binary), _BIN_CHUNK), binary]
+    parts[0] = struct.pack("<4sII", GLB_MAGIC, 2, 12 + sum(len(p) for p in parts))
+    return b"".join(parts)
 
 
 def make_glb(positions, indices, colors=None, root_name="world", root_matrix=None) -> bytes:
     """Build a GLB: positions [(x, y, z)], triangle indices, optional RGB(A) floats 0..1 as COLOR_0."""
+    return _assemble(*_document(positions, indices, colors, root_name=root_name, root_matrix=root_matrix))
+
+
+def _document(positions, indices, colors=None, uvs=None, root_name="world", root_matrix=None):
+    """(glTF JSON document, BIN chunk) of one mesh; `uvs` [(u, v)] become TEXCOORD_0."""
     positions = [tuple(float(c) for c in p) for p in positions]
     flat = _flatten_indices(indices)
     if len(flat) % 3 or any(i < 0 or i >= len(positions) for i in flat):
@@ -80,7 +91,14 @@ def make_glb(positions, indices, colors=None, root_name="world", root_matrix=Non
                             _ARRAY_BUFFER)
         accessors.append({"bufferView": col_view, "componentType": _FLOAT, "count": len(rgba),
                           "type": "VEC4"})
-        attributes["COLOR_0"] = 2
+        attributes["COLOR_0"] = len(accessors) - 1
+    if uvs is not None:
+        uvs = [(float(u), float(v)) for u, v in uvs]
+        if len(uvs) != len(positions):
+            raise ValueError("one UV per vertex")
+        uv_view = add_view(struct.pack(f"<{2 * len(uvs)}f", *(c for uv in uvs for c in uv)), _ARRAY_BUFFER)
+        accessors.append({"bufferView": uv_view, "componentType": _FLOAT, "count": len(uvs), "type": "VEC2"})
+        attributes["TEXCOORD_0"] = len(accessors) - 1
 
     root: dict = {"name": root_name, "children": [1]}
     if root_matrix is not None:
@@ -97,7 +115,7 @@ def make_glb(positions, indices, colors=None, root_name="world", root_matrix=Non
         "bufferViews": views,
         "buffers": [{"byteLength": len(binary)}],
     }
-    return _assemble(doc, binary)
+    return doc, binary
 
 
 def ellipsoid(radii=(0.4, 0.48, 0.3), segments=32, rings=20):
@@ -173,3 +191,112 @@ def pad_glb(data: bytes, size: int) -> bytes:
     bin_len = max(bin_len, len(binary))
     doc["buffers"][0]["byteLength"] = bin_len
     return _assemble(doc, binary + b"\0" * (bin_len - len(binary)))
+
+
+# ---------------------------------------------------------------- hostile GLBs (what a bad server might send)
+
+_QUAD = [(-0.5, -0.5, 0.0), (0.5, -0.5, 0.0), (0.5, 0.5, 0.0), (-0.5, 0.5, 0.0)]
+_QUAD_TRIS = [(0, 1, 2), (0, 2, 3)]
+_QUAD_UVS = [(0.0, 1.0), (1.0, 1.0), (1.0, 0.0), (0.0, 0.0)]
+
+
+def glb_with_image_uri(uri: str) -> bytes:
+    """A textured quad whose base-colour image is the external `uri` (an absolute path, "../../x.blend",
+    "file:///etc/passwd", "http://…"): a GLB must never make its importer read or fetch anything else."""
+    doc, binary = _document(_QUAD, _QUAD_TRIS, uvs=_QUAD_UVS)
+    doc["meshes"][0]["primitives"][0]["material"] = 0
+    doc["materials"] = [{"name": "hostile", "pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}}]
+    doc["textures"] = [{"sampler": 0, "source": 0}]
+    doc["samplers"] = [{}]
+    doc["images"] = [{"uri": uri}]
+    return _assemble(doc, binary)
+
+
+def glb_with_buffer_uri(uri: str, byte_length: int | None = None) -> bytes:
+    """A quad whose buffer 0 is the external `uri` (e.g. "/dev/zero", "../../secret.bin") instead of the BIN
+    chunk, which is left out; `byte_length` overrides the declared size (default: the real geometry's)."""
+    doc, binary = _document(_QUAD, _QUAD_TRIS)
+    doc["buffers"][0] = {"byteLength": len(binary) if byte_length is None else byte_length, "uri": uri}
+    return _assemble(doc, None)
+
+
+def glb_with_unknown_required_extension(name: str = "EXT_hostile_unknown") -> bytes:
+    """The canonical mesh, but listing `name` in extensionsUsed and extensionsRequired (a loader must refuse)."""
+    positions, tris, colors = ellipsoid(segments=8, rings=6)
+    doc, binary = _document(positions, tris, colors)
+    doc["extensionsUsed"] = [name]
+    doc["extensionsRequired"] = [name]
+    doc["meshes"][0]["primitives"][0]["extensions"] = {name: {}}
+    return _assemble(doc, binary)
+
+
+def glb_out_of_range_accessor(kind: str = "count") -> bytes:
+    """A quad with one lie that makes a naive reader go out of bounds:
+    "count": the POSITION accessor claims a million vertices in a 48-byte bufferView;
+    "index": an index points past the last vertex (min/max say so honestly);
+    "offset": the POSITION bufferView starts past the end of the buffer."""
+    doc, binary = _document(_QUAD, _QUAD_TRIS)
+    position = doc["accessors"][1]
+    if kind == "count":
+        position["count"] = 1_000_000
+    elif kind == "index":
+        flat = [0, 1, 2, 0, 2, 65535]  # far past vertex 3
+        binary = struct.pack("<6H", *flat) + binary[12:]
+        doc["accessors"][0]["max"] = [max(flat)]
+    elif kind == "offset":
+        doc["bufferViews"][position["bufferView"]]["byteOffset"] = 1 << 20
+    else:
+        raise ValueError(f"unknown kind {kind!r}")
+    return _assemble(doc, binary)
+
+
+def glb_with_triangles(n: int) -> bytes:
+    """A valid GLB of exactly `n` distinct, non-degenerate triangles, fast and without Python lists
+    (12 million triangles: about 72 MB, built in well under a few seconds).
+
+    The vertices (at most 65536, so indices stay uint16) zig-zag along X in the unit cube; triangle (i, i+1, i+s)
+    for stride s = 2, 3, … until n are made: stride 2 alone is a clean triangle strip."""
+    if n < 1:
+        raise ValueError("n must be positive")
+    v = min(65536, n + 2)
+    if n > sum(v - s for s in range(2, v)):
+        raise ValueError("too many triangles for 65536 vertices")
+    base = array("H", range(v))
+    indices = array("H")
+    remaining, stride = n, 2
+    while remaining:
+        m = min(v - stride, remaining)
+        block = array("H", bytes(6 * m))
+        block[0::3] = base[:m]
+        block[1::3] = base[1:m + 1]
+        block[2::3] = base[stride:stride + m]
+        indices.extend(block)
+        remaining -= m
+        stride += 1
+    positions = array("f", bytes(12 * v))
+    step = 1.0 / (v - 1)
+    positions[0::3] = array("f", (i * step - 0.5 for i in range(v)))
+    positions[1::3] = array("f", ((i & 1) - 0.5 for i in range(v)))
+    if sys.byteorder == "big":  # glTF is little-endian
+        indices.byteswap()
+        positions.byteswap()
+    index_bytes = _pad4(indices.tobytes(), b"\0")
+    del indices
+    doc = {
+        "asset": {"version": "2.0", "generator": "tests/glb.py glb_with_triangles"},
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"name": "world", "children": [1]}, {"name": "geometry_0", "mesh": 0}],
+        "meshes": [{"name": "geometry_0", "primitives": [{"attributes": {"POSITION": 1}, "indices": 0, "mode": 4}]}],
+        "accessors": [
+            {"bufferView": 0, "componentType": _UINT16, "count": 3 * n, "type": "SCALAR", "min": [0], "max": [v - 1]},
+            {"bufferView": 1, "componentType": _FLOAT, "count": v, "type": "VEC3",
+             "min": [-0.5, -0.5, 0.0], "max": [0.5, 0.5, 0.0]},
+        ],
+        "bufferViews": [
+            {"buffer": 0, "byteOffset": 0, "byteLength": 6 * n, "target": _ELEMENT_ARRAY_BUFFER},
+            {"buffer": 0, "byteOffset": len(index_bytes), "byteLength": 12 * v, "target": _ARRAY_BUFFER},
+        ],
+        "buffers": [{"byteLength": len(index_bytes) + 12 * v}],
+    }
+    return _assemble(doc, index_bytes + positions.tobytes())
