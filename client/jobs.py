@@ -81,6 +81,7 @@ class JobRequest:
     proxy: str = field(default="", repr=False)  # may hold a user name and password
     ca_bundle: str = ""
     poll_first_delay: float = 0.5
+    typical_seconds: float | None = None  # how long tasks took lately (polls come quicker around then)
     source: dict[str, Any] = field(default_factory=dict)  # what the work is (a batch item's files and hashes)
     downloaded: list[dict[str, Any]] = field(default_factory=list)  # a resumed task's files already on disk
     reservation: Reservation | None = field(default=None, repr=False)  # the money held for it (none: free)
@@ -369,7 +370,7 @@ class Job:
             self._emit("processing", within, label if s.processing or s.results else "Queued")
 
         return client.wait(self.task_uuid, req.number_results, on_progress=progress,
-                           first_delay=req.poll_first_delay)
+                           first_delay=req.poll_first_delay, typical=req.typical_seconds)
 
     def _gate(self, path: Path) -> None:
         """Only a GLB that refers to nothing outside itself, within the budget, may reach the importer."""

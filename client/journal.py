@@ -37,6 +37,13 @@ class TaskRecord:
     results: list[dict[str, Any]] = field(default_factory=list)  # index, url, seed, cost
     files: list[dict[str, Any]] = field(default_factory=list)  # path, index, seed, cost of each GLB on disk
     code: str = ""
+    submitted_at: float = 0.0
+    finished_at: float = 0.0  # when its results (or its failure) came
+
+    @property
+    def seconds(self) -> float | None:
+        """From submission to results, when both are known."""
+        return self.finished_at - self.submitted_at if self.submitted_at and self.finished_at else None
 
     @property
     def cost(self) -> float:
@@ -123,6 +130,11 @@ class History:
 
     def recent(self, count: int) -> list[TaskRecord]:
         return sorted(self.tasks.values(), key=lambda t: t.time, reverse=True)[:count]
+
+    def typical_seconds(self) -> float | None:
+        """The median time of the latest tasks from submission to results (None before the first)."""
+        durations = sorted(d for t in self.recent(16) if (d := t.seconds) is not None and d > 0)
+        return durations[len(durations) // 2] if durations else None
 
     def get(self, task_uuid: str) -> TaskRecord | None:
         """A task by its UUID: in memory, else one pass over the journal (an old task: rare)."""
@@ -247,8 +259,11 @@ def _fold(tasks: dict[str, TaskRecord], rec: dict[str, Any]) -> TaskRecord:
     task.time = rec.get("time", task.time)
     if event in ("created", "submitted", "imported") and isinstance(rec.get("info"), dict):
         task.info.update(rec["info"])
+    if event == "submitted":
+        task.submitted_at = task.time
     if event == "results":
         task.results = list(rec.get("results") or [])
+        task.finished_at = task.time
     if event == "downloaded":
         task.files = list(rec.get("files") or [])
     if event == "failed":

@@ -51,8 +51,10 @@ def job_request(context: bpy.types.Context, *, paid: bool = True, limits: tuple[
     destinations = {"webhook_url": prefs.webhook_url.strip(), "upload_endpoint": prefs.upload_endpoint.strip()}
     if not all(preferences.is_secure_destination(url) for url in destinations.values() if url):
         raise RunwareError("insecureHook")
+    history = RUNNER.history
     request = JobRequest(
         api_key=preferences.api_key(prefs), result_dir=preferences.result_folder(prefs), model=prefs.model.strip(),
+        typical_seconds=history.typical_seconds() if history is not None else None,
         job_timeout=prefs.job_timeout, max_download_bytes=prefs.max_download_mb * 1024 * 1024,
         max_triangles=prefs.max_triangles, **destinations, **network(context), **fields)
     if paid and not request.resume:

@@ -1,17 +1,15 @@
-"""Bake to Texture (operators/bake.py), loaded straight from its file so that these tests do not depend on the
-package: the real SAM 3D sample (227k triangles) coloured from its own photo, reduced, unwrapped and baked by
-Cycles, then checked against the original surface point by point.
+"""Bake to Texture (operators/bake.py) of the installed add-on: the real SAM 3D sample (227k triangles)
+coloured from its own photo, reduced, unwrapped and baked by Cycles, then checked against the original
+surface point by point.
 
 Timings are printed, never asserted (run with `-s` to see them)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
@@ -26,7 +24,6 @@ from tests.glb import ellipsoid, make_glb, read_glb
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "human_object"
 TEXTURED_SPHERE = ROOT / "tests" / "data" / "textured_sphere.glb"
-ADDON_BAKE = "bl_ext.user_default.sam3d.operators.bake"  # the same operator, when the installed add-on has it
 KINDS = ("objects", "meshes", "materials", "images")
 N_SAMPLES = 20_000
 PSNR_FLOOR = 30.0
@@ -36,25 +33,9 @@ PSNR_FLOOR = 30.0
 
 
 @pytest.fixture(scope="module")
-def bake() -> Iterator[ModuleType]:
-    """operators/bake.py as a module of its own, its operator registered (in place of the add-on's, if any)."""
-    spec = importlib.util.spec_from_file_location("sam3d_bake", ROOT / "operators" / "bake.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # Blender reads the operator's property annotations from its module
-    spec.loader.exec_module(module)
-    installed = sys.modules.get(ADDON_BAKE)
-    previous = getattr(installed, "classes", ()) if hasattr(bpy.types, "SAM3D_OT_bake") else ()
-    for cls in previous:
-        bpy.utils.unregister_class(cls)
-    for cls in module.classes:
-        bpy.utils.register_class(cls)
-    yield module
-    for cls in reversed(module.classes):
-        bpy.utils.unregister_class(cls)
-    for cls in previous:
-        bpy.utils.register_class(cls)
-    sys.modules.pop(spec.name, None)
+def bake(addon: str) -> ModuleType:
+    """operators/bake.py of the installed add-on (its operator registered by the add-on itself)."""
+    return sys.modules[f"{addon}.operators.bake"]
 
 
 @pytest.fixture(scope="session")
