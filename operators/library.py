@@ -101,7 +101,8 @@ class Library:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.blend")
         try:
-            bpy.data.libraries.write(str(tmp), {root}, fake_user=True)
+            # Paths relative to the asset (a baked texture beside it): the library can move, or be shared.
+            bpy.data.libraries.write(str(tmp), {root}, fake_user=True, path_remap="RELATIVE_ALL")
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,6 +78,14 @@ def reset_session() -> None:
     module("operators.batch").ACTIVE.clear()
     module("operators.bake").PROGRESS.update(active=False, fraction=0.0, text="")
     module("preferences").CONNECTION_REPORT.clear()
+
+
+def wait_until(condition, timeout: float = 60.0) -> None:  # noqa: ANN001
+    """Wait for `condition()` to hold; the timeout only catches a hang (it is never a speed goal)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.02)
 
 
 def tick() -> None:

@@ -293,7 +293,7 @@ def test_a_real_size_from_the_file_name_or_sizes_csv(sam3d):
 def test_a_batch_cut_off_midway_fetches_what_was_already_paid_instead_of_paying_again(sam3d):
     folder = photos(sam3d.tmp)
     library = sam3d.tmp / "cut"
-    sam3d.emu.processing_time = 3.0
+    sam3d.emu.processing_time = 600.0  # still processing when Blender goes
     sam3d.prefs.max_jobs = 4
     batch = batch_module().prepare(folder, library, batch_module().Options())
     batch_module().run(bpy.context, batch, print, blocking=False)
@@ -367,3 +367,20 @@ def test_three_shard_processes_build_one_library_each_item_paid_once(zipped):
     assert reports == ["sam3d-report.1-of-3.json", "sam3d-report.2-of-3.json", "sam3d-report.3-of-3.json"]
     cats = (library / "blender_assets.cats.txt").read_text().splitlines()
     assert len([c for c in cats if ":" in c]) == len({c.split(":")[0] for c in cats if ":" in c}), "no duplicates"
+
+
+def test_the_command_line_bakes_assets_with_their_textures_beside_them(sam3d, capsys):
+    folder = photos(sam3d.tmp) / "props"
+    library = sam3d.tmp / "baked"
+    code = batch_module().cli(["batch", str(folder), "-o", str(library), "--bake", "256", "--triangles", "600"])
+    assert code == 0, capsys.readouterr().out
+    [cup] = read_library(library)
+    triangles = sum(len(p.vertices) - 2 for p in cup.data.polygons)
+    assert triangles <= 600 and cup.data.uv_layers, "reduced and unwrapped"
+    images = [n.image for n in cup.active_material.node_tree.nodes if getattr(n, "image", None) is not None]
+    assert len(images) == 1 and tuple(images[0].size) == (256, 256)
+    bpy.ops.wm.open_mainfile(filepath=str(library / "cup.blend"))  # the asset's own file, as it is on disk
+    [image] = [i for i in bpy.data.images if i.source == "FILE"]
+    assert image.filepath.startswith("//"), f"relative to the asset, so the library can move: {image.filepath}"
+    assert Path(bpy.path.abspath(image.filepath)).is_file() and image.packed_file is None, "saved beside it"
+    bpy.ops.wm.read_homefile(use_empty=True)

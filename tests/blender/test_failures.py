@@ -225,3 +225,14 @@ def test_the_photo_as_its_own_mask_is_refused(sam3d):
     with pytest.raises(RuntimeError, match="mask is the photo itself"):
         bpy.ops.sam3d.reconstruct()
     assert sam3d.emu.requests == []
+
+
+def test_the_request_timeout_preference_reaches_every_request(sam3d):
+    sam3d.prefs.request_timeout = 5.0  # the smallest allowed
+    sam3d.emu.faults.trickle, sam3d.emu.faults.trickle_api = 0.5, True  # every API answer, a byte at a time
+    use_inputs()
+    try:
+        fails("did not answer in time")
+    finally:
+        sam3d.emu.faults.trickle = None
+    assert sam3d.emu.billed_tasks() == 0, "it gave up on the photo's upload, before any task"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import bpy
 import pytest
-from conftest import KEY, MODULE, SAMPLES, tick, use_inputs
+from conftest import KEY, MODULE, SAMPLES, tick, use_inputs, wait_until
 
 SESSION = Path(__file__).with_name("session.py")
 
@@ -63,8 +63,7 @@ def test_cancel_one_or_all_by_task_uuid(sam3d):
     use_inputs()
     a, b, c = (reconstruct_module().start_job(bpy.context) for _ in range(3))
     assert bpy.ops.sam3d.cancel(task_uuid=a.job.task_uuid) == {"FINISHED"}
-    time.sleep(0.3)
-    tick()
+    wait_until(lambda: (tick(), a.job.task_uuid not in runner().RUNNER.jobs)[1])
     assert a.job.task_uuid not in runner().RUNNER.jobs and b.job.task_uuid in runner().RUNNER.jobs
     assert bpy.ops.sam3d.cancel() == {"FINISHED"}  # empty: all
     tick_until_idle()
@@ -212,3 +211,15 @@ def test_the_spending_limit_counts_jobs_still_running(sam3d):
         for running in started:
             running.job.cancel()
         tick_until_idle()
+
+
+def test_a_task_that_failed_on_our_side_after_it_was_sent_is_offered_for_resume(sam3d):
+    sam3d.emu.faults.corrupt_downloads = 99  # Runware made (and billed) it; the download keeps failing here
+    use_inputs()
+    with pytest.raises(RuntimeError, match="not a valid GLB"):
+        bpy.ops.sam3d.reconstruct()
+    [uuid] = [u for u, t in sam3d.emu.tasks.items() if t.task_type == "3dInference"]
+    assert [t.task_uuid for t in runner().RUNNER.unfinished()] == [uuid]
+    sam3d.emu.faults.corrupt_downloads = 0
+    assert bpy.ops.sam3d.resume() == {"FINISHED"}
+    assert bpy.data.objects["mask_0"]["sam3d_task_uuid"] == uuid and sam3d.emu.billed_tasks() == 1

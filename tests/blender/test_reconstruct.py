@@ -189,3 +189,29 @@ def test_results_and_journal_are_on_disk_without_the_key(sam3d):
     events = [line.split('"event": "')[1].split('"')[0] for line in journal.splitlines()]
     assert events == ["created", "submitted", "results", "downloaded", "imported"]
     assert sam3d.prefs.api_key not in journal
+
+
+def test_a_fully_transparent_photo_is_refused_as_its_own_mask(sam3d):
+    clear = np.zeros((48, 64, 4), np.float32)  # alpha 0 everywhere: the "mask" it carries is empty
+    sam3d.settings.image = new_image("clear", 64, 48, clear)
+    sam3d.settings.use_photo_alpha = True
+    with pytest.raises(RuntimeError, match="empty"):
+        bpy.ops.sam3d.reconstruct()
+    assert sam3d.emu.requests == []
+
+
+def test_reconstruct_can_bake_the_result_to_a_texture_within_a_triangle_budget(sam3d):
+    use_inputs()  # the emulator's result: an ellipsoid with vertex colours, 1216 triangles
+    sam3d.settings.bake_to_texture, sam3d.settings.bake_resolution, sam3d.settings.triangle_budget = True, 128, 500
+    [obj] = reconstruct()
+    assert sum(len(p.vertices) - 2 for p in obj.data.polygons) <= 500 and obj["sam3d_baked"] == 128
+    image = next(n.image for n in obj.active_material.node_tree.nodes if getattr(n, "image", None) is not None)
+    assert tuple(image.size) == (128, 128) and image.packed_file is not None
+    assert obj["sam3d_task_uuid"] == last_task(sam3d.emu)["taskUUID"], "its provenance stays"
+
+
+def test_a_triangle_budget_alone_reduces_without_baking(sam3d):
+    use_inputs()
+    sam3d.settings.triangle_budget = 400
+    [obj] = reconstruct()
+    assert sum(len(p.vertices) - 2 for p in obj.data.polygons) <= 440 and "sam3d_baked" not in obj

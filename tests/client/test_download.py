@@ -93,3 +93,22 @@ def test_inline_result_is_checked_too(tmp_path):
     with pytest.raises(RunwareError):
         save_inline(b"not a glb", tmp_path / "b.glb", max_bytes=10**6)
     assert not (tmp_path / "b.glb").exists()
+
+
+def test_a_declared_length_over_the_cap_is_refused_before_the_body_is_read(emu, tmp_path):
+    url = result_url(emu)
+    emu.faults.declared_length = 2 * 1024**3  # 2 GB promised, then 64 KiB and a stall
+    with pytest.raises(RunwareError) as info:
+        download(url, tmp_path / "r.glb", max_bytes=10 * 1024 * 1024, timeout=30)
+    assert info.value.code == "downloadTooLarge", "refused on the header, not after a stalled read"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_host_that_ignores_range_gives_a_whole_file_not_a_doubled_one(emu, tmp_path):
+    emu.style.range_ignored = True
+    emu.faults.truncate_downloads = 1  # the first transfer is cut: the second asks for the rest
+    url = result_url(emu)
+    path = download(url, tmp_path / "r.glb", max_bytes=10**8)
+    assert path.read_bytes() == emu.result_bytes
+    ranged = [r for r in emu.file_requests if "range" in r.headers]
+    assert ranged, "the second transfer asked for the rest"

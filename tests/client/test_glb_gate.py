@@ -484,17 +484,16 @@ def test_a_mesh_instanced_many_times_counts_each_time(tmp_path):
     refused(tmp_path, mutated(change), "glbTooLarge", "triangles", max_triangles=10_000)
 
 
+@pytest.mark.timeout(60)  # a hang detector: counting 2**64 instances one by one would never end
 def test_a_fan_out_of_shared_nodes_is_counted_fast(tmp_path):
     """64 levels, each node listing the next one twice: 2**64 instances of one mesh, in 65 node objects."""
     def change(doc):
         depth = 64
         doc["nodes"] = [{"children": [i + 1, i + 1]} for i in range(depth)] + [{"mesh": 0}]
         doc["scenes"] = [{"nodes": [0]}]
-    started = time.perf_counter()
     refused(tmp_path, mutated(change), "glbTooLarge", "nodes", "10,000", max_triangles=10**30)
     refused(tmp_path, mutated(change), "glbTooLarge", "triangles", max_nodes=10**30)
     refused(tmp_path, mutated(change), "glbTooLarge")
-    assert time.perf_counter() - started < 2
 
 
 def test_too_many_nodes_or_children(tmp_path):

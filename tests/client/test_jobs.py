@@ -204,3 +204,103 @@ def test_history_reads_only_what_was_appended_and_waits_for_a_line_being_written
     journal.append("created", "b", info={"name": "two"})
     assert set(history.refresh().tasks) == {"a", "b"}
     assert history.refresh().tasks == Journal(tmp_path).tasks(), "the same as reading it all again"
+
+
+# --- what must hold whatever the server does (each of these fails if the behaviour is broken) -------------
+
+
+def test_a_submission_whose_answer_never_comes_stays_resumable(emu, tmp_path):
+    """The task is marked as sent *before* the request: an answer lost on the way (here it trickles past the
+    job's time limit) leaves a task Runware created, and billed, that Resume can still fetch."""
+    from client.jobs import UPLOADS
+
+    UPLOADS.clear()
+    run(Job(request(emu, tmp_path)))  # the photo is uploaded: the next job only submits
+    emu.faults.trickle, emu.faults.trickle_api = 0.3, True
+    job = run(Job(request(emu, tmp_path, job_timeout=3.0)))
+    emu.faults.trickle = None
+    assert job.outcome.error.code in ("jobTimeout", "timeout") and job.submitted
+    assert emu.billed_tasks() == 2, "Runware created the second task"
+    record = Journal(tmp_path).tasks()[job.task_uuid]
+    assert record.status == "interrupted" and record.unfinished
+
+
+def test_a_resumed_task_runware_no_longer_has_says_so(emu, tmp_path):
+    first = run(Job(request(emu, tmp_path)))
+    emu.forget(first.task_uuid)
+    again = run(Job(request(emu, tmp_path, task_uuid=first.task_uuid, resume=True, prepare=None)))
+    assert again.outcome.error.code == "taskFailedOrNotFound"
+    assert "no longer has this task" in str(again.outcome.error)
+    assert emu.billed_tasks() == 1, "nothing sent again"
+
+
+@pytest.mark.parametrize("mode", [
+    {"style.range_ignored": True, "faults.truncate_downloads": 1},
+    {"style.literal_results": True},
+    {"style.status_on_success": False},
+    {"style.list_finished_only": True},
+    {"style.include_progress": True},
+    {"style.result_form": "base64"},
+    {"style.result_form": "dataURI"},
+    {"style.result_form": "modelURL"},
+    {"style.multi_form": "files"},
+    {"style.result_index": "absent"},
+    {"style.retry_after_form": "none", "faults.status_sequence": [429]},
+    {"style.retry_after_form": "date", "faults.status_sequence": [503]},
+    {"style.echo_task_type": "getResponse", "style.status_word": "pending"},
+], ids=lambda mode: ",".join(f"{k.split('.')[1]}={v}" for k, v in mode.items()))
+def test_a_job_brings_every_result_whatever_shape_runware_answers_in(emu, tmp_path, mode):
+    for path, value in mode.items():
+        group, name = path.split(".")
+        setattr(getattr(emu, group), name, value)
+    emu.faults.retry_after = 0.1
+    job = run(Job(request(emu, tmp_path, number_results=2)))
+    assert job.outcome.kind == "done", job.outcome.error
+    paths = [r.path for r in job.outcome.results]
+    assert len(paths) == 2 and len(set(paths)) == 2
+    assert all(p.read_bytes() == emu.result_bytes for p in paths), "every file whole and exact"
+    assert emu.billed_tasks() == 1
+
+
+def test_duplicate_and_absurd_result_indexes_still_give_every_result_its_own_file(emu, tmp_path):
+    for form in ("duplicate", "huge"):
+        emu.style.result_index = form
+        job = run(Job(request(emu, tmp_path, number_results=3)))
+        assert job.outcome.kind == "done", job.outcome.error
+        paths = sorted(r.path.name for r in job.outcome.results)
+        assert paths == ["cube_0.glb", "cube_1.glb", "cube_2.glb"], form
+        assert all(0 <= r.index < 2**16 for r in job.outcome.results)
+
+
+def test_polls_quicken_around_the_time_tasks_have_taken():
+    from client.runware import FAST_POLL, next_delay
+
+    assert next_delay(2.0, 3.0, None, None, 0.5, 2.0) == 2.0, "no history: a plain backoff"
+    assert next_delay(2.0, 3.0, None, 10.0, 0.5, 2.0) == 2.0, "long before the expected end: the backoff"
+    assert next_delay(2.0, 7.9, None, 10.0, 0.5, 2.0) == pytest.approx(0.6), "it wakes up at 85 %"
+    assert next_delay(2.0, 9.0, None, 10.0, 0.5, 2.0) == FAST_POLL
+    assert next_delay(1.0, 20.0, None, 10.0, 0.5, 2.0) == 1.5, "far past it: back to the backoff"
+    assert next_delay(2.0, 5.0, 50, 10.0, 0.5, 2.0) == 2.0 and next_delay(2.0, 1.0, 80, None, 0.5, 2.0) == 0.25
+
+
+def test_the_client_never_imports_bpy():
+    """client/ is pure Python: every module imports with bpy made unimportable."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = ("import importlib, pkgutil, sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'bpy' or name.startswith(('bpy.', 'mathutils', 'bmesh')):\n"
+            "            raise ImportError('client/ must not import ' + name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            f"sys.path.insert(0, {str(root)!r})\n"
+            "import client\n"
+            "names = [m.name for m in pkgutil.iter_modules(client.__path__)]\n"
+            "for name in names: importlib.import_module('client.' + name)\n"
+            "print(len(names))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) >= 10, "every module of client/ was imported"
