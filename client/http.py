@@ -409,13 +409,17 @@ class Transport:
              data: bytes | None = None) -> Iterator[tuple[requests.Response, _Exchange]]:
         """One request, its answer's headers read, its body still on the wire. Raises RunwareError."""
         guard.check()
+        if self.ca_bundle and not os.path.isfile(self.ca_bundle):
+            raise RunwareError("caBundleMissing", self.ca_bundle)
         exchange = _Exchange(guard, timeout)
         sent = {"User-Agent": self.user_agent, "Accept-Encoding": "identity", **(headers or {})}
         connect = max(0.1, min(10.0, exchange.deadline - time.monotonic()))
         with _in_exchange(exchange):
             try:
+                # The CA bundle per request too: requests lets REQUESTS_CA_BUNDLE override a session's own.
                 resp = self.session_for(url).request(method, url, data=data, headers=sent, stream=True,
-                                                     allow_redirects=False, timeout=(connect, timeout))
+                                                     allow_redirects=False, timeout=(connect, timeout),
+                                                     verify=self.ca_bundle or None)
             except requests.exceptions.ProxyError as exc:
                 raise exchange.error() if exchange.tripped else _proxy_error(exc) from None
             except requests.exceptions.SSLError as exc:
@@ -427,6 +431,8 @@ class Transport:
                 raise RunwareError("timeout" if timed_out else "network", retryable=True) from None
             except requests.RequestException as exc:  # a malformed URL or header
                 raise RunwareError("network", type(exc).__name__) from None
+            except OSError as exc:  # raised by requests itself for a certificate file it cannot read
+                raise RunwareError("caBundleMissing" if self.ca_bundle else "network", type(exc).__name__) from None
             try:
                 yield resp, exchange
             finally:

@@ -112,8 +112,11 @@ class SAM3D_OT_auto_mask(bpy.types.Operator):
         name = photo.name
         blocking = is_blocking(self, context)
         report = self.report
+        w, h = pixels.image_size(photo)
 
         def done(mask: np.ndarray) -> None:
+            if mask.shape != (h, w):  # made at the size sent: the mask is the photo's size, like every mask
+                mask = pixels.resize(mask.astype(np.float32), h, w) >= 0.5
             image = new_mask_image(f"{Path(name).stem}_auto_mask", mask)
             bpy.context.scene.sam3d.mask = image
             (report if blocking else tell)({"INFO"}, f"SAM 3D: auto mask covers {mask.mean():.1%} of the photo")

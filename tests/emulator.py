@@ -611,6 +611,7 @@ class Emulator:
         self.stop()
 
     def reset(self) -> None:
+        self.result_factory = None  # a test's own results end with it
         with self.lock:
             for timer in getattr(self, "_timers", []):
                 timer.cancel()

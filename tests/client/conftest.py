@@ -19,6 +19,9 @@ def _emulator():
 @pytest.fixture
 def emu(_emulator: Emulator) -> Emulator:
     _emulator.reset()
+    from client.jobs import UPLOADS
+
+    UPLOADS.clear()  # the emulator forgets its uploads at reset: so does the client's cache
     _emulator.processing_time = 0.1
     _emulator.result_bytes = canonical_glb()
     return _emulator

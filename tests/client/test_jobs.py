@@ -51,13 +51,17 @@ def test_job_runs_on_a_worker_and_reports_its_phases(emu, tmp_path):
 
 
 def test_task_uuid_is_journalled_before_the_request_goes_out(emu, tmp_path):
+    run(Job(request(emu, tmp_path / "earlier")))  # the photo is uploaded (and cached): the next job only submits
+    sent_before = len(emu.requests)
     emu.faults.status_sequence = [503] * 10  # the submission never gets through
     emu.faults.retry_after = 0
     job = run(Job(request(emu, tmp_path)))
     assert job.outcome.kind == "failed"
     records, broken = Journal(tmp_path).read()
     assert broken == 0 and [r["event"] for r in records] == ["created", "submitted", "failed"]
-    assert records[1]["task_uuid"] == job.task_uuid == emu.requests[0].body[0]["taskUUID"]
+    first = emu.requests[sent_before].body[0]
+    assert first["taskType"] == "3dInference" and records[1]["task_uuid"] == job.task_uuid == first["taskUUID"]
+    assert records[2]["resumable"], "it may have reached Runware: Resume stays offered"
     assert KEY not in (tmp_path / FILE).read_text()
 
 
