@@ -41,6 +41,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from .errors import RunwareError
 
 CHUNK = 64 * 1024
+PIECE = 1024 * 1024  # at most this much inflated at once (a gzip bomb inflates 1000:1)
 WATCH_INTERVAL = 0.05  # how often the watchdog looks at deadlines and cancels: the cancel latency
 MAX_HOPS = 5
 REDIRECTS = {301, 302, 303, 307, 308}
@@ -332,26 +333,28 @@ class _Inflater:
         self._first = True
         self._raw_fallback = encoding == "deflate"
 
-    def feed(self, data: bytes, room: int) -> bytes:
-        """At most `room` + 1 inflated bytes of `data` (one more than allowed tells the caller it is too big)."""
+    def pieces(self, data: bytes, room: int) -> Iterator[bytes]:
+        """`data` inflated, in pieces of at most PIECE bytes, stopping once more than `room` came out (one more
+        than allowed tells the caller it is too big): a bomb never sits in memory beyond one piece."""
         if self._z is None:
-            return data
-        out: list[bytes] = []
+            yield data
+            return
         total = 0
         while True:
             try:
-                piece = self._z.decompress(data, room - total + 1)
+                piece = self._z.decompress(data, min(PIECE, room - total + 1))
             except zlib.error:
                 if self._first and self._raw_fallback:  # "deflate" sent as raw deflate, as some servers do
                     self._z, self._first = zlib.decompressobj(-zlib.MAX_WBITS), False
                     continue
                 raise RunwareError("badResponse", "the answer's compressed body is damaged") from None
             self._first = False
-            out.append(piece)
             total += len(piece)
+            if piece:
+                yield piece
             data = self._z.unconsumed_tail
             if not data or total > room:
-                return b"".join(out)
+                return
 
 
 @dataclass
@@ -494,12 +497,11 @@ def read_body(resp: requests.Response, exchange: _Exchange, max_bytes: int, sink
         wire += len(data)
         if wire > max_bytes:
             raise RunwareError(too_large, f"more than {max_bytes / 1e6:.1f} MB")
-        out = inflater.feed(data, max_bytes - kept)
-        kept += len(out)
-        if kept > max_bytes:
-            raise RunwareError(too_large, f"more than {max_bytes / 1e6:.1f} MB once inflated")
-        if out:
-            sink(out)
+        for piece in inflater.pieces(data, max_bytes - kept):
+            kept += len(piece)
+            if kept > max_bytes:
+                raise RunwareError(too_large, f"more than {max_bytes / 1e6:.1f} MB once inflated")
+            sink(piece)
             if on_progress:
                 on_progress(kept)
     if declared is not None and wire < declared:

@@ -261,8 +261,7 @@ class Job:
                 raise RunwareError("taskLocked", f"Another Blender is fetching the task {self.task_uuid} from the "
                                    "same result folder; its result lands there.")
             client = RunwareClient(req.api_key, req.api_url, timeout=req.request_timeout, user_agent=req.user_agent,
-                                   guard=guard, transport=transport,
-                                   max_answer_bytes=req.max_download_bytes * 4 // 3 + 16 * 1024 * 1024)
+                                   guard=guard, transport=transport)
             if req.downloaded:  # nothing to fetch: the files of an earlier run, checked again
                 results = self._from_disk()
                 self.events.put(Event("done", results=results))

@@ -23,8 +23,10 @@ _STATUS_CODES = {
     401: "invalidApiKey", 402: "insufficientCredits", 403: "forbidden", 404: "notFound", 408: "timeout",
     429: "rateLimitExceeded", 503: "serviceUnavailable", 504: "timeout",
 }
-MAX_ANSWER_BYTES = 64 * 1024 * 1024  # an API answer (JSON; inline results make it large at worst)
-MAX_CUTOUT_BYTES = 64 * 1024 * 1024
+# An API answer is JSON of a few KB; an inline result (documented, though 3D results come as URLs) makes it
+# larger: beyond this it is refused, and it never sits in memory whole past this bound.
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
+MAX_CUTOUT_BYTES = 16 * 1024 * 1024  # the mask of a 2048 px photo is a few MB
 
 __all__ = ["DEFAULT_API_URL", "Cutout", "RunwareClient", "check_url", "is_loopback"]
 
