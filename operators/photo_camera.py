@@ -155,8 +155,9 @@ def relayout(context: bpy.types.Context, root: bpy.types.Object, camera: bpy.typ
         moved = Vector(((now[0] + u * (now[1] - now[0])) * -depth, (now[2] + v * (now[3] - now[2])) * -depth, depth))
         root.matrix_world = camera.matrix_world @ scale @ Matrix.Translation(moved - centre) @ pose
     elif root.get("sam3d_frame") == "CANONICAL":
+        ground = float(camera.get("sam3d_ground", CAMERA_HEIGHT))
         root.matrix_world = camera.matrix_world @ scale @ canonical_pose(list(root["sam3d_mask_box"]),
-                                                                          list(root["sam3d_size"]), now)
+                                                                          list(root["sam3d_size"]), now, ground)
 
 
 def _window_of_tangent(tangent: float, now: tuple[float, float, float, float]) -> list[float]:
@@ -166,8 +167,10 @@ def _window_of_tangent(tangent: float, now: tuple[float, float, float, float]) -
     return [-tx, tx, -ty, ty]
 
 
-def canonical_pose(box: list[float], size: list[float], view: tuple[float, float, float, float]) -> Matrix:
-    """Camera-local matrix of an upright object (origin at its base) whose projection covers `box`."""
+def canonical_pose(box: list[float], size: list[float], view: tuple[float, float, float, float],
+                   ground: float = CAMERA_HEIGHT) -> Matrix:
+    """Camera-local matrix of an upright object (origin at its base) whose projection covers `box`, standing on
+    a ground `ground` below the (level) camera."""
     left, top, right, bottom = box
     x0, x1, y0, y1 = view
 
@@ -178,8 +181,8 @@ def canonical_pose(box: list[float], size: list[float], view: tuple[float, float
         return y1 - v * (y1 - y0)
 
     y_top, y_bottom = up(top), up(bottom)
-    depth = CAMERA_HEIGHT / -y_bottom if y_bottom < -1e-3 else FAR * CAMERA_HEIGHT
-    depth = min(depth, FAR * CAMERA_HEIGHT)
+    depth = ground / -y_bottom if y_bottom < -1e-3 else FAR * ground
+    depth = min(depth, FAR * ground)
     width, height = (across(right) - across(left)) * depth, (y_top - y_bottom) * depth
     scale = math.sqrt(max(width, 1e-6) / max(size[0], 1e-6) * max(height, 1e-6) / max(size[2], 1e-6))
     base = Vector((across((left + right) / 2) * depth, y_bottom * depth, -depth))
@@ -228,39 +231,52 @@ def _posed(obj: bpy.types.Object) -> calibration.Posed:
 
 
 def calibrate(context: bpy.types.Context, camera: bpy.types.Object) -> calibration.Fit | None:
-    """Give the photo's camera the focal length (and, with two objects or more, the principal point) that best
-    projects every posed object onto its own mask, a joint fit on silhouettes; keep a lens the user locked.
-    The fit per object (IoU) and the focal length are stored on the camera and shown in the panel."""
+    """Find the focal length (and, with two objects or more, the principal point) that best projects every
+    posed object onto its own mask, a joint fit on silhouettes: the view SAM 3D posed them for. The camera takes
+    that lens (unless the user keeps their own: the objects then follow the kept lens, as after any lens
+    change), and is lifted so that the posed objects stand on the ground (z = 0), which canonical objects of
+    the photo then share. The fit per object (IoU) and the focal length are stored on the camera."""
     objects = posed_objects(context, camera)
     if not objects:
         return None
-    posed = [_posed(o) for o in objects]
+    try:
+        fit = calibration.fit_camera([_posed(o) for o in objects], free_principal_point=len(objects) >= 2)
+    except ValueError:
+        return None
     scene = _scene(context)
     w, h = scene.render.resolution_x, scene.render.resolution_y
-    longest = max(w, h)
-    if camera.data.sam3d_lens_locked:  # the user's lens stands: only say how well it fits
-        x0, x1, y0, y1 = window(scene, camera)
-        fit = calibration.Fit(1.0 / (x1 - x0), -x0 / (x1 - x0), y1 / (y1 - y0) * 1.0, [], 0.0)
-        fit.ious = [calibration.iou(calibration.silhouette(p.points, p.triangles, fit.focal, fit.cx, fit.cy,
-                                                           p.mask.shape[1], p.mask.shape[0]), p.mask) for p in posed]
-    else:
-        try:
-            fit = calibration.fit_camera(posed, free_principal_point=len(posed) >= 2)
-        except ValueError:
-            return None
+    longest, aspect = max(w, h), h / w
+    implied = [-fit.cx / fit.focal, (1 - fit.cx) / fit.focal, (fit.cy - 1) * aspect / fit.focal,
+               fit.cy * aspect / fit.focal]
+    for obj in objects:  # SAM 3D's poses hold for the view it assumed
+        obj["sam3d_window"] = implied
+    if not camera.data.sam3d_lens_locked:
         data = camera.data
         data.sensor_fit = "AUTO"
         data.sensor_width = 36.0
         data.lens = fit.focal * w / longest * 36.0
         data.shift_x = (0.5 - fit.cx) * w / longest
         data.shift_y = (fit.cy - 0.5) * h / longest
-        view = list(window(_scene(context), camera))
-        for obj in objects:  # SAM 3D's poses hold for this view: they stay where SAM 3D put them
-            obj["sam3d_window"] = view
-    camera["sam3d_focal_mm"] = camera.data.lens
+    camera["sam3d_focal_mm"] = fit.focal * w / longest * 36.0
     camera["sam3d_fit"] = {o.name: round(float(i), 3) for o, i in zip(objects, fit.ious, strict=True)}
     relayout_photo(context, camera)
+    stand_on_ground(context, camera, objects)
     return fit
+
+
+def stand_on_ground(context: bpy.types.Context, camera: bpy.types.Object, objects: list[bpy.types.Object]) -> None:
+    """Move the (level) camera up or down so that the lowest posed object touches z = 0, and keep that height,
+    in the photo's own units, as the ground every canonical object of the photo stands on."""
+    lowest = min(float(importing.world_bounds(o)[0][2]) for o in objects)
+    scale = float(camera.get("sam3d_scale", 1.0))
+    global _following
+    _following = True  # one layout below, not one per depsgraph update meanwhile
+    try:
+        camera.matrix_world = Matrix.Translation((0.0, 0.0, -lowest)) @ camera.matrix_world
+        camera["sam3d_ground"] = float(camera.matrix_world.translation.z) / scale
+        relayout_photo(context, camera)
+    finally:
+        _following = False
 
 
 def camera_of(context: bpy.types.Context) -> bpy.types.Object | None:
@@ -362,7 +378,7 @@ def set_real_size(context: bpy.types.Context, obj: bpy.types.Object, size: float
         relayout_photo(context, camera)
     finally:
         _following = False
-    obj["sam3d_real_size"] = [size, axis]
+    obj["sam3d_real_size"] = {"size": size, "axis": axis}  # an ID property array holds numbers only
     return factor
 
 

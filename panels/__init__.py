@@ -196,6 +196,9 @@ class _LayoutPanel(_Sidebar):
             return
         col = layout.column(align=True)
         _label(col, iface_("Camera {}: {:.1f} mm").format(camera.name, camera.data.lens), "CAMERA_DATA")
+        implied = camera.get("sam3d_focal_mm")
+        if implied and abs(float(implied) - camera.data.lens) > 0.05:
+            _label(col, iface_("The results' poses imply {:.1f} mm").format(float(implied)), "INFO")
         col.prop(camera.data, "sam3d_lens_locked")
         fits = camera.get("sam3d_fit") or {}
         for name in sorted(fits.keys()):

@@ -1,10 +1,12 @@
 """`make demo`: build the extension, install it into a headless Blender, reconstruct the example photo,
-then lay out eight objects of the Socrates painting through a camera matching it.
+then lay out eight objects of the Socrates painting through a camera calibrated to it, composited over it.
 
 Against the Runware emulator (a local stand-in: it serves the real SAM 3D output of examples/human_object,
-and for the painting shapes made from each mask) unless RUNWARE_API_KEY is set, in which case the real
-Runware API is used (and billed, about 0.004 USD per task, 9 tasks).
-Writes out/demo.blend and a Cycles render out/demo.png; out/layout.blend and out/layout.png.
+and for the painting a posed stand-in made from each mask, as SAM 3D would pose it through a 35 mm lens)
+unless RUNWARE_API_KEY is set, in which case the real Runware API is used (and billed, about 0.004 USD per
+task, 9 tasks).
+Writes out/demo.blend and a Cycles render out/demo.png; out/layout.blend and out/layout.png (the painting's
+objects rendered over the painting by Composite over Photo), and a reduced copy of it as docs/layout.png.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ os.environ["BLENDER_USER_RESOURCES"] = str(USER)  # a throw-away Blender user fo
 sys.path.insert(0, str(ROOT))
 
 import bpy  # noqa: E402
-from mathutils import Matrix, Vector  # noqa: E402
+from mathutils import Vector  # noqa: E402
 
 from tools.build import build  # noqa: E402
 
@@ -102,7 +104,8 @@ def render(path: Path, size: tuple[int, int] | None = (960, 540)) -> None:
 
 
 def lay_out(module: str) -> list[bpy.types.Object]:
-    """Eight masks of the painting, placement As in the Photo: one collection, one camera."""
+    """Eight masks of the painting, placement As in the Photo: one collection, one camera, calibrated from the
+    posed results (its focal length, and its principal point as a lens shift)."""
     bpy.ops.wm.read_homefile(use_empty=True)
     settings = bpy.context.scene.sam3d
     settings.image = bpy.data.images.load(str(PAINTING / "image.png"))
@@ -113,34 +116,39 @@ def lay_out(module: str) -> list[bpy.types.Object]:
     started = time.monotonic()
     bpy.ops.sam3d.reconstruct()
     made = [o for o in bpy.data.objects if o not in before and o.type != "CAMERA"]
+    camera = bpy.context.scene.camera
     say(f"laid out {len(made)} objects of the painting in {time.monotonic() - started:.1f} s, "
-        f"through the camera '{bpy.context.scene.camera.name}'")
+        f"through the camera '{camera.name}'")
+    posed = [o for o in made if o.get("sam3d_frame") == "POSED"]
+    fits = dict(camera.get("sam3d_fit") or {})
+    if fits:
+        mean = sum(fits.values()) / len(fits)
+        say(f"calibrated the camera from {len(posed)} posed results: {camera.data.lens:.1f} mm on a "
+            f"{camera.data.sensor_width:g} mm sensor (lens shift {camera.data.shift_x:+.3f}, "
+            f"{camera.data.shift_y:+.3f}); mean silhouette IoU {mean:.2f} (lowest {min(fits.values()):.2f})")
+    else:
+        say(f"no posed result to calibrate from: the camera keeps {camera.data.lens:.1f} mm")
     return made
 
 
-def stage_layout() -> None:
-    """The painting on a backdrop behind the objects, filling the camera's view, and a sun."""
-    scene = bpy.context.scene
-    camera = scene.camera
-    frame = camera.data.view_frame(scene=scene)
-    depth = 25.0
-    scale = depth / abs(frame[0].z)
-    bpy.ops.mesh.primitive_plane_add(size=1.0)
-    backdrop = bpy.context.object
-    backdrop.scale = (2 * abs(frame[0].x) * scale, 2 * abs(frame[0].y) * scale, 1.0)
-    backdrop.matrix_world = camera.matrix_world @ Matrix.Translation((0, 0, -depth)) @ backdrop.matrix_basis
-    mat = bpy.data.materials.new("Painting")
-    if mat.node_tree is None:
-        mat.use_nodes = True
-    nodes = mat.node_tree.nodes
-    tex = nodes.new("ShaderNodeTexImage")
-    tex.image = bpy.data.images["image.png"]
-    emit = nodes.new("ShaderNodeEmission")
-    mat.node_tree.links.new(tex.outputs["Color"], emit.inputs["Color"])
-    mat.node_tree.links.new(emit.outputs["Emission"], nodes["Material Output"].inputs["Surface"])
-    backdrop.data.materials.append(mat)
-    bpy.ops.object.light_add(type="SUN", rotation=(math.radians(50), 0, math.radians(20)))
-    bpy.context.object.data.energy = 3.0
+def composite() -> None:
+    """Composite over Photo: a shadow catcher under the objects, the render laid over the painting."""
+    bpy.ops.sam3d.composite()
+    bpy.context.scene.render.image_settings.color_mode = "RGB"  # the painting is opaque: so is the picture
+    catcher = next(o for o in bpy.context.scene.objects if o.get("sam3d_shadow_catcher"))
+    say(f"set up Composite over Photo: the shadow catcher '{catcher.name}' at z = "
+        f"{catcher.matrix_world.translation.z:.2f}, the render laid over the painting in the compositor")
+
+
+def reduced_copy(source: Path, target: Path, width: int = 800) -> None:
+    image = bpy.data.images.load(str(source))
+    w, h = image.size
+    image.scale(width, round(h * width / w))
+    image.filepath_raw = str(target)
+    image.file_format = "PNG"
+    image.save()
+    say(f"copied {source.relative_to(ROOT)} to {target.relative_to(ROOT)} at {width}×{round(h * width / w)}")
+    bpy.data.images.remove(image)
 
 
 def main() -> int:
@@ -174,7 +182,9 @@ def main() -> int:
         if emulator:
             from tests.shapes import shape_like
 
-            emulator.result_factory = lambda task, index: shape_like(task, posed=False)
+            emulator.result_factory = lambda task, index: shape_like(task, posed=True)
+            say("the emulator answers each mask of the painting with a posed stand-in (tests/shapes.py), made "
+                "for a 35 mm lens: the calibration should find about 35 mm")
         lay_out(module)
     except RuntimeError as exc:
         say(f"failed: {exc}")
@@ -182,10 +192,11 @@ def main() -> int:
     finally:
         if emulator:
             emulator.stop()
-    stage_layout()
+    composite()
     bpy.ops.wm.save_as_mainfile(filepath=str(OUT / "layout.blend"))
     say("saved out/layout.blend")
     render(OUT / "layout.png", size=None)
+    reduced_copy(OUT / "layout.png", ROOT / "docs" / "layout.png")
     say("done: out/demo.blend, out/demo.png, out/layout.blend and out/layout.png"
         + (", made against the emulator" if emulator else ""))
     shutil.rmtree(USER, ignore_errors=True)
