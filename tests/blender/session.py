@@ -3,9 +3,13 @@
     python session.py ZIP RESULT_DIR API_URL KEY reconstruct PHOTO MASK
     python session.py ZIP RESULT_DIR API_URL KEY resume
     python session.py ZIP RESULT_DIR API_URL KEY batch PHOTOS LIBRARY [--jobs N] [batch options…]
+    python session.py ZIP RESULT_DIR API_URL KEY hold TASK_UUID
+    python session.py ZIP RESULT_DIR API_URL KEY download URL DEST
 
 Installs the extension into a fresh user folder, points it at the emulator, runs the action, and prints one
-JSON line: the objects the action added, with their task UUIDs.
+JSON line: the objects the action added, with their task UUIDs. `hold` takes the task's lock in the result
+folder as a Blender fetching it does, prints `{"holding": …, "pid": …}` and keeps it until killed (or its
+stdin closes); `download` fetches a result with the add-on's own download code, printing its pid first.
 """
 
 from __future__ import annotations
@@ -37,6 +41,19 @@ def main(zip_path: str, result_dir: str, api_url: str, key: str, action: str, *f
         code = sys.modules["bl_ext.user_default.sam3d.operators.batch"].cli(["batch", args[0], "-o", *args[1:]])
         sys.modules["bl_ext.user_default.sam3d.operators.runner"].RUNNER.shutdown(join=5.0)
         sys.exit(code)
+    if action == "hold":
+        locks = sys.modules["bl_ext.user_default.sam3d.client.locks"].TaskLocks(result_dir)
+        print(json.dumps({"holding": files[0], "taken": locks.acquire(files[0]), "pid": os.getpid()}), flush=True)
+        sys.stdin.read()  # held until this process is killed
+        return
+    if action == "download":
+        from pathlib import Path
+
+        download = sys.modules["bl_ext.user_default.sam3d.client.download"].download
+        print(json.dumps({"pid": os.getpid()}), flush=True)
+        path = download(files[0], Path(files[1]), max_bytes=64 * 1024 * 1024, timeout=300.0)
+        print(json.dumps({"downloaded": str(path)}), flush=True)
+        return
     if action == "reconstruct":
         settings = bpy.context.scene.sam3d
         settings.image, settings.mask = (bpy.data.images.load(f) for f in files)
