@@ -25,7 +25,7 @@ from .errors import RunwareError
 from .http import Guard, Transport
 from .journal import Journal
 from .locks import TaskLocks
-from .money import Reservation
+from .money import Reservation, refused_before_billing
 from .runware import DEFAULT_API_URL, RunwareClient
 
 log = logging.getLogger(__name__)
@@ -280,8 +280,11 @@ class Job:
                 self.slots = None
             self.events.put(Event("done", results=results, warnings=[e.sentence for e in state.errors]))
         except RunwareError as exc:
-            if exc.code != "taskLocked":
-                locks.release(self.task_uuid)
+            if exc.code == "taskLocked":  # another Blender's task: its journal lines are that Blender's to write
+                self._settle_money(exc)
+                self.events.put(Event("failed", error=exc))
+                return
+            locks.release(self.task_uuid)
             self._failed(journal, exc)
         except OSError as exc:  # the result folder: missing rights, disk full
             locks.release(self.task_uuid)
@@ -332,11 +335,11 @@ class Job:
     def _send(self, client: RunwareClient, task: dict[str, Any]) -> tasks.TaskState:
         """Submit; an answer that refuses the request itself (4xx: key, credits, a parameter) means no task was
         created and nothing billed. A lost answer leaves the task possibly billed: `submitted` stays."""
+        self.refused = False  # a send that follows a refused one (a forgotten photo) may be billed
         try:
             return client.submit(task)
         except RunwareError as exc:
-            self.refused = exc.status is not None and 400 <= exc.status < 500 and exc.code != "conflictTaskUUID" \
-                and exc.code not in ("rateLimitExceeded", "timeout")
+            self.refused = refused_before_billing(exc)
             raise
 
     def _photo(self, client: RunwareClient, png: bytes, fresh: bool = False) -> tuple[str, bool]:

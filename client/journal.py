@@ -7,6 +7,7 @@ be fetched again by its task UUID after a crash. A line cut short by a crash is 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -68,21 +69,14 @@ class Journal:
         line = json.dumps({"time": time.time(), "event": event, "task_uuid": task_uuid, **fields}, default=str)
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
-            prefix = "\n" if self._ends_mid_line() else ""  # never glue a line onto one a crash cut short
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
+                _lock_file(fd)  # other Blender processes: the check below and the write are one step
+                prefix = "\n" if _ends_mid_line(fd) else ""  # never glue a line onto one a crash cut short
                 os.write(fd, (prefix + line + "\n").encode("utf-8"))
                 os.fsync(fd)
             finally:
-                os.close(fd)
-
-    def _ends_mid_line(self) -> bool:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                return f.read(1) != b"\n"
-        except OSError:  # missing or empty
-            return False
+                os.close(fd)  # closing releases the lock
 
     def read(self) -> tuple[list[dict[str, Any]], int]:
         """(records, number of broken lines skipped)."""
@@ -140,14 +134,20 @@ class History:
         """A task by its UUID: in memory, else one pass over the journal (an old task: rare)."""
         return self.tasks.get(task_uuid) or self.find({task_uuid}).get(task_uuid)
 
-    def find(self, task_uuids: set[str]) -> dict[str, TaskRecord]:
-        """These tasks as the whole journal tells them, in one pass (lines of other tasks are not parsed)."""
+    def find(self, task_uuids: set[str], until: int | None = None) -> dict[str, TaskRecord]:
+        """These tasks as the journal tells them (up to byte `until`), in one streamed pass (other tasks' lines
+        are not parsed)."""
         found: dict[str, TaskRecord] = {}
+        wanted = [u.encode() for u in task_uuids]
+        read = 0
         try:
-            with open(self.journal.path, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    if any(u in line for u in task_uuids):
-                        records, _ = _parse([line], self.journal.path, quiet=True)
+            with open(self.journal.path, "rb") as f:
+                for raw in f:
+                    read += len(raw)
+                    if until is not None and read > until:
+                        break
+                    if any(u in raw for u in wanted):
+                        records, _ = _parse([raw.decode("utf-8", errors="replace")], self.journal.path, quiet=True)
                         for rec in records:
                             if rec["task_uuid"] in task_uuids:
                                 _fold(found, rec)
@@ -185,11 +185,16 @@ class History:
         whole = chunk.rfind(b"\n") + 1  # a line still being written waits for the next look
         lines = chunk[:whole].decode("utf-8", errors="replace").splitlines()
         records, broken = _parse(lines, path)
+        start = self._offset
         self._offset += whole
         self._since_snapshot += len(lines)
         self.broken += broken
         for rec in records:
             before = self.tasks.get(rec["task_uuid"])
+            if before is None and rec.get("event") != "created":  # an old task (a re-import): what is known of it
+                before = self.find({rec["task_uuid"]}, until=start).get(rec["task_uuid"])
+                if before is not None:
+                    self.tasks[before.task_uuid] = before
             old_cost = before.cost if before is not None else 0.0
             task = _fold(self.tasks, rec)
             if rec.get("event") == "results":
@@ -206,8 +211,8 @@ class History:
 
     def save_snapshot(self) -> None:
         """Write the index atomically (a temporary file renamed over it); a failure only costs speed."""
-        data = {"version": 1, "offset": self._offset, "total_cost": self.total_cost, "prices": self.prices,
-                "broken": self.broken, "tasks": [asdict(t) for t in self.tasks.values()]}
+        data = {"version": 1, "offset": self._offset, "marks": self._marks(self._offset), "total_cost": self.total_cost,
+                "prices": self.prices, "broken": self.broken, "tasks": [asdict(t) for t in self.tasks.values()]}
         tmp = self.index_path.with_name(f"{INDEX}.{os.getpid()}.tmp")
         try:
             tmp.write_text(json.dumps(data), encoding="utf-8")
@@ -217,17 +222,49 @@ class History:
             log.warning("SAM 3D: could not write the journal index: %s", exc)
             tmp.unlink(missing_ok=True)
 
+    def _marks(self, offset: int) -> str:
+        """What identifies the journal up to `offset`, cheaply: a hash of its first line and of the 4 KB before
+        `offset` (an index is trusted only for the journal it was made from)."""
+        digest = hashlib.blake2b(digest_size=16)
+        try:
+            with open(self.journal.path, "rb") as f:
+                digest.update(f.readline(4096))
+                f.seek(max(0, offset - 4096))
+                digest.update(f.read(min(offset, 4096)))
+        except OSError:
+            return ""
+        return digest.hexdigest()
+
     def _load_snapshot(self) -> None:
         try:
             data = json.loads(self.index_path.read_text(encoding="utf-8"))
             offset = int(data["offset"])
             if data.get("version") != 1 or not 0 <= offset <= self.journal.path.stat().st_size:
                 return
+            if data.get("marks") != self._marks(offset):  # an index of another journal, or of one replaced
+                return
             tasks = {t["task_uuid"]: TaskRecord(**t) for t in data["tasks"]}
             total, prices, broken = float(data["total_cost"]), dict(data["prices"]), int(data["broken"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return  # no index, or not one we wrote: read the whole journal once
         self.tasks, self.total_cost, self.prices, self.broken, self._offset = tasks, total, prices, broken, offset
+
+
+def _lock_file(fd: int) -> None:
+    """An exclusive lock on the journal between processes (POSIX); elsewhere appends still never interleave."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory lock, a crash-cut line may get one spare newline
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def _ends_mid_line(fd: int) -> bool:
+    size = os.fstat(fd).st_size
+    if not size:
+        return False
+    os.lseek(fd, size - 1, os.SEEK_SET)  # a read position only: O_APPEND writes at the end whatever it is
+    return os.read(fd, 1) != b"\n"
 
 
 def _parse(lines: list[str], path: Path, quiet: bool = False) -> tuple[list[dict[str, Any]], int]:

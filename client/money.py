@@ -21,9 +21,14 @@ MICRO = 1_000_000
 # background removal. Used until Runware reports a price for that task type and model.
 DEFAULT_PRICES = {("3dInference", "meta:sam@3d"): 0.0038, ("removeBackground", ""): 0.0038}
 FALLBACK_PRICE = 0.01  # a task type or model we know no price for: a cautious guess, until Runware reports one
-# Codes that mean the API refused the request itself, so no task exists and nothing was billed.
-NOT_BILLED = {"invalidApiKey", "missingApiKey", "insufficientCredits", "forbidden", "insecureUrl",
-              "conflictTaskUUID", "cancelledBeforeSending"}
+# A 4xx answer refuses the request itself (a key, credit, a parameter): no task exists, nothing was billed.
+# Except these: a conflict means an earlier send of the same task got through; the others are transient.
+SENT_ANYWAY = {"conflictTaskUUID", "rateLimitExceeded", "timeout"}
+
+
+def refused_before_billing(error: RunwareError) -> bool:
+    """Whether the API's answer says the request never became a task (so its money goes back)."""
+    return error.status is not None and 400 <= error.status < 500 and error.code not in SENT_ANYWAY
 
 
 def micro(usd: float) -> int:

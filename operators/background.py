@@ -19,7 +19,7 @@ import bpy
 
 from ..client import RunwareError
 from ..client.http import Guard
-from ..client.money import Reservation
+from ..client.money import Reservation, refused_before_billing
 from .runner import RUNNER, redraw_panels
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class BackgroundCall:
             self._result = self._work(self)
         except RunwareError as exc:
             self._error = exc
-            self.refused = self.refused or (exc.status is not None and 400 <= exc.status < 500)
+            self.refused = refused_before_billing(exc)
         except Exception as exc:  # a bug of ours: a sentence, the traceback in the console
             log.exception("SAM 3D: %s failed", self.label)
             self._error = RunwareError("internal", f"unexpected {type(exc).__name__}")

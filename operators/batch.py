@@ -48,7 +48,7 @@ REPORT_EVERY = 2.0  # seconds between rewrites of the report while a batch runs
 @dataclass
 class Item:
     name: str  # the asset's name
-    key: str  # what the item is: its source's path relative to the folder, without suffix ("props/cup")
+    key: str  # what the item is: its source's path relative to the folder ("props/cup.png", "table/lamp.png")
     photo: str
     mask: str = ""  # empty: the photo is a cut-out whose alpha is the mask
     catalog: str = ROOT_CATALOG
@@ -73,7 +73,7 @@ def find_items(folder: Path) -> list[Item]:
             catalog = "/".join([ROOT_CATALOG, *relative.parent.parts]) if relative.parent.parts else ROOT_CATALOG
             for mask in (m for m in images if m != photo):
                 name, height = _named(mask.stem, sizes)
-                items.append(Item(f"{directory.name}_{name}", (relative / mask.stem).as_posix(), str(photo),
+                items.append(Item(f"{directory.name}_{name}", (relative / mask.name).as_posix(), str(photo),
                                   str(mask), catalog, height))
             continue
         catalog = "/".join([ROOT_CATALOG, *relative.parts])
@@ -83,7 +83,7 @@ def find_items(folder: Path) -> list[Item]:
                 continue
             partner = stems.get(f"{image.stem}_mask")
             name, height = _named(image.stem, sizes)
-            items.append(Item(name, (relative / image.stem).as_posix(), str(image), str(partner) if partner else "",
+            items.append(Item(name, (relative / image.name).as_posix(), str(image), str(partner) if partner else "",
                               catalog, height))
     return items
 
@@ -209,8 +209,12 @@ class Batch:
             else:
                 request = job_request(context, limits=(self.limit,), prepare=self._inputs(context, item).encode,
                                       **fields)
-                # Written before anything is sent: a kill from here on is resumed by this UUID, on any machine.
-                self.library.set_state(item.key, state="claimed", task_uuid=request.task_uuid, hashes=hashes)
+                try:  # written before anything is sent: a kill from here on is resumed by this UUID, anywhere
+                    self.library.set_state(item.key, state="claimed", task_uuid=request.task_uuid, hashes=hashes)
+                except OSError:
+                    if request.reservation is not None:  # nothing was sent: the money goes back
+                        request.reservation.release()
+                    raise
         except (OSError, pixels.MaskError, RuntimeError, RunwareError) as exc:
             item.status, item.reason = "failed", _sentence(exc)
             return None

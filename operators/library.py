@@ -1,7 +1,7 @@
 """An asset library on disk, written one asset at a time: a folder Blender's Asset Browser reads as one library.
 
     LIBRARY/
-      <item key>.blend            one asset per file, written once, atomically (a temporary file renamed)
+      <item key>.blend            one asset per file (`props/cup.png.blend`), written once, atomically
       blender_assets.cats.txt     the catalogs, updated under a lock and replaced atomically
       sam3d-report[.K-of-N].json  what became of each item of a run (per shard)
       .sam3d/<item key>.json      each item's provenance: its source files' hashes, its task, its state
@@ -79,7 +79,7 @@ class Library:
         return self.folder / f"{key}.blend"
 
     def state_path(self, key: str) -> Path:
-        return self.folder / STATE_DIR / f"{key.replace('/', '__')}.json"
+        return self.folder / STATE_DIR / f"{key}.json"  # one file per key: keys are distinct relative paths
 
     def state(self, key: str) -> dict[str, Any]:
         try:

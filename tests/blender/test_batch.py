@@ -63,11 +63,11 @@ def test_items_are_found_in_all_three_conventions_with_their_sizes(addon, tmp_pa
     items = batch_module().find_items(folder)
     found = {(i.name, i.key, Path(i.photo).name, Path(i.mask).name if i.mask else "", i.catalog, i.height)
              for i in items}
-    assert found == {("bench", "bench", "bench.png", "bench_mask.png", "SAM 3D", 0.0),
-                     ("cup", "props/cup", "cup.png", "", "SAM 3D/props", 0.12),
-                     ("lamp", "props/lamp@0.45m", "lamp@0.45m.png", "", "SAM 3D/props", 0.45),
-                     ("socrates_1", "socrates/1", "image.png", "1.png", "SAM 3D", 0.0),
-                     ("socrates_2", "socrates/2", "image.png", "2.png", "SAM 3D", 0.0)}
+    assert found == {("bench", "bench.png", "bench.png", "bench_mask.png", "SAM 3D", 0.0),
+                     ("cup", "props/cup.png", "cup.png", "", "SAM 3D/props", 0.12),
+                     ("lamp", "props/lamp@0.45m.png", "lamp@0.45m.png", "", "SAM 3D/props", 0.45),
+                     ("socrates_1", "socrates/1.png", "image.png", "1.png", "SAM 3D", 0.0),
+                     ("socrates_2", "socrates/2.png", "image.png", "2.png", "SAM 3D", 0.0)}
 
 
 def test_shards_split_the_items_the_same_way_everywhere_without_overlap(addon, tmp_path):
@@ -85,7 +85,7 @@ def test_a_folder_becomes_an_asset_library_with_previews_catalogs_and_provenance
     data = report(library)
     assert (data["done"], data["failed"], data["skipped"]) == (4, 0, 0)
     assert sorted(p.relative_to(library).as_posix() for p in library.rglob("*.blend")) == [
-        "bench.blend", "props/cup.blend", "socrates/1.blend", "socrates/2.blend"], "one file per asset"
+        "bench.png.blend", "props/cup.png.blend", "socrates/1.png.blend", "socrates/2.png.blend"], "one per asset"
     cats = (library / "blender_assets.cats.txt").read_text()
     assets = read_library(library)
     assert sorted(o.name for o in assets) == ALL
@@ -93,7 +93,7 @@ def test_a_folder_becomes_an_asset_library_with_previews_catalogs_and_provenance
         meta = obj.asset_data
         assert meta is not None and meta.catalog_id in cats and "SAM 3D" in [t.name for t in meta.tags]
         assert meta["sam3d_task_uuid"] == obj["sam3d_task_uuid"] and "Task" in meta.description
-        assert meta["sam3d_source"] in ("bench", "props/cup", "socrates/1", "socrates/2")
+        assert meta["sam3d_source"] in ("bench.png", "props/cup.png", "socrates/1.png", "socrates/2.png")
         pixels = np.array(obj.preview.image_pixels_float[:])
         assert obj.preview.image_size[0] > 0 and pixels.std() > 0.01, f"{obj.name}: the preview is blank"
         assert max(obj.dimensions) == pytest.approx(1.0, rel=1e-3)
@@ -247,7 +247,7 @@ def test_make_batch_runs_the_same_headless_and_exits_with_the_status(tmp_path):
                          env={**os.environ, "RUNWARE_API_KEY": ""})
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "EMULATOR" in out.stdout and "1 done, 0 failed" in out.stdout
-    assert (tmp_path / "lib" / "cup.blend").exists()
+    assert (tmp_path / "lib" / "cup.png.blend").exists()
     assert sorted(p.name for p in root.iterdir()) == before, "nothing written into the checkout"
 
 
@@ -303,10 +303,9 @@ def test_a_batch_cut_off_midway_fetches_what_was_already_paid_instead_of_paying_
         tick()
         time.sleep(0.02)
     reset_session()  # Blender quits (or crashes) while all four process; a new one starts
-
     assert sam3d.emu.billed_tasks() == 4 and not list(library.rglob("*.blend"))
     bpy.ops.wm.read_homefile(use_empty=True)
-    sam3d.emu.processing_time = 0.2
+    sam3d.emu.finish()  # Runware finished them meanwhile
     bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library))
     assert report(library)["done"] == 4, [(i["name"], i["reason"]) for i in report(library)["items"]]
     assert sam3d.emu.billed_tasks() == 4, "the second run fetched the four paid tasks by their UUIDs"
@@ -379,7 +378,7 @@ def test_the_command_line_bakes_assets_with_their_textures_beside_them(sam3d, ca
     assert triangles <= 600 and cup.data.uv_layers, "reduced and unwrapped"
     images = [n.image for n in cup.active_material.node_tree.nodes if getattr(n, "image", None) is not None]
     assert len(images) == 1 and tuple(images[0].size) == (256, 256)
-    bpy.ops.wm.open_mainfile(filepath=str(library / "cup.blend"))  # the asset's own file, as it is on disk
+    bpy.ops.wm.open_mainfile(filepath=str(library / "cup.png.blend"))  # the asset's own file, as it is on disk
     [image] = [i for i in bpy.data.images if i.source == "FILE"]
     assert image.filepath.startswith("//"), f"relative to the asset, so the library can move: {image.filepath}"
     assert Path(bpy.path.abspath(image.filepath)).is_file() and image.packed_file is None, "saved beside it"
