@@ -114,5 +114,28 @@ def _fetch(transport: Transport, url: str, part: Path, max_bytes: int, timeout: 
         declared = declared_length(resp)
         total = have + declared if declared is not None else None
         with open(part, "ab" if have else "wb") as out:
-            read_body(resp, exchange, max_bytes - have, out.write, too_large="downloadTooLarge",
+            write = out.write if have else _GlbStart(out.write, max_bytes)
+            read_body(resp, exchange, max_bytes - have, write, too_large="downloadTooLarge",
                       on_progress=(lambda got: on_progress(have + got, total)) if on_progress else None)
+
+
+class _GlbStart:
+    """A sink that looks at a download's first 12 bytes before keeping more: a body that does not start like a
+    GLB, or declares more than the cap, is refused there (an error page, or megabytes of a bomb's zeros)."""
+
+    def __init__(self, write: Callable[[bytes], object], max_bytes: int) -> None:
+        self.write, self.max_bytes, self.head, self.got, self.declared = write, max_bytes, b"", 0, max_bytes
+
+    def __call__(self, data: bytes) -> None:
+        if len(self.head) < 12:
+            self.head += data[:12 - len(self.head)]
+            if len(self.head) == 12:
+                if self.head[:4] != GLB_MAGIC:
+                    raise RunwareError("notGlb", "the download does not start like a GLB file")
+                self.declared = struct.unpack("<I", self.head[8:12])[0]
+                if self.declared > self.max_bytes:
+                    raise RunwareError("downloadTooLarge", "the GLB declares more than the limit")
+        self.got += len(data)
+        if self.got > self.declared:
+            raise RunwareError("notGlb", "the download is longer than the GLB it starts declares")
+        self.write(data)

@@ -163,7 +163,7 @@ class RunwareClient:
         with get_following(self.transport, url, guard=self.guard, timeout=self.timeout) as (resp, exchange):
             if resp.status_code != 200:
                 raise RunwareError("downloadFailed", f"HTTP {resp.status_code}", status=resp.status_code)
-            read_body(resp, exchange, max_bytes, parts.append, too_large="downloadTooLarge")
+            read_body(resp, exchange, max_bytes, parts.append)  # "far larger than any expected": no preference
         return b"".join(parts)
 
     def account(self) -> dict[str, Any]:

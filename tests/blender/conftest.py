@@ -111,9 +111,17 @@ def sam3d(addon: str, emulator: Emulator, tmp_path: Path):
     prefs.result_dir = str(tmp_path / "results")
     prefs.request_timeout = 20.0
     prefs.job_timeout = 120.0
-    yield SimpleNamespace(prefs=prefs, emu=emulator, results=tmp_path / "results", tmp=tmp_path,
-                          settings=bpy.context.scene.sam3d)
+    yield Session(prefs=prefs, emu=emulator, results=tmp_path / "results", tmp=tmp_path)
     reset_session()
+
+
+class Session(SimpleNamespace):
+    """What a test gets from the `sam3d` fixture. `settings` is read anew each time: a test that loads another
+    file gets that file's settings, never a pointer into freed memory."""
+
+    @property
+    def settings(self):  # noqa: ANN201
+        return bpy.context.scene.sam3d
 
 
 def load(relative: str) -> bpy.types.Image:
