@@ -138,7 +138,9 @@ CONNECTION_REPORT: list[tuple[str, str]] = []  # the last Test Connection's line
 
 def get(context: bpy.types.Context | None = None) -> SAM3D_AddonPreferences:
     context = context or bpy.context
-    return context.preferences.addons[__package__].preferences  # type: ignore[return-value]
+    blender = context.preferences
+    assert blender is not None  # Blender's preferences always exist
+    return blender.addons[__package__].preferences  # type: ignore[return-value]
 
 
 def api_key(prefs: SAM3D_AddonPreferences) -> str:

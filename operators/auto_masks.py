@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bpy
 import numpy as np
@@ -24,21 +25,25 @@ from ..client.http import Transport
 from ..client.imagesize import dimensions
 from ..client.runware import Cutout
 from ..client.tasks import REMBG_MODEL
+from ..translations import rpt_
 from . import pixels
 from .background import BackgroundCall
 from .checks import is_blocking, refuse, why_no_photo, why_offline
-from .inputs import photo_of
+from .inputs import photo_of, settings_of, window_manager_of
 from .job_requests import network, reserve
 from .masks import new_mask_image, packed_png, show_preview
 from .outcomes import tell
 from .runner import Report
+
+if TYPE_CHECKING:
+    from bpy.stub_internal.rna_enums import OperatorReturnItems
 
 MARGIN = 0.1  # around the box, as a fraction of its size: background removal needs some background
 WORK_SIDE = 4096  # the photo is read at most this large to cut boxes from (memory stays bounded)
 
 
 def remove_background(context: bpy.types.Context, label: str, png: bytes, expect: tuple[int, int],
-                      done: Callable[[np.ndarray], None], report: Report, blocking: bool) -> set[str]:
+                      done: Callable[[np.ndarray], None], report: Report, blocking: bool) -> set[OperatorReturnItems]:
     """Send `png` to Runware's background removal in the background; `done(mask)` gets the (h, w) bool mask of
     the answer, at `expect` (w, h), on the main thread. Reserved before anything is sent."""
     prefs = preferences.get(context)
@@ -69,7 +74,7 @@ def remove_background(context: bpy.types.Context, label: str, png: bytes, expect
     call = BackgroundCall(label, work, finished, failed, seconds=prefs.request_timeout * 3, reservation=reservation)
     call.start(blocking)
     if not blocking:
-        report({"INFO"}, f"SAM 3D: {label.lower()}…")
+        report({"INFO"}, rpt_("SAM 3D: {}…").format(label.lower()))
     return {"FINISHED"}
 
 
@@ -78,7 +83,7 @@ def mask_of_answer(cutout: Cutout, expect: tuple[int, int]) -> np.ndarray:
     Sized from its header before Blender decodes it."""
     size = dimensions(cutout.png[:4096])
     if size is None or size[0] * size[1] > 64 * 2**20:
-        raise RunwareError("badResponse", "The background removal returned an image this add-on cannot use.")
+        raise RunwareError("badResponse", rpt_("The background removal returned an image this add-on cannot use."))
     image = packed_png("SAM3D answer", cutout.png)
     try:
         rgba = pixels.pixels_at(image, expect)
@@ -101,7 +106,7 @@ class SAM3D_OT_auto_mask(bpy.types.Operator):
     def poll(cls, context: bpy.types.Context) -> bool:
         return refuse(cls, why_offline(context) or why_no_photo(context))
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         photo = photo_of(context)
         assert photo is not None
         try:
@@ -118,8 +123,9 @@ class SAM3D_OT_auto_mask(bpy.types.Operator):
             if mask.shape != (h, w):  # made at the size sent: the mask is the photo's size, like every mask
                 mask = pixels.resize(mask.astype(np.float32), h, w) >= 0.5
             image = new_mask_image(f"{Path(name).stem}_auto_mask", mask)
-            bpy.context.scene.sam3d.mask = image
-            (report if blocking else tell)({"INFO"}, f"SAM 3D: auto mask covers {mask.mean():.1%} of the photo")
+            settings_of(bpy.context).mask = image
+            (report if blocking else tell)({"INFO"}, rpt_("SAM 3D: auto mask covers {:.1%} of the photo").format(
+                mask.mean()))
             show_preview(bpy.context, report if blocking else tell)
 
         return remove_background(context, "Auto Mask", pixels.encode_png(sent), (sent.shape[1], sent.shape[0]), done,
@@ -174,7 +180,7 @@ def paste(mask_of_crop: np.ndarray, crop: tuple[float, float, float, float], box
     return full
 
 
-def box_mask(context: bpy.types.Context, box: Box, report: Report, blocking: bool) -> set[str]:
+def box_mask(context: bpy.types.Context, box: Box, report: Report, blocking: bool) -> set[OperatorReturnItems]:
     """Cut the box (plus a margin) out of the photo, ask Runware for the mask of the object in it, and add that
     mask, of the photo's size, to the photo's masks."""
     photo = photo_of(context)
@@ -188,7 +194,8 @@ def box_mask(context: bpy.types.Context, box: Box, report: Report, blocking: boo
         return {"CANCELLED"}
     box = box.clamped(w, h)
     if box.empty:
-        report({"ERROR"}, f"The box must lie on the photo ({w}×{h} pixels) and be at least 2 pixels wide and high.")
+        report({"ERROR"}, rpt_("The box must lie on the photo ({}×{} pixels) and be at least 2 pixels wide and "
+                               "high.").format(w, h))
         return {"CANCELLED"}
     crop = box.grown(MARGIN, w, h)
     k = min(1.0, WORK_SIDE / max(w, h))  # the photo as read: at most WORK_SIDE on its longer side
@@ -204,21 +211,22 @@ def box_mask(context: bpy.types.Context, box: Box, report: Report, blocking: boo
     send = pixels.fit_size(cut.shape[1], cut.shape[0])
     if send != (cut.shape[1], cut.shape[0]):
         cut = pixels.resize(cut, send[1], send[0])
-    settings = context.scene.sam3d
+    settings = settings_of(context)
     stem = Path(photo.name).stem
     number = 1 + sum(1 for m in settings.masks if m.image is not None and m.image.name.startswith(f"{stem}_box_"))
 
     def done(mask: np.ndarray) -> None:
         full = paste(mask, crop_in_photo, box, (w, h))
         if not full.any():
-            (report if blocking else tell)({"WARNING"}, "Runware found no object in the box: no mask was added.")
+            (report if blocking else tell)({"WARNING"}, rpt_("Runware found no object in the box: no mask was added."))
             return
-        scene_settings = bpy.context.scene.sam3d
+        scene_settings = settings_of(bpy.context)
         item = scene_settings.masks.add()
         item.image = new_mask_image(f"{stem}_box_{number}", full)
         item.enabled = True
         scene_settings.active_mask_index = len(scene_settings.masks) - 1
-        (report if blocking else tell)({"INFO"}, f"SAM 3D: {item.image.name} covers {full.mean():.1%} of the photo")
+        (report if blocking else tell)({"INFO"}, rpt_("SAM 3D: {} covers {:.1%} of the photo").format(
+            item.image.name, full.mean()))
         show_preview(bpy.context, report if blocking else tell)
 
     return remove_background(context, "Box to Mask", pixels.encode_png(cut), send, done, report, blocking)
@@ -241,15 +249,16 @@ class SAM3D_OT_box_mask(bpy.types.Operator):
     def poll(cls, context: bpy.types.Context) -> bool:
         return refuse(cls, why_offline(context) or why_no_photo(context))
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         return box_mask(context, Box(self.xmin, self.ymin, self.xmax, self.ymax), self.report,
                         is_blocking(self, context))
 
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:
         space = getattr(context, "space_data", None)
         if is_blocking(self, context) or space is None or space.type != "IMAGE_EDITOR" or space.image is None:
             if not (self.xmax or self.ymax):
-                self.report({"ERROR"}, "Open the photo in the Image Editor and drag a box there, or give the box.")
+                self.report({"ERROR"}, rpt_("Open the photo in the Image Editor and drag a box there, or give the "
+                                            "box."))
                 return {"CANCELLED"}
             return self.execute(context)
         photo = photo_of(context)
@@ -260,6 +269,8 @@ class SAM3D_OT_box_mask(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         region = context.region
+        assert region is not None  # invoked from the Image Editor's region (checked above)
+
         def to_view(x: int, y: int) -> tuple[float, float]:
             u, v = region.view2d.region_to_view(x, y)
             return float(u), float(v)
@@ -267,11 +278,13 @@ class SAM3D_OT_box_mask(bpy.types.Operator):
         self._gesture = BoxGesture(size, to_view)
         self._draw = bpy.types.SpaceImageEditor.draw_handler_add(_draw_box, (self._gesture,), "WINDOW",
                                                                   "POST_PIXEL")
-        context.window_manager.modal_handler_add(self)
-        context.workspace.status_text_set("Box to Mask: drag a box around an object · Esc or right-click: done")
+        window_manager_of(context).modal_handler_add(self)
+        workspace = context.workspace
+        assert workspace is not None  # a window's: the Image Editor is in one
+        workspace.status_text_set("Box to Mask: drag a box around an object · Esc or right-click: done")
         return {"RUNNING_MODAL"}
 
-    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:
         if context.area is not None:
             context.area.tag_redraw()
         box = self._gesture.on_event(event.type, event.value, event.mouse_region_x, event.mouse_region_y)
@@ -279,7 +292,9 @@ class SAM3D_OT_box_mask(bpy.types.Operator):
             box_mask(context, box, self.report, blocking=False)
         if self._gesture.finished:
             bpy.types.SpaceImageEditor.draw_handler_remove(self._draw, "WINDOW")
-            context.workspace.status_text_set(None)
+            workspace = context.workspace
+            assert workspace is not None  # the one the modal run started in
+            workspace.status_text_set(None)
             return {"FINISHED"}
         return {"RUNNING_MODAL"} if self._gesture.dragging or event.type in {"LEFTMOUSE"} else {"PASS_THROUGH"}
 

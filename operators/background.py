@@ -20,6 +20,7 @@ import bpy
 from ..client import RunwareError
 from ..client.http import Guard
 from ..client.money import Reservation, refused_before_billing
+from ..translations import rpt_
 from .runner import RUNNER, redraw_panels
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class BackgroundCall:
                 self._done(self._result)
         except Exception as exc:  # never a dead timer with a message stuck on screen
             log.exception("SAM 3D: %s failed", self.label)
-            RUNNER.post("ERROR", f"{self.label} failed: {RunwareError('internal', type(exc).__name__)}")
+            RUNNER.post("ERROR", rpt_("{} failed: {}").format(self.label, RunwareError("internal", type(exc).__name__)))
 
     def _settle(self) -> None:
         if self.reservation is None:

@@ -6,8 +6,9 @@ want a lighter mesh with a UV-mapped image: `bake_object` reduces the mesh (Deci
 active) and gives it a material that reads the image through the UV map. The vertex colours stay on the mesh
 as a colour attribute, unused by the material.
 
-Self-contained on purpose: bpy, bmesh, mathutils, numpy and the standard library only. Every change is made
-on copies, and the object gets its new mesh only when everything has worked: a failure leaves it as it was.
+Self-contained on purpose: bpy, bmesh, mathutils, numpy, the standard library and the add-on's translation
+functions only. Every change is made on copies, and the object gets its new mesh only when everything has
+worked: a failure leaves it as it was.
 
 No operator here runs under `bpy.context.temp_override` (Blender 4.2 and 5.0 crash when another thread runs
 Python meanwhile): objects are selected and made active through the view layer instead.
@@ -20,13 +21,18 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import bpy
 import numpy as np
 from bpy.props import IntProperty
 from mathutils import Vector
 from mathutils.bvhtree import BVHTree
+
+from ..translations import rpt_, tip_
+
+if TYPE_CHECKING:
+    from bpy.stub_internal.rna_enums import OperatorReturnItems, WmReportItems
 
 Progress = Callable[[float, str], None]
 
@@ -64,7 +70,7 @@ def _nodes_used(mat: bpy.types.Material | None) -> bool:
 
 def _material_colour_linked(mat: bpy.types.Material | None) -> bool:
     """Whether the material's base colour comes from something (a texture, an attribute, any node)."""
-    if not _nodes_used(mat):
+    if mat is None or mat.node_tree is None or not _nodes_used(mat):
         return False
     for node in mat.node_tree.nodes:
         if node.type == "BSDF_PRINCIPLED" and node.inputs["Base Color"].is_linked:
@@ -80,34 +86,43 @@ def colour_source(obj: bpy.types.Object) -> str:
     Raises BakeError when there is nothing to bake."""
     if any(_material_colour_linked(slot.material) for slot in obj.material_slots):
         return ""
-    colours = obj.data.color_attributes
+    colours = cast(bpy.types.Mesh, obj.data).color_attributes
     if len(colours):
         return (colours.active_color or colours[0]).name
-    raise BakeError(f"“{obj.name}” has no colour to bake: it has no vertex colours, and its material takes "
-                    "its colour from no texture.")
+    raise BakeError(rpt_("“{}” has no colour to bake: it has no vertex colours, and its material takes its colour "
+                         "from no texture.").format(obj.name))
+
+
+def _tree(mat: bpy.types.Material) -> bpy.types.ShaderNodeTree:
+    """The node tree of a material of ours (made with nodes)."""
+    tree = mat.node_tree
+    assert tree is not None
+    return tree
 
 
 def _principled_material(name: str) -> tuple[bpy.types.Material, bpy.types.Node]:
     mat = bpy.data.materials.new(name)
     if mat.node_tree is None or bpy.app.version < (5, 0, 0):  # 4.x makes and uses node trees on request
         mat.use_nodes = True
-    bsdf = next((n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED"), None)
+    tree = _tree(mat)
+    bsdf = next((n for n in tree.nodes if n.type == "BSDF_PRINCIPLED"), None)
     if bsdf is None:  # not expected, but cheap to cover
-        bsdf = mat.node_tree.nodes.new("ShaderNodeBsdfPrincipled")
-        output = next((n for n in mat.node_tree.nodes if n.type == "OUTPUT_MATERIAL"), None)
+        bsdf = tree.nodes.new("ShaderNodeBsdfPrincipled")
+        output = next((n for n in tree.nodes if n.type == "OUTPUT_MATERIAL"), None)
         if output is None:
-            output = mat.node_tree.nodes.new("ShaderNodeOutputMaterial")
-        mat.node_tree.links.new(bsdf.outputs["BSDF"], output.inputs["Surface"])
+            output = tree.nodes.new("ShaderNodeOutputMaterial")
+        tree.links.new(bsdf.outputs["BSDF"], output.inputs["Surface"])
     return mat, bsdf
 
 
 def _attribute_material(name: str, attribute: str) -> bpy.types.Material:
     """A material whose base colour is the colour attribute (for a source with no material showing it)."""
     mat, bsdf = _principled_material(name)
-    node = mat.node_tree.nodes.new("ShaderNodeVertexColor")
-    node.layer_name = attribute
+    tree = _tree(mat)
+    node = tree.nodes.new("ShaderNodeVertexColor")
+    cast(bpy.types.ShaderNodeVertexColor, node).layer_name = attribute
     node.location = (bsdf.location[0] - 300, bsdf.location[1])
-    mat.node_tree.links.new(node.outputs["Color"], bsdf.inputs["Base Color"])
+    tree.links.new(node.outputs["Color"], bsdf.inputs["Base Color"])
     return mat
 
 
@@ -116,14 +131,16 @@ def _baked_material(name: str, image: bpy.types.Image) -> bpy.types.Material:
     bakes to). Linked to the Base Color after the bake (`_show_baked`): a material reading the image it is
     baked into is a circular dependency to Cycles."""
     mat, bsdf = _principled_material(name)
-    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    tree = _tree(mat)
+    nodes, links = tree.nodes, tree.links
     tex = nodes.new("ShaderNodeTexImage")
     tex.name = tex.label = "Baked Colour"
-    tex.image = image
-    tex.interpolation = "Linear"
+    texture = cast(bpy.types.ShaderNodeTexImage, tex)  # its settings (the stubs type its sockets Optional)
+    texture.image = image
+    texture.interpolation = "Linear"
     tex.location = (bsdf.location[0] - 320, bsdf.location[1])
     uv = nodes.new("ShaderNodeUVMap")
-    uv.uv_map = UV_NAME
+    cast(bpy.types.ShaderNodeUVMap, uv).uv_map = UV_NAME
     uv.location = (tex.location[0] - 220, tex.location[1] - 80)
     links.new(uv.outputs["UV"], tex.inputs["Vector"])
     for node in nodes:
@@ -134,9 +151,10 @@ def _baked_material(name: str, image: bpy.types.Image) -> bpy.types.Material:
 
 
 def _show_baked(mat: bpy.types.Material) -> None:
-    nodes = mat.node_tree.nodes
+    tree = _tree(mat)
+    nodes = tree.nodes
     bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
-    mat.node_tree.links.new(nodes["Baked Colour"].outputs["Color"], bsdf.inputs["Base Color"])
+    tree.links.new(nodes["Baked Colour"].outputs["Color"], bsdf.inputs["Base Color"])
 
 
 def _file_name(name: str) -> str:
@@ -161,8 +179,9 @@ class _Scene:
         try:
             self.scene.render.engine = "CYCLES"  # type: ignore[assignment]
         except TypeError as exc:
-            raise BakeError("Blender cannot bake in this build: its Cycles render engine is missing.") from exc
+            raise BakeError(rpt_("Blender cannot bake in this build: its Cycles render engine is missing.")) from exc
         cycles = self.scene.cycles
+        assert cycles is not None  # the Cycles add-on's settings (never None: missing, reading them raises)
         self.cycles = {k: getattr(cycles, k) for k in ("samples", "use_adaptive_sampling", "bake_type")
                        if hasattr(cycles, k)}
         cycles.samples = samples
@@ -246,22 +265,26 @@ class _Made:
 
 def _check(context: bpy.types.Context, obj: bpy.types.Object | None, resolution: int, max_triangles: int) -> None:
     if obj is None:
-        raise BakeError("Select the object to bake.")
+        raise BakeError(rpt_("Select the object to bake."))
     if obj.type != "MESH":
-        raise BakeError(f"“{obj.name}” is not a mesh ({obj.type.lower()}): only a mesh can be baked.")
-    context.view_layer.update()  # an object linked a moment ago is not listed before the view layer syncs
-    if obj.name not in context.view_layer.objects:
-        raise BakeError(f"“{obj.name}” is not in the current view layer: show it in this scene to bake it.")
+        raise BakeError(rpt_("“{}” is not a mesh ({}): only a mesh can be baked.").format(obj.name, obj.type.lower()))
+    view_layer = context.view_layer
+    assert view_layer is not None  # an operator's context has one
+    view_layer.update()  # an object linked a moment ago is not listed before the view layer syncs
+    if obj.name not in view_layer.objects:
+        raise BakeError(rpt_("“{}” is not in the current view layer: show it in this scene to bake it.").format(
+            obj.name))
     if context.mode != "OBJECT":
-        raise BakeError("Switch to Object Mode to bake.")
-    if obj.library is not None or obj.data.library is not None:
-        raise BakeError(f"“{obj.name}” is linked from another file: make it local to bake it.")
-    if not len(obj.data.polygons):
-        raise BakeError(f"“{obj.name}” has no faces to bake onto.")
+        raise BakeError(rpt_("Switch to Object Mode to bake."))
+    mesh = cast(bpy.types.Mesh, obj.data)
+    if obj.library is not None or mesh.library is not None:
+        raise BakeError(rpt_("“{}” is linked from another file: make it local to bake it.").format(obj.name))
+    if not len(mesh.polygons):
+        raise BakeError(rpt_("“{}” has no faces to bake onto.").format(obj.name))
     if not 16 <= resolution <= 16384:
-        raise BakeError(f"A resolution of {resolution} pixels is out of range (16–16384).")
+        raise BakeError(rpt_("A resolution of {} pixels is out of range (16–16384).").format(resolution))
     if max_triangles < 0:
-        raise BakeError("The triangle budget cannot be negative (0 keeps every triangle).")
+        raise BakeError(rpt_("The triangle budget cannot be negative (0 keeps every triangle)."))
 
 
 def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution: int = 2048,
@@ -281,7 +304,7 @@ def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution
         try:
             save_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise BakeError(f"The folder {save_dir} cannot be made ({exc.strerror or exc}).") from exc
+            raise BakeError(rpt_("The folder {} cannot be made ({}).").format(save_dir, exc.strerror or exc)) from exc
 
     name = obj.name
     state = _Scene(context)
@@ -300,7 +323,7 @@ def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution
             made.meshes.append(work_mesh)
         work = bpy.data.objects.new(f"{name} (bake target)", work_mesh)
         made.objects.append(work)
-        context.scene.collection.objects.link(work)
+        state.scene.collection.objects.link(work)
         work.matrix_world = obj.matrix_world
         _prepare_target(work_mesh)
 
@@ -321,7 +344,7 @@ def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution
         image = bpy.data.images.new(f"{name} Baked", resolution, resolution, alpha=False)
         made.images.append(image)
         image.pixels.foreach_set(_filled(raw, name).ravel())  # type: ignore[attr-defined]
-        material.node_tree.nodes["Baked Colour"].image = image
+        cast(bpy.types.ShaderNodeTexImage, _tree(material).nodes["Baked Colour"]).image = image
         made.images.remove(raw)
         bpy.data.images.remove(raw)
         _show_baked(material)
@@ -341,7 +364,8 @@ def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution
             saved_file.unlink(missing_ok=True)
         if isinstance(exc, BakeError) or not isinstance(exc, Exception):
             raise
-        raise BakeError(f"Blender could not bake “{name}”: {_short(exc)}. The object is unchanged.") from exc
+        raise BakeError(rpt_("Blender could not bake “{}”: {}. The object is unchanged.").format(
+            name, _short(exc))) from exc
 
     # Everything worked: the object takes the baked mesh (nothing below is expected to fail).
     report(0.95, f"Swapping in the baked mesh of {name}")
@@ -353,7 +377,7 @@ def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution
     obj["sam3d_triangles"] = int(result_triangles)
     state.restore()
     obj.select_set(True)
-    context.view_layer.objects.active = obj
+    state.view_layer.objects.active = obj
     report(1.0, f"Baked {name}: {result_triangles:,} triangles, {resolution}×{resolution} texture")
     return obj
 
@@ -382,7 +406,9 @@ def _full_copy(context: bpy.types.Context, obj: bpy.types.Object, attribute: str
             full.materials.append(slot.material)
     source = bpy.data.objects.new(f"{obj.name} (bake source)", full)
     made.objects.append(source)
-    context.scene.collection.objects.link(source)
+    scene = context.scene
+    assert scene is not None  # an operator's context has one
+    scene.collection.objects.link(source)
     source.matrix_world = obj.matrix_world
     return full, source
 
@@ -414,12 +440,12 @@ def _decimate(context: bpy.types.Context, source: bpy.types.Object, name: str, t
         else:
             count = fewest
         if count > budget:
-            raise BakeError(f"“{name}” cannot be reduced to {budget:,} triangles (Decimate stops at about "
-                            f"{min(count, fewest):,}): ask for more triangles.")
+            raise BakeError(rpt_("“{}” cannot be reduced to {:,} triangles (Decimate stops at about {:,}): ask for "
+                                 "more triangles.").format(name, budget, min(count, fewest)))
     finally:
         source.modifiers.remove(modifier)
     if not len(mesh.polygons):
-        raise BakeError(f"{budget:,} triangles are too few for “{name}”: nothing is left of it.")
+        raise BakeError(rpt_("{:,} triangles are too few for “{}”: nothing is left of it.").format(budget, name))
     return mesh
 
 
@@ -520,7 +546,8 @@ def _enlarge_small_islands(mesh: bpy.types.Mesh, min_area: float) -> bool:
     if not small.any():
         return False
     count = np.bincount(island_of_loop, minlength=islands)
-    centre = np.column_stack([np.bincount(island_of_loop, weights=uv[:, k], minlength=islands) for k in (0, 1)])
+    centre = np.column_stack([np.bincount(island_of_loop, weights=uv[:, k], minlength=islands)
+                              for k in (0, 1)]).astype(np.float64, copy=False)  # weighted: float64 already
     centre /= np.maximum(count, 1)[:, None]
     factor = np.ones(islands)
     factor[small] = np.sqrt(min_area / area[small])
@@ -546,7 +573,7 @@ def _bake(context: bpy.types.Context, state: _Scene, source: bpy.types.Object, w
                         save_mode="INTERNAL", use_clear=False, use_split_materials=False, uv_layer=UV_NAME)
     result = bpy.ops.object.bake(**kwargs)
     if "FINISHED" not in result:  # type: ignore[operator]
-        raise BakeError("Blender did not bake (the bake was cancelled).")
+        raise BakeError(rpt_("Blender did not bake (the bake was cancelled)."))
 
 
 def _extrusion(context: bpy.types.Context, source: bpy.types.Object, work: bpy.types.Object) -> float:
@@ -581,7 +608,7 @@ def _filled(image: bpy.types.Image, name: str) -> np.ndarray:
     rgba = rgba.reshape(h, w, 4)
     alpha = rgba[..., 3].copy()
     if not (alpha > 0).any():
-        raise BakeError(f"Nothing of “{name}” was baked: the reduced mesh and the original do not meet.")
+        raise BakeError(rpt_("Nothing of “{}” was baked: the reduced mesh and the original do not meet.").format(name))
     colour = rgba[..., :3]  # premultiplied where the margin blended (0 < alpha < 1), as alpha is 0 or 1 elsewhere
     out = np.empty_like(rgba)
     out[..., :3] = _pull_push(colour, alpha)
@@ -615,7 +642,7 @@ def _save_png(image: bpy.types.Image, path: Path) -> Path:
         image.file_format = "PNG"
         image.save()
     except RuntimeError as exc:
-        raise BakeError(f"The texture could not be saved as {path} ({_short(exc)}).") from exc
+        raise BakeError(rpt_("The texture could not be saved as {} ({}).").format(path, _short(exc))) from exc
     image.filepath = str(path)
     image.source = "FILE"
     return path
@@ -678,18 +705,22 @@ def _status(context: bpy.types.Context, text: str | None) -> None:
 
 
 def _summary(baked: list[str], failed: list[tuple[str, str]], skipped: int, cancelled: bool,
-             seconds: float) -> tuple[str, str]:
+             seconds: float) -> tuple[WmReportItems, str]:
     """(report kind, sentence) for what a run did."""
     parts = []
     if baked:
-        names = ", ".join(f"“{n}”" for n in baked[:3]) + (f" and {len(baked) - 3} more" if len(baked) > 3 else "")
-        parts.append(f"Baked {names} in {seconds:.1f} s.")
+        names = ", ".join(f"“{n}”" for n in baked[:3])
+        if len(baked) > 3:
+            names = rpt_("{} and {} more").format(names, len(baked) - 3)
+        parts.append(rpt_("Baked {} in {:.1f} s.").format(names, seconds))
     for who, why in failed:
-        parts.append(why if who in why else f"“{who}”: {why}")
+        parts.append(why if who in why else rpt_("“{}”: {}").format(who, why))
     if cancelled:
-        parts.append(f"Cancelled: {skipped} object{'s' if skipped != 1 else ''} left as they were.")
-    text = " ".join(parts) or "Nothing was baked."
-    kind = "ERROR" if failed and not baked else ("WARNING" if failed or (cancelled and not baked) else "INFO")
+        parts.append((rpt_("Cancelled: {} object left as they were.") if skipped == 1 else
+                      rpt_("Cancelled: {} objects left as they were.")).format(skipped))
+    text = " ".join(parts) or rpt_("Nothing was baked.")
+    kind: WmReportItems = "ERROR" if failed and not baked else (
+        "WARNING" if failed or (cancelled and not baked) else "INFO")
     return kind, text
 
 
@@ -724,13 +755,13 @@ class BakeRun:
         _status(context, f"SAM 3D bake · {text} · {fraction:.0%}  (Esc to cancel)")
         _redraw(context)
 
-    def on_event(self, context: bpy.types.Context, kind: str, value: str = "") -> set[str]:
+    def on_event(self, context: bpy.types.Context, kind: str, value: str = "") -> set[OperatorReturnItems]:
         try:
             return self._on_event(context, kind, value)
         finally:
             self.last_event = time.monotonic()
 
-    def _on_event(self, context: bpy.types.Context, kind: str, value: str) -> set[str]:
+    def _on_event(self, context: bpy.types.Context, kind: str, value: str) -> set[OperatorReturnItems]:
         if kind == "ESC" and value == "PRESS":
             self.cancelled = True
             return self._end(context)
@@ -751,7 +782,7 @@ class BakeRun:
         self.index += 1
         obj = bpy.data.objects.get(name)
         if obj is None:
-            self.failed.append((name, f"“{name}” no longer exists."))
+            self.failed.append((name, rpt_("“{}” no longer exists.").format(name)))
             return
 
         def progress(fraction: float, text: str) -> None:
@@ -773,11 +804,11 @@ class BakeRun:
             self.step(context)
         self._end(context)
 
-    def result(self) -> tuple[str, str]:
+    def result(self) -> tuple[WmReportItems, str]:
         return _summary(self.baked, self.failed, len(self.names) - self.index, self.cancelled,
                         time.monotonic() - self.started)
 
-    def _end(self, context: bpy.types.Context) -> set[str]:
+    def _end(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         _set_progress(False, 1.0 if not self.cancelled else PROGRESS["fraction"], "")
         _status(context, None)
         _redraw(context)
@@ -815,13 +846,13 @@ class SAM3D_OT_bake(bpy.types.Operator):
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         if running() is not None:
-            cls.poll_message_set("A bake is already running (Esc cancels it)")
+            cls.poll_message_set(tip_("A bake is already running (Esc cancels it)"))
             return False
         if context.mode != "OBJECT":
-            cls.poll_message_set("Switch to Object Mode to bake")
+            cls.poll_message_set(tip_("Switch to Object Mode to bake"))
             return False
         if not targets(context):
-            cls.poll_message_set("Select a SAM 3D result to bake (a mesh object made by SAM 3D)")
+            cls.poll_message_set(tip_("Select a SAM 3D result to bake (a mesh object made by SAM 3D)"))
             return False
         return True
 
@@ -829,24 +860,25 @@ class SAM3D_OT_bake(bpy.types.Operator):
         return BakeRun([o.name for o in targets(context)], resolution=self.resolution,
                        max_triangles=self.max_triangles)
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         run = self._run(context)
         run.run(context)
         kind, text = run.result()
-        self.report({kind}, text)  # type: ignore[arg-type]
+        self.report({kind}, text)
         return {"FINISHED"} if run.baked else {"CANCELLED"}
 
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:
         if bpy.app.background or not context.window:
             return self.execute(context)
         run = self._run(context)
         run.start(context)
         wm = context.window_manager
+        assert wm is not None  # there is a window (checked above)
         _RUN["run"], _RUN["timer"] = run, wm.event_timer_add(0.1, window=context.window)
         wm.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
-    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:
         run: BakeRun | None = _RUN["run"]
         if run is None:
             return {"CANCELLED"}
@@ -854,7 +886,7 @@ class SAM3D_OT_bake(bpy.types.Operator):
         if "FINISHED" in result or "CANCELLED" in result:
             self._stop(context)
             kind, text = run.result()
-            self.report({kind}, text)  # type: ignore[arg-type]
+            self.report({kind}, text)
         elif event.type == "ESC":
             return {"RUNNING_MODAL"}
         return result
@@ -869,7 +901,9 @@ class SAM3D_OT_bake(bpy.types.Operator):
     @staticmethod
     def _stop(context: bpy.types.Context) -> None:
         if _RUN["timer"] is not None:
-            context.window_manager.event_timer_remove(_RUN["timer"])
+            wm = context.window_manager
+            assert wm is not None  # the timer was added to it
+            wm.event_timer_remove(_RUN["timer"])
         _RUN["run"] = _RUN["timer"] = None
 
 

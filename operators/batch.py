@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bpy
 from bpy.props import FloatProperty, IntProperty, StringProperty
@@ -33,13 +33,18 @@ from bpy.props import FloatProperty, IntProperty, StringProperty
 from .. import preferences
 from ..client import Job, RunwareError
 from ..client.money import Limit
+from ..translations import rpt_, tip_
 from . import pixels
 from .checks import is_blocking, refuse, why_offline
+from .inputs import settings_of
 from .job_requests import job_request
 from .library import ROOT_CATALOG, Library, make_asset, remove_from_file
 from .masks import IMAGE_SUFFIXES, natural_order
 from .outcomes import conclude, tell
 from .runner import RUNNER, TICK, Report, SceneJob
+
+if TYPE_CHECKING:
+    from bpy.stub_internal.rna_enums import OperatorReturnItems
 
 SIZE_IN_NAME = re.compile(r"^(?P<name>.+)@(?P<size>\d+(?:\.\d+)?)m$")
 REPORT_EVERY = 2.0  # seconds between rewrites of the report while a batch runs
@@ -338,10 +343,11 @@ ACTIVE: list[Batch] = []  # the batch the panel shows (the last one started from
 def prepare(folder: Path, library_folder: Path, options: Options) -> Batch:
     """A batch over the folder's items of its shard (nothing read or sent yet)."""
     if library_folder.suffix.lower() == ".blend":
-        raise RunwareError("badLibrary", "The library is a folder (one .blend per asset, which the Asset Browser "
-                           f"reads as one library): give a folder, e.g. {library_folder.with_suffix('')}.")
+        raise RunwareError("badLibrary", rpt_("The library is a folder (one .blend per asset, which the Asset "
+                                              "Browser reads as one library): give a folder, e.g. {}.").format(
+            library_folder.with_suffix("")))
     if not folder.is_dir():
-        raise RunwareError("badLibrary", f"{folder} is not a folder.")
+        raise RunwareError("badLibrary", rpt_("{} is not a folder.").format(folder))
     k, n = options.shard
     batch = Batch(folder, Library(library_folder), shard(find_items(folder), k, n), options)
     batch.limit.set(options.max_cost)
@@ -391,8 +397,8 @@ def _feed_in_background(batch: Batch) -> None:
         RUNNER.feeders[:] = []
         batch.save_report(force=True)
         counts = batch.counts()
-        tell({"INFO"}, f"SAM 3D batch: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped; "
-                       f"library {batch.library.folder}")
+        tell({"INFO"}, rpt_("SAM 3D batch: {} done, {} failed, {} skipped; library {}").format(
+            counts["done"], counts["failed"], counts["skipped"], batch.library.folder))
 
 
 class SAM3D_OT_batch(bpy.types.Operator):
@@ -412,15 +418,15 @@ class SAM3D_OT_batch(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return refuse(cls, why_offline(context) or ("A batch is running: cancel it or wait" if any(
+        return refuse(cls, why_offline(context) or (tip_("A batch is running: cancel it or wait") if any(
             b.running for b in ACTIVE) else ""))
 
     def _setting(self, context: bpy.types.Context, name: str, panel_name: str) -> Any:
         """The operator's value when the caller gave one, else the panel's (one rule for every setting)."""
-        source = self if self.properties.is_property_set(name) else context.scene.sam3d
+        source = self if self.properties.is_property_set(name) else settings_of(context)
         return getattr(source, name if source is self else panel_name)
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         directory = Path(bpy.path.abspath(str(self._setting(context, "directory", "batch_directory"))))
         library = Path(bpy.path.abspath(str(self._setting(context, "filepath", "batch_library"))))
         options = Options(float(self._setting(context, "target_size", "batch_target_size")),
@@ -433,20 +439,22 @@ class SAM3D_OT_batch(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         todo, cost = estimate(batch)
-        limit = f"; items past the cost limit of ${options.max_cost:.4f} are refused" if options.max_cost else ""
-        self.report({"INFO"}, f"SAM 3D batch: {todo} job(s) of {len(batch.items)}, about ${cost:.4f}{limit}")
+        limit = rpt_("; items past the cost limit of ${:.4f} are refused").format(
+            options.max_cost) if options.max_cost else ""
+        self.report({"INFO"}, rpt_("SAM 3D batch: {} job(s) of {}, about ${:.4f}{}").format(
+            todo, len(batch.items), cost, limit))
         blocking = is_blocking(self, context)
         run(context, batch, self.report, blocking=blocking)
         if not blocking:
-            self.report({"INFO"}, f"SAM 3D batch: {len(batch.items)} item(s) under way; each asset is written to "
-                                  f"{library} as it is made")
+            self.report({"INFO"}, rpt_("SAM 3D batch: {} item(s) under way; each asset is written to {} as it is "
+                                       "made").format(len(batch.items), library))
             return {"FINISHED"}
         counts = batch.counts()
         for item in batch.items:
             if item.status == "failed":
-                self.report({"WARNING"}, f"{item.name}: {item.reason}")
-        self.report({"INFO"}, f"SAM 3D batch: {counts['done']} done, {counts['failed']} failed, "
-                              f"{counts['skipped']} skipped; library {library}, report {batch.report_path}")
+                self.report({"WARNING"}, rpt_("{}: {}").format(item.name, item.reason))
+        self.report({"INFO"}, rpt_("SAM 3D batch: {} done, {} failed, {} skipped; library {}, report {}").format(
+            counts["done"], counts["failed"], counts["skipped"], library, batch.report_path))
         return {"FINISHED"} if counts["done"] or counts["skipped"] else {"CANCELLED"}
 
 
@@ -460,9 +468,9 @@ class SAM3D_OT_batch_cancel(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return refuse(cls, "" if any(b.running for b in ACTIVE) else "No batch is running")
+        return refuse(cls, "" if any(b.running for b in ACTIVE) else tip_("No batch is running"))
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         for batch in ACTIVE:
             batch.cancel()
         return {"FINISHED"}

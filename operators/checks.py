@@ -12,7 +12,7 @@ import bpy
 from .. import preferences
 from ..client.tasks import MAX_SEED
 from ..translations import tip_
-from .inputs import listed_masks, photo_of
+from .inputs import listed_masks, photo_of, settings_of
 
 
 def refuse(cls: type[bpy.types.Operator], reason: str) -> bool:
@@ -53,7 +53,7 @@ def why_not_reconstruct(context: bpy.types.Context) -> str:
         return tip_("Pick a photo in the SAM 3D panel")
     if photo.type in {"RENDER_RESULT", "COMPOSITING"}:
         return tip_("A render result cannot be sent: save it as an image, open that, and pick it")
-    settings = context.scene.sam3d
+    settings = settings_of(context)
     if settings.mask is not None and settings.mask == photo and not settings.use_photo_alpha:
         return tip_("The mask is the photo itself: pick the mask image (or tick Use Photo Alpha)")
     exact = settings.exact_seed.strip()

@@ -39,13 +39,19 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
-from ..translations import tip_
+from ..translations import rpt_, tip_
+from .importing import mesh_of
+from .inputs import scene_of
+from .photo_camera import camera_data
+
+if TYPE_CHECKING:
+    from bpy.stub_internal.rna_enums import OperatorReturnItems
 
 PREFIX = "SAM3D "  # every compositor node (and the node group, effect, sun and world) this module makes
 GROUND_TOLERANCE = 0.05  # objects whose lowest point is below this stand on the ground (see module doc)
@@ -158,8 +164,9 @@ def ground_footprint(scene: bpy.types.Scene, camera: bpy.types.Object, ground: f
                      depth: float) -> np.ndarray:
     """Where the camera's view, cut at `depth`, meets the ground plane z = `ground`: (n, 2) world XY points
     whose convex hull is that area (empty when the camera sees no ground within `depth`)."""
-    frame = [c.copy() for c in camera.data.view_frame(scene=scene)]
-    if camera.data.type == "ORTHO":  # parallel rays from the frame's corners
+    data = camera_data(camera)
+    frame = [c.copy() for c in data.view_frame(scene=scene)]
+    if data.type == "ORTHO":  # parallel rays from the frame's corners
         near = [Vector((c.x, c.y, 0.0)) for c in frame]
         far = [Vector((c.x, c.y, -depth)) for c in frame]
     else:  # rays from the camera's centre through the frame's corners
@@ -219,7 +226,7 @@ def shadow_catcher(scene: bpy.types.Scene, photo: str) -> tuple[bpy.types.Object
 def shape_catcher(obj: bpy.types.Object, low: np.ndarray, high: np.ndarray, ground: float) -> None:
     """One quad from `low` to `high` (world XY) at z = `ground`, origin at its centre."""
     centre, half = (low + high) / 2.0, (high - low) / 2.0
-    mesh = obj.data
+    mesh = mesh_of(obj)
     mesh.clear_geometry()
     hx, hy = float(half[0]), float(half[1])
     mesh.from_pydata([(-hx, -hy, 0.0), (hx, -hy, 0.0), (hx, hy, 0.0), (-hx, hy, 0.0)], [], [(0, 1, 2, 3)])
@@ -268,11 +275,14 @@ def set_render(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer, size: tu
     render.resolution_x, render.resolution_y = size
     render.resolution_percentage = 100
     render.use_compositing = True
-    scene.view_settings.view_transform = "Standard"
-    scene.view_settings.look = "None"
+    view_settings: Any = scene.view_settings  # Any: the stubs list no view transform or look (OCIO defines them)
+    view_settings.view_transform = "Standard"
+    view_settings.look = "None"
     # Without the Shadow Catcher pass, Cycles puts the catcher's shadows in the Combined pass (a black matte:
     # alpha = how much light the objects take away), which is what the compositor lays over the photo.
-    view_layer.cycles.use_pass_shadow_catcher = False
+    cycles = view_layer.cycles
+    assert cycles is not None  # the Cycles add-on's settings (never None: missing, reading them raises)
+    cycles.use_pass_shadow_catcher = False
 
 
 # --- the compositor ----------------------------------------------------------------------------------------
@@ -379,9 +389,12 @@ def _new_group(name: str) -> bpy.types.NodeTree:
 
 def _color_output(tree: bpy.types.NodeTree, wanted: set[str]) -> bpy.types.NodeSocket:
     """The tree's Group Output's first colour input (the group's result), made when missing."""
-    outputs = [i for i in tree.interface.items_tree if i.item_type == "SOCKET" and i.in_out == "OUTPUT"]
+    interface = tree.interface
+    assert interface is not None  # a node group's
+    sockets = [cast(bpy.types.NodeTreeInterfaceSocket, i) for i in interface.items_tree if i.item_type == "SOCKET"]
+    outputs = [i for i in sockets if i.in_out == "OUTPUT"]
     if not any(i.socket_type == "NodeSocketColor" for i in outputs):
-        tree.interface.new_socket(name="Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        interface.new_socket(name="Image", in_out="OUTPUT", socket_type="NodeSocketColor")
     nodes: list[Any] = [n for n in tree.nodes if n.bl_idname == "NodeGroupOutput"]
     node = next((n for n in nodes if n.is_active_output), nodes[0] if nodes else None)
     if node is None:
@@ -455,15 +468,15 @@ def set_up_composite(context: bpy.types.Context, camera: bpy.types.Object) -> di
     Returns what it did: photo (image name), camera, objects (the photo's), catcher (the plane),
     catcher_created, ground (its height), size (the render's), node_tree, nodes (names of ours in it),
     sun and world (made when the scene had no light and no world, else None)."""
-    scene = context.scene
+    scene = scene_of(context)
     view_layer = context.view_layer or scene.view_layers[0]
     photo_name = camera["sam3d_photo"]
     photo = bpy.data.images.get(photo_name)
     if photo is None:
-        raise ValueError(tip_("The photo “{}” is not in this file: load it again").format(photo_name))
+        raise ValueError(rpt_("The photo “{}” is not in this file: load it again").format(photo_name))
     size = (int(photo.size[0]), int(photo.size[1]))
     if min(size) <= 0:
-        raise ValueError(tip_("The photo “{}” cannot be read: reload it from its file").format(photo_name))
+        raise ValueError(rpt_("The photo “{}” cannot be read: reload it from its file").format(photo_name))
     scene.camera = camera
     set_render(scene, view_layer, size)
     view_layer.update()  # matrix_world and the view frame up to date for what follows
@@ -499,7 +512,7 @@ class SAM3D_OT_composite(bpy.types.Operator):
             cls.poll_message_set(reason)
         return not reason
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         camera = find_photo_camera(context)
         assert camera is not None  # poll() made sure
         try:
@@ -508,9 +521,9 @@ class SAM3D_OT_composite(bpy.types.Operator):
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         w, h = made["size"]
-        catcher = (tip_("a new shadow catcher") if made["catcher_created"] else tip_("the shadow catcher"))
-        extra = tip_(", a sun and a grey world (the scene had no light)") if made["sun"] is not None else ""
-        self.report({"INFO"}, tip_(
+        catcher = (rpt_("a new shadow catcher") if made["catcher_created"] else rpt_("the shadow catcher"))
+        extra = rpt_(", a sun and a grey world (the scene had no light)") if made["sun"] is not None else ""
+        self.report({"INFO"}, rpt_(
             "Composite over “{}”: {} “{}” under {} object(s), Cycles with a transparent film at {}×{} and the "
             "Standard view transform, the render laid over the photo in the compositor{}. Render (F12) to see "
             "the objects over the photo").format(made["photo"], catcher, made["catcher"].name,

@@ -5,17 +5,21 @@ certificate that is not trusted). Free: it asks only for the account's details."
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bpy
 
 from .. import preferences
 from ..client import RunwareClient, RunwareError
 from ..client.http import Transport
+from ..translations import rpt_
 from .background import BackgroundCall
 from .checks import is_blocking, refuse, why_offline
 from .job_requests import network
 from .outcomes import tell
+
+if TYPE_CHECKING:
+    from bpy.stub_internal.rna_enums import OperatorReturnItems
 
 
 def check(call: BackgroundCall, key: str, net: dict[str, Any]) -> dict[str, Any]:
@@ -36,12 +40,13 @@ def check(call: BackgroundCall, key: str, net: dict[str, Any]) -> dict[str, Any]
 def lines_of(account: dict[str, Any]) -> list[tuple[str, str]]:
     balance = account.get("balance")
     proxy = account.get("proxy") or ""
-    shown_proxy = proxy.split("@")[-1] if proxy else "none"  # never the proxy's password
-    lines = [("INFO", f"Connected: the key works ({account.get('organization') or 'your account'}).")]
+    shown_proxy = proxy.split("@")[-1] if proxy else rpt_("none")  # never the proxy's password
+    lines = [("INFO", rpt_("Connected: the key works ({}).").format(
+        account.get("organization") or rpt_("your account")))]
     if balance is not None:
-        lines.append(("ERROR" if balance <= 0 else "INFO", f"Balance: ${balance:.2f}" + (
-            " — no credit left: top it up at runware.ai" if balance <= 0 else "")))
-    lines.append(("INFO", f"Round trip: {account['seconds'] * 1000:.0f} ms · proxy: {shown_proxy}"))
+        lines.append(("ERROR", rpt_("Balance: ${:.2f} — no credit left: top it up at runware.ai").format(balance))
+                     if balance <= 0 else ("INFO", rpt_("Balance: ${:.2f}").format(balance)))
+    lines.append(("INFO", rpt_("Round trip: {:.0f} ms · proxy: {}").format(account["seconds"] * 1000, shown_proxy)))
     return lines
 
 
@@ -56,7 +61,7 @@ class SAM3D_OT_test_connection(bpy.types.Operator):
     def poll(cls, context: bpy.types.Context) -> bool:
         return refuse(cls, why_offline(context))
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         prefs = preferences.get(context)
         key, net = preferences.api_key(prefs), network(context)
         blocking = is_blocking(self, context)

@@ -4,6 +4,7 @@ again), Re-import (from the GLB on disk, no request), Retry (same inputs, a new 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bpy
 from bpy.props import StringProperty
@@ -12,11 +13,15 @@ from .. import preferences
 from ..client import Job, RunwareError, TaskRecord
 from ..client.jobs import INPUT_FILES
 from ..client.locks import TaskLocks
+from ..translations import rpt_
 from . import importing
 from .checks import is_blocking, refuse, why_offline
 from .job_requests import job_request
 from .outcomes import note_imported, run_blocking
 from .runner import RUNNER, SceneJob
+
+if TYPE_CHECKING:
+    from bpy.stub_internal.rna_enums import OperatorReturnItems
 
 ENDED = {"imported", "failed", "cancelled", "created"}  # what Retry may send again: nothing can still be billed
 
@@ -29,12 +34,12 @@ def _record(context: bpy.types.Context, task_uuid: str) -> TaskRecord | None:
 def why_not_retry(record: TaskRecord | None, task_uuid: str) -> str:
     """Retry sends a new, paid task: only for a task that has ended (one that may still finish is resumed)."""
     if record is None:
-        return f"The journal has no task {task_uuid}."
+        return rpt_("The journal has no task {}.").format(task_uuid)
     if task_uuid in RUNNER.jobs:
-        return "This task is still running: wait for it, or cancel it first."
+        return rpt_("This task is still running: wait for it, or cancel it first.")
     if record.status not in ENDED:
-        return ("This task was sent and may still finish (and be billed): use Resume to fetch it instead of "
-                "paying for a new one.")
+        return rpt_("This task was sent and may still finish (and be billed): use Resume to fetch it instead of "
+                    "paying for a new one.")
     return ""
 
 
@@ -80,21 +85,21 @@ class SAM3D_OT_reimport(bpy.types.Operator):
 
     task_uuid: StringProperty(name="Task", default="", options={"HIDDEN", "SKIP_SAVE"})  # type: ignore[valid-type]
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         record = _record(context, self.task_uuid)
         if record is None:
-            self.report({"ERROR"}, f"The journal has no task {self.task_uuid}.")
+            self.report({"ERROR"}, rpt_("The journal has no task {}.").format(self.task_uuid))
             return {"CANCELLED"}
         if not _on_disk(record):
-            self.report({"ERROR"}, "The result of this task is not on disk"
-                        + (": use Resume to fetch it." if record.unfinished else "."))
+            self.report({"ERROR"}, rpt_("The result of this task is not on disk: use Resume to fetch it.")
+                        if record.unfinished else rpt_("The result of this task is not on disk."))
             return {"CANCELLED"}
         try:
             objects = import_record(context, record)
         except importing.GlbImportError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"SAM 3D: re-imported {', '.join(o.name for o in objects)}")
+        self.report({"INFO"}, rpt_("SAM 3D: re-imported {}").format(", ".join(o.name for o in objects)))
         return {"FINISHED"}
 
 
@@ -109,11 +114,11 @@ class SAM3D_OT_resume(bpy.types.Operator):
     task_uuid: StringProperty(  # type: ignore[valid-type]
         name="Task", default="", description="Empty: every unfinished job", options={"HIDDEN", "SKIP_SAVE"})
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         RUNNER.refresh_history(preferences.result_folder(preferences.get(context)))
         todo = [t for t in RUNNER.unfinished() if not self.task_uuid or t.task_uuid == self.task_uuid]
         if not todo:
-            self.report({"INFO"}, "Nothing to resume.")
+            self.report({"INFO"}, rpt_("Nothing to resume."))
             return {"CANCELLED"}
         entries, imported = [], 0
         for record in todo:
@@ -135,7 +140,8 @@ class SAM3D_OT_resume(bpy.types.Operator):
         if is_blocking(self, context) and entries:
             return run_blocking(context, entries, self.report)
         if entries:
-            self.report({"INFO"}, f"SAM 3D: resuming {len(entries)} job(s); they import when they finish.")
+            self.report({"INFO"}, rpt_("SAM 3D: resuming {} job(s); they import when they finish.").format(
+                len(entries)))
         return {"FINISHED"} if entries or imported else {"CANCELLED"}
 
     @staticmethod
@@ -173,7 +179,7 @@ class SAM3D_OT_retry(bpy.types.Operator):
     def poll(cls, context: bpy.types.Context) -> bool:
         return refuse(cls, why_offline(context))
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         record = _record(context, self.task_uuid)
         folder = preferences.result_folder(preferences.get(context)) / self.task_uuid
         reason = why_not_retry(record, self.task_uuid)
@@ -182,7 +188,8 @@ class SAM3D_OT_retry(bpy.types.Operator):
             return {"CANCELLED"}
         assert record is not None
         if not all((folder / name).is_file() for name in INPUT_FILES):
-            self.report({"ERROR"}, "The inputs of this job are not on disk any more: reconstruct it from the panel.")
+            self.report({"ERROR"}, rpt_("The inputs of this job are not on disk any more: reconstruct it from the "
+                                        "panel."))
             return {"CANCELLED"}
         photo, mask = ((folder / name).read_bytes() for name in INPUT_FILES)
         try:
@@ -192,7 +199,7 @@ class SAM3D_OT_retry(bpy.types.Operator):
             return {"CANCELLED"}
         if is_blocking(self, context):
             return run_blocking(context, [entry], self.report)
-        self.report({"INFO"}, f"SAM 3D: retrying {entry.name}; it imports when it finishes.")
+        self.report({"INFO"}, rpt_("SAM 3D: retrying {}; it imports when it finishes.").format(entry.name))
         return {"FINISHED"}
 
 
@@ -204,7 +211,7 @@ class SAM3D_OT_open_folder(bpy.types.Operator):
 
     task_uuid: StringProperty(name="Task", default="", options={"HIDDEN", "SKIP_SAVE"})  # type: ignore[valid-type]
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         folder = preferences.result_folder(preferences.get(context))
         if self.task_uuid and (folder / self.task_uuid).is_dir():
             folder = folder / self.task_uuid

@@ -10,10 +10,14 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import bpy
 import numpy as np
 from mathutils import Matrix, Vector
+
+from ..translations import rpt_
+from .inputs import scene_of, view_layer_of
 
 # Importer options we rely on, passed only where the running Blender has them (4.5+ added several).
 _IMPORT_OPTIONS = {"import_pack_images": True, "import_scene_as_collection": False,
@@ -49,7 +53,7 @@ def import_results(context: bpy.types.Context, paths: list[Path], provenance: li
     if collection is None:
         collection = bpy.data.collections.new(Path(photo).stem if photo else name)
         collection["sam3d_made"] = True  # ours: removed with its last object when a batch writes an asset
-        context.scene.collection.children.link(collection)
+        scene_of(context).collection.children.link(collection)
         if photo:
             collection["sam3d_photo"] = photo
     try:
@@ -63,7 +67,7 @@ def import_results(context: bpy.types.Context, paths: list[Path], provenance: li
             place_on_cursor(context, roots)
         elif arrange is not None:  # e.g. in front of the photo's camera (operators/layout.py)
             arrange(roots)
-        context.view_layer.update()
+        view_layer_of(context).update()
         select_only(context, roots)
     except Exception as exc:
         _remove_new(before)
@@ -72,15 +76,16 @@ def import_results(context: bpy.types.Context, paths: list[Path], provenance: li
         kept = ", ".join(str(p) for p in paths)
         why = _short(exc)
         if any(uses_draco(p) for p in paths):
-            why = "it is compressed with Draco, which this Blender build cannot decode; Blender from blender.org can"
-        raise GlbImportError(f"Blender could not import the result ({why}). Nothing was added; "
-                           f"the file is kept at {kept}.") from exc
+            why = rpt_("it is compressed with Draco, which this Blender build cannot decode; Blender from "
+                       "blender.org can")
+        raise GlbImportError(rpt_("Blender could not import the result ({}). Nothing was added; the file is kept "
+                                  "at {}.").format(why, kept)) from exc
     return roots
 
 
 def _photo_collection(context: bpy.types.Context, photo: str) -> bpy.types.Collection | None:
     """The collection an earlier mask of the same photo landed in."""
-    for collection in context.scene.collection.children:
+    for collection in scene_of(context).collection.children:
         if collection.get("sam3d_photo") == photo:
             return collection
     return None
@@ -93,11 +98,11 @@ def _import_one(context: bpy.types.Context, path: Path, label: str,
         for owner in list(obj.users_collection):
             owner.objects.unlink(obj)
         collection.objects.link(obj)
-    context.view_layer.update()
+    view_layer_of(context).update()
     root = flatten(objects)
     root.name = label
     if root.type == "MESH":
-        root.data.name = label
+        mesh_of(root).name = label
     for obj in [root, *root.children_recursive]:
         if isinstance(obj.data, bpy.types.Mesh):
             show_vertex_colours(obj.data)
@@ -112,7 +117,7 @@ def import_glb(path: Path) -> list[bpy.types.Object]:
     bpy.ops.import_scene.gltf(filepath=str(path), **options)  # type: ignore[arg-type]
     made = [o for o in bpy.data.objects if o not in before]
     if not any(o.type == "MESH" for o in made):
-        raise GlbImportError("the file holds no mesh")
+        raise GlbImportError(rpt_("the file holds no mesh"))
     return made
 
 
@@ -137,6 +142,13 @@ def flatten(objects: list[bpy.types.Object]) -> bpy.types.Object:
     for root in roots:
         root.parent = holder
     return holder
+
+
+def mesh_of(obj: bpy.types.Object) -> bpy.types.Mesh:
+    """A mesh object's mesh."""
+    mesh = obj.data
+    assert isinstance(mesh, bpy.types.Mesh)
+    return mesh
 
 
 def world_bounds(root: bpy.types.Object) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +177,7 @@ def _points(mesh: bpy.types.Mesh) -> np.ndarray:
 
 def place_on_cursor(context: bpy.types.Context, roots: list[bpy.types.Object]) -> None:
     """Each object's bottom centre (origin moved there) on the 3D cursor; variants side by side along X."""
-    cursor = context.scene.cursor.location.copy()
+    cursor = scene_of(context).cursor.location.copy()
     widths = [set_origin_to_base(root) for root in roots]
     gap = GAP * max(widths, default=0.0)
     x = 0.0
@@ -173,7 +185,7 @@ def place_on_cursor(context: bpy.types.Context, roots: list[bpy.types.Object]) -
         if n:
             x += widths[n - 1] / 2 + gap + widths[n] / 2
         root.location = cursor + Vector((x, 0.0, 0.0))
-    context.view_layer.update()
+    view_layer_of(context).update()
 
 
 def set_origin_to_base(root: bpy.types.Object) -> float:
@@ -182,11 +194,12 @@ def set_origin_to_base(root: bpy.types.Object) -> float:
     low, high = world_bounds(root)
     base = Vector(((low[0] + high[0]) / 2, (low[1] + high[1]) / 2, low[2]))
     if root.type == "MESH" and not root.children:
+        mesh = mesh_of(root)
         if root.matrix_world != Matrix.Identity(4):
-            root.data.transform(root.matrix_world)  # world_bounds already saw these world positions
+            mesh.transform(root.matrix_world)  # world_bounds already saw these world positions
             root.matrix_world = Matrix.Identity(4)
-        root.data.transform(Matrix.Translation(-base))
-        root.data.update()
+        mesh.transform(Matrix.Translation(-base))
+        mesh.update()
     else:  # a hierarchy: move the root's origin to the base, its children staying where they are
         children = [(child, child.matrix_world.copy()) for child in root.children]
         root.matrix_world = Matrix.Translation(base - root.matrix_world.translation) @ root.matrix_world
@@ -211,12 +224,14 @@ def vertex_colour_material(attribute: str) -> bpy.types.Material:
     mat["sam3d_attribute"] = attribute
     if mat.node_tree is None:  # Blender < 5 makes node trees on request only
         mat.use_nodes = True
-    nodes = mat.node_tree.nodes
+    tree = mat.node_tree
+    assert tree is not None  # use_nodes made it
+    nodes = tree.nodes
     bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
     colour = nodes.new("ShaderNodeVertexColor")
-    colour.layer_name = attribute
+    cast(bpy.types.ShaderNodeVertexColor, colour).layer_name = attribute
     colour.location = (bsdf.location.x - 300, bsdf.location.y)
-    mat.node_tree.links.new(colour.outputs["Color"], bsdf.inputs["Base Color"])
+    tree.links.new(colour.outputs["Color"], bsdf.inputs["Base Color"])
     return mat
 
 
@@ -235,13 +250,14 @@ def tag(root: bpy.types.Object, prov: Provenance, path: Path) -> None:
 
 
 def select_only(context: bpy.types.Context, objects: list[bpy.types.Object]) -> None:
-    for obj in context.view_layer.objects:
+    view_layer = view_layer_of(context)
+    for obj in view_layer.objects:
         if obj is not None:
             obj.select_set(False)
     for obj in objects:
         obj.select_set(True)
     if objects:
-        context.view_layer.objects.active = objects[0]
+        view_layer.objects.active = objects[0]
 
 
 def _snapshot() -> dict[str, set[bpy.types.ID]]:

@@ -1,4 +1,6 @@
-"""What the scene settings (`scene.sam3d`) choose: the photo, its masks, the seed. Read-only helpers."""
+"""What the scene settings (`scene.sam3d`) choose: the photo, its masks, the seed; and the context members every
+operator, panel, handler and timer of the add-on runs with (Blender's contract: the stubs type them Optional).
+Read-only helpers."""
 
 from __future__ import annotations
 
@@ -8,9 +10,35 @@ from typing import Any
 import bpy
 
 
+def scene_of(context: bpy.types.Context) -> bpy.types.Scene:
+    """The context's scene: an operator, a panel, a handler or a timer always has one."""
+    scene = context.scene
+    assert scene is not None
+    return scene
+
+
+def settings_of(context: bpy.types.Context) -> Any:
+    """The scene settings, `scene.sam3d`."""
+    return scene_of(context).sam3d  # type: ignore[attr-defined]  # properties.py registers it: not in the stubs
+
+
+def view_layer_of(context: bpy.types.Context) -> bpy.types.ViewLayer:
+    """The context's view layer: there is one wherever there is a scene."""
+    view_layer = context.view_layer
+    assert view_layer is not None
+    return view_layer
+
+
+def window_manager_of(context: bpy.types.Context) -> bpy.types.WindowManager:
+    """The window manager: always there while Blender runs (modal operators, dialogs, timers)."""
+    wm = context.window_manager
+    assert wm is not None
+    return wm
+
+
 def photo_of(context: bpy.types.Context) -> bpy.types.Image | None:
     """The chosen photo, else the image open in the Image Editor the operator runs from."""
-    settings = context.scene.sam3d
+    settings = settings_of(context)
     if settings.image:
         return settings.image
     space = getattr(context, "space_data", None)

@@ -27,6 +27,7 @@ import bpy
 from mathutils import Matrix, Vector
 
 from . import pixels
+from .importing import mesh_of
 
 CATS_FILE = "blender_assets.cats.txt"
 ROOT_CATALOG = "SAM 3D"
@@ -130,10 +131,10 @@ def make_asset(root: bpy.types.Object, *, catalog: str, description: str, tags: 
     root.location = (0.0, 0.0, 0.0)  # the origin is at the base already (placement on the cursor)
     if root.type == "MESH":
         if real_height > 0 and root.dimensions.z > 0:  # a real size from the file name or sizes.csv
-            root.data.transform(Matrix.Scale(real_height / root.dimensions.z, 4))
+            mesh_of(root).transform(Matrix.Scale(real_height / root.dimensions.z, 4))
             root["sam3d_real_height"] = real_height
         elif target_size > 0 and _longest(root) > 0:
-            root.data.transform(Matrix.Scale(target_size / _longest(root), 4))
+            mesh_of(root).transform(Matrix.Scale(target_size / _longest(root), 4))
         if triangle_budget > 0:
             decimate(root, triangle_budget)
     root.asset_mark()
@@ -151,7 +152,7 @@ def make_asset(root: bpy.types.Object, *, catalog: str, description: str, tags: 
 
 
 def decimate(obj: bpy.types.Object, budget: int) -> None:
-    triangles = sum(len(p.vertices) - 2 for p in obj.data.polygons)
+    triangles = sum(len(p.vertices) - 2 for p in mesh_of(obj).polygons)
     if triangles <= budget:
         return
     modifier = obj.modifiers.new("SAM3D Decimate", "DECIMATE")
@@ -183,8 +184,10 @@ def render_preview(obj: bpy.types.Object, path: Path, size: int = 128) -> None:
             scene.collection.objects.link(extra)
         scene.camera = camera
         scene.render.engine = "CYCLES"  # type: ignore[assignment]  # the stubs list Blender's own engines only
-        scene.cycles.samples = 8
-        scene.cycles.device = "CPU"
+        cycles = scene.cycles
+        assert cycles is not None  # the Cycles add-on's settings (never None: missing, reading them raises)
+        cycles.samples = 8
+        cycles.device = "CPU"
         scene.render.resolution_x = scene.render.resolution_y = size
         scene.render.film_transparent = True
         scene.render.filepath = str(path)
@@ -230,8 +233,8 @@ def remove_from_file(root: bpy.types.Object) -> None:
     objects = [root, *root.children_recursive]
     datas = [o.data for o in objects if o.data is not None]
     materials = {m for d in datas if hasattr(d, "materials") for m in d.materials if m is not None}
-    images = {n.image for m in materials if m.node_tree for n in m.node_tree.nodes
-              if getattr(n, "image", None) is not None}
+    images = {image for m in materials if m.node_tree for n in m.node_tree.nodes
+              if (image := getattr(n, "image", None)) is not None}
     collections = {c for o in objects for c in o.users_collection if c.get("sam3d_made")}
     bpy.data.batch_remove(objects)
     for blocks in (datas, materials, images):

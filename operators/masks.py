@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bpy
 import numpy as np
 from bpy.props import StringProperty
 
 from .. import preferences
+from ..translations import rpt_
 from . import pixels
 from .checks import refuse, why_no_photo
-from .inputs import listed_masks, photo_of
+from .inputs import listed_masks, photo_of, settings_of, window_manager_of
 from .runner import Report
+
+if TYPE_CHECKING:
+    from bpy.stub_internal.rna_enums import OperatorReturnItems
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".exr", ".tga"}
 
@@ -36,8 +41,8 @@ class SAM3D_OT_mask_add(bpy.types.Operator):
     bl_label = "Add Mask"
     bl_options = {"REGISTER", "UNDO"}
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        settings = context.scene.sam3d
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
+        settings = settings_of(context)
         item = settings.masks.add()
         item.image = settings.mask
         settings.active_mask_index = len(settings.masks) - 1
@@ -53,10 +58,10 @@ class SAM3D_OT_mask_remove(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return len(context.scene.sam3d.masks) > 0
+        return len(settings_of(context).masks) > 0
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        settings = context.scene.sam3d
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
+        settings = settings_of(context)
         settings.masks.remove(settings.active_mask_index)
         settings.active_mask_index = min(settings.active_mask_index, len(settings.masks) - 1)
         return {"FINISHED"}
@@ -69,8 +74,8 @@ class SAM3D_OT_masks_clear(bpy.types.Operator):
     bl_label = "Clear Masks"
     bl_options = {"REGISTER", "UNDO"}
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        context.scene.sam3d.masks.clear()
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
+        settings_of(context).masks.clear()
         return {"FINISHED"}
 
 
@@ -83,16 +88,16 @@ class SAM3D_OT_masks_load_folder(bpy.types.Operator):
 
     directory: StringProperty(subtype="DIR_PATH")  # type: ignore[valid-type]
 
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        context.window_manager.fileselect_add(self)
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:
+        window_manager_of(context).fileselect_add(self)
         return {"RUNNING_MODAL"}
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         folder = Path(bpy.path.abspath(self.directory))
         if not folder.is_dir():
-            self.report({"ERROR"}, f"{folder} is not a folder.")
+            self.report({"ERROR"}, rpt_("{} is not a folder.").format(folder))
             return {"CANCELLED"}
-        settings = context.scene.sam3d
+        settings = settings_of(context)
         photo = settings.image
         photo_path = Path(bpy.path.abspath(photo.filepath)).resolve() if photo and photo.filepath else None
         files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_order)
@@ -103,15 +108,15 @@ class SAM3D_OT_masks_load_folder(bpy.types.Operator):
             try:
                 image = bpy.data.images.load(str(path), check_existing=True)
             except RuntimeError:
-                self.report({"WARNING"}, f"Skipped {path.name}: Blender cannot read it.")
+                self.report({"WARNING"}, rpt_("Skipped {}: Blender cannot read it.").format(path.name))
                 continue
             settings.masks.add().image = image
             added += 1
         if not added:
-            self.report({"ERROR"}, f"No mask images in {folder}.")
+            self.report({"ERROR"}, rpt_("No mask images in {}.").format(folder))
             return {"CANCELLED"}
         settings.active_mask_index = len(settings.masks) - 1
-        self.report({"INFO"}, f"Added {added} masks.")
+        self.report({"INFO"}, rpt_("Added {} masks.").format(added))
         return {"FINISHED"}
 
 
@@ -147,7 +152,7 @@ def label_masks(rgb: np.ndarray, limit: int = 64) -> list[np.ndarray]:
     codes = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
     values, first, counts = np.unique(codes, return_index=True, return_counts=True)
     if len(values) > limit + 1:
-        raise ValueError(f"it has {len(values)} colours: a label map has one flat colour per object")
+        raise ValueError(rpt_("it has {} colours: a label map has one flat colour per object").format(len(values)))
     background = 0 if 0 in values else values[np.argmax(counts)]
     order = [v for _, v in sorted(zip(first, values, strict=True)) if v != background]
     return [codes == v for v in order]
@@ -164,7 +169,7 @@ class SAM3D_OT_mask_new(bpy.types.Operator):
     def poll(cls, context: bpy.types.Context) -> bool:
         return refuse(cls, why_no_photo(context))
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         photo = photo_of(context)
         assert photo is not None
         try:
@@ -174,12 +179,14 @@ class SAM3D_OT_mask_new(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         image = new_mask_image(f"{Path(photo.name).stem}_mask", np.zeros((h, w), bool))  # black, packed
-        context.scene.sam3d.mask = image
+        settings_of(context).mask = image
         show(context, image)
         space = getattr(context, "space_data", None)
         if space is not None and space.type == "IMAGE_EDITOR":
             space.ui_mode = "PAINT"
-            brush = context.tool_settings.image_paint.brush
+            tool_settings = context.tool_settings
+            assert tool_settings is not None and tool_settings.image_paint is not None  # the scene's: always there
+            brush = tool_settings.image_paint.brush
             if brush is not None:
                 brush.color = (1.0, 1.0, 1.0)
         return {"FINISHED"}
@@ -194,11 +201,11 @@ class SAM3D_OT_masks_split_label_map(bpy.types.Operator):
 
     image: StringProperty(name="Label Map", description="Image name; empty: the chosen mask")  # type: ignore[valid-type]
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        settings = context.scene.sam3d
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
+        settings = settings_of(context)
         label_map = bpy.data.images.get(self.image) if self.image else settings.mask
         if label_map is None:
-            self.report({"ERROR"}, "Pick the label map as the mask (or name it), then split it.")
+            self.report({"ERROR"}, rpt_("Pick the label map as the mask (or name it), then split it."))
             return {"CANCELLED"}
         try:
             w, h = pixels.image_size(label_map)
@@ -206,13 +213,13 @@ class SAM3D_OT_masks_split_label_map(bpy.types.Operator):
             rgb = pixels.to_uint8(pixels.pixels(label_map))[..., :3]  # whole: its colours must stay exact
             found = label_masks(rgb)
         except (pixels.MaskError, ValueError) as exc:
-            self.report({"ERROR"}, f"Cannot split '{label_map.name}': {exc}.")
+            self.report({"ERROR"}, rpt_("Cannot split '{}': {}.").format(label_map.name, exc))
             return {"CANCELLED"}
         stem = Path(label_map.name).stem
         for n, mask in enumerate(found):
             settings.masks.add().image = new_mask_image(f"{stem}_{n}", mask)
         settings.active_mask_index = len(settings.masks) - 1
-        self.report({"INFO"}, f"{len(found)} masks from {label_map.name}.")
+        self.report({"INFO"}, rpt_("{} masks from {}.").format(len(found), label_map.name))
         return {"FINISHED"} if found else {"CANCELLED"}
 
 
@@ -227,16 +234,16 @@ class SAM3D_OT_mask_preview(bpy.types.Operator):
     def poll(cls, context: bpy.types.Context) -> bool:
         return refuse(cls, why_no_photo(context))
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         return show_preview(context, self.report)
 
 
 PREVIEW = "SAM3D Mask Preview"
 
 
-def show_preview(context: bpy.types.Context, report: Report) -> set[str]:
+def show_preview(context: bpy.types.Context, report: Report) -> set[OperatorReturnItems]:
     """The photo with the active mask over it (the rest darkened and tinted), in its own image."""
-    settings = context.scene.sam3d
+    settings = settings_of(context)
     photo = photo_of(context)
     if photo is None:
         return {"CANCELLED"}
@@ -263,7 +270,7 @@ def show_preview(context: bpy.types.Context, report: Report) -> set[str]:
     preview.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())  # type: ignore[attr-defined]
     preview.update()
     show(context, preview)
-    report({"INFO"}, f"Mask covers {given.mask.mean():.1%} of the photo.")
+    report({"INFO"}, rpt_("Mask covers {:.1%} of the photo.").format(given.mask.mean()))
     return {"FINISHED"}
 
 

@@ -10,14 +10,19 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
 from ..client import Journal, RunwareError
 from ..client.locks import TaskLocks
+from ..translations import rpt_
 from . import bake, importing, library, photo_camera
 from .runner import IDLE, RUNNER, TICK, Report, SceneJob, load_history, redraw_panels, refresh_quietly
+
+if TYPE_CHECKING:
+    from bpy.stub_internal.rna_enums import OperatorReturnItems
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +40,7 @@ def finish(context: bpy.types.Context, entry: SceneJob) -> tuple[list[bpy.types.
         already = [o for o in bpy.data.objects if o.get("sam3d_task_uuid") == job.task_uuid]
         if req.resume and already:  # another press, or another process, brought it into this file already
             note_imported(req.result_dir, job.task_uuid, [o.name for o in already], req.info())
-            return already, [f"{req.name} is already in this file: it was not imported twice."]
+            return already, [rpt_("{} is already in this file: it was not imported twice.").format(req.name)]
         provenance = [importing.Provenance(r.task_uuid, r.seed, r.cost, req.prompt, req.image_name,
                                            req.mask_name, req.model, r.index) for r in outcome.results]
         box, lowres = entry.mask_box, entry.mask_lowres
@@ -71,7 +76,7 @@ def note_imported(folder: Path, task_uuid: str, names: list[str], info: dict | N
         log.warning("SAM 3D: could not write the job journal: %s", exc)
 
 
-def conclude(context: bpy.types.Context, entry: SceneJob, report: Report) -> set[str]:
+def conclude(context: bpy.types.Context, entry: SceneJob, report: Report) -> set[OperatorReturnItems]:
     """Import a finished job and report the outcome in a sentence; the operator's return value."""
     try:
         objects, warnings = finish(context, entry)
@@ -87,19 +92,19 @@ def conclude(context: bpy.types.Context, entry: SceneJob, report: Report) -> set
     for warning in warnings:
         report({"WARNING"}, warning)
     costs = [o.get("sam3d_cost") for o in objects if o.get("sam3d_cost") is not None]
-    cost = f" (cost ${sum(costs):.4f})" if costs else ""
-    report({"INFO"}, f"SAM 3D: added {', '.join(o.name for o in objects) or entry.name}{cost}")
+    cost = rpt_(" (cost ${:.4f})").format(sum(costs)) if costs else ""
+    report({"INFO"}, rpt_("SAM 3D: added {}{}").format(", ".join(o.name for o in objects) or entry.name, cost))
     return {"FINISHED"}
 
 
 def cancel_note(entry: SceneJob) -> str:
     if entry.job.submitted:
-        return (f"Cancelled. The task {entry.job.task_uuid} was already sent and may be billed: "
-                "Resume in the SAM 3D panel fetches its result without paying again.")
-    return "Cancelled before anything was sent."
+        return rpt_("Cancelled. The task {} was already sent and may be billed: Resume in the SAM 3D panel fetches "
+                    "its result without paying again.").format(entry.job.task_uuid)
+    return rpt_("Cancelled before anything was sent.")
 
 
-def run_blocking(context: bpy.types.Context, entries: list[SceneJob], report: Report) -> set[str]:
+def run_blocking(context: bpy.types.Context, entries: list[SceneJob], report: Report) -> set[OperatorReturnItems]:
     """Step the jobs until each ends and import each (a script, or background mode, asked to wait)."""
     results = []
     for entry in entries:
@@ -153,7 +158,7 @@ class SAM3D_OT_message(bpy.types.Operator):
     level: EnumProperty(items=[(k, k.title(), "") for k in ("INFO", "WARNING", "ERROR")])  # type: ignore[valid-type]
     text: StringProperty()  # type: ignore[valid-type]
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         self.report({self.level}, self.text)
         return {"FINISHED"}
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bpy
 import numpy as np
@@ -24,7 +25,12 @@ from bpy.app.handlers import persistent
 from bpy.props import EnumProperty, FloatProperty
 from mathutils import Matrix, Vector
 
+from ..translations import rpt_, tip_
 from . import calibration, importing
+from .inputs import scene_of, view_layer_of, window_manager_of
+
+if TYPE_CHECKING:
+    from bpy.stub_internal.rna_enums import OperatorReturnItems
 
 CAMERA_HEIGHT = 1.6  # the photographer's eye above the shared ground, in scene units
 FAR = 12.0  # depth, in camera heights, of an object whose mask does not reach below the horizon
@@ -60,7 +66,8 @@ def decode_mask(text: str) -> np.ndarray | None:
 def photo_camera(context: bpy.types.Context, photo_name: str) -> bpy.types.Object:
     """The camera of the photo, made on first use: named after it, its resolution and aspect, the photo
     behind it, level at `CAMERA_HEIGHT` looking along +Y. The user may then change its focal length or move it."""
-    for obj in context.scene.objects:
+    scene = scene_of(context)
+    for obj in scene.objects:
         if obj.type == "CAMERA" and obj.get("sam3d_photo") == photo_name:
             return obj
     name = Path(photo_name).stem
@@ -73,7 +80,7 @@ def photo_camera(context: bpy.types.Context, photo_name: str) -> bpy.types.Objec
         background.image = photo
         background.alpha = 1.0
         data.show_background_images = True
-        render = context.scene.render
+        render = scene.render
         render.resolution_x, render.resolution_y = photo.size
         render.resolution_percentage = 100
     camera = bpy.data.objects.new(name, data)
@@ -81,21 +88,22 @@ def photo_camera(context: bpy.types.Context, photo_name: str) -> bpy.types.Objec
     # matrix_world itself, not location and rotation: those reach matrix_world only at the next depsgraph
     # update, and the first object is laid out before it.
     camera.matrix_world = Matrix.Translation((0.0, 0.0, CAMERA_HEIGHT)) @ TO_CAMERA_FRAME
-    context.scene.collection.objects.link(camera)
-    if context.scene.camera is None:
-        context.scene.camera = camera
+    scene.collection.objects.link(camera)
+    if scene.camera is None:
+        scene.camera = camera
     return camera
 
 
-def _scene(context: bpy.types.Context) -> bpy.types.Scene:
-    scene = context.scene
-    assert scene is not None  # operators and handlers run with a scene
-    return scene
+def camera_data(camera: bpy.types.Object) -> bpy.types.Camera:
+    """A camera object's camera (its lens, sensor and shift)."""
+    data = camera.data
+    assert isinstance(data, bpy.types.Camera)
+    return data
 
 
 def window(scene: bpy.types.Scene, camera: bpy.types.Object) -> tuple[float, float, float, float]:
     """(left, right, bottom, top) of the camera's view at unit depth (its lens, sensor fit and shift)."""
-    frame = camera.data.view_frame(scene=scene)
+    frame = camera_data(camera).view_frame(scene=scene)
     depth = abs(frame[0].z)
     xs, ys = [c.x / depth for c in frame], [c.y / depth for c in frame]
     return min(xs), max(xs), min(ys), max(ys)
@@ -126,8 +134,8 @@ def place(context: bpy.types.Context, root: bpy.types.Object, camera: bpy.types.
     if is_posed(low, high):
         root["sam3d_frame"] = "POSED"
         local = TO_CAMERA_FRAME.inverted() @ root.matrix_world
-        root["sam3d_pose"] = [v for row in local for v in row]
-        root["sam3d_window"] = list(window(_scene(context), camera))  # the view the pose is kept for (relayout)
+        root["sam3d_pose"] = [v for row in local.row for v in row]
+        root["sam3d_window"] = list(window(scene_of(context), camera))  # the view the pose is kept for (relayout)
     else:
         root["sam3d_frame"] = "CANONICAL"
         root["sam3d_size"] = [float(v) for v in high - low]  # set_origin_to_base put the origin at the base
@@ -137,9 +145,7 @@ def place(context: bpy.types.Context, root: bpy.types.Object, camera: bpy.types.
 
 def relayout(context: bpy.types.Context, root: bpy.types.Object, camera: bpy.types.Object) -> None:
     """Put `root` where its photo says, for the camera as it is now (no request)."""
-    scene = context.scene
-    assert scene is not None
-    now = window(scene, camera)
+    now = window(scene_of(context), camera)
     scale = Matrix.Scale(float(camera.get("sam3d_scale", 1.0)), 4)  # Set Real Size: the photo's scale
     if root.get("sam3d_frame") == "POSED":
         pose = pose_of(root)
@@ -212,12 +218,12 @@ def arrange(context: bpy.types.Context, roots: list[bpy.types.Object], photo_nam
 
 def posed_objects(context: bpy.types.Context, camera: bpy.types.Object) -> list[bpy.types.Object]:
     photo = camera.get("sam3d_photo")
-    return [o for o in context.scene.objects if o.get("sam3d_image") == photo and o.get("sam3d_frame") == "POSED"
+    return [o for o in scene_of(context).objects if o.get("sam3d_image") == photo and o.get("sam3d_frame") == "POSED"
             and o.type == "MESH" and decode_mask(str(o.get("sam3d_mask_lowres", ""))) is not None]
 
 
 def _posed(obj: bpy.types.Object) -> calibration.Posed:
-    mesh = obj.data
+    mesh = importing.mesh_of(obj)
     co = np.empty(len(mesh.vertices) * 3, np.float32)
     mesh.vertices.foreach_get("co", co)
     mesh.calc_loop_triangles()
@@ -243,15 +249,15 @@ def calibrate(context: bpy.types.Context, camera: bpy.types.Object) -> calibrati
         fit = calibration.fit_camera([_posed(o) for o in objects], free_principal_point=len(objects) >= 2)
     except ValueError:
         return None
-    scene = _scene(context)
+    scene = scene_of(context)
     w, h = scene.render.resolution_x, scene.render.resolution_y
     longest, aspect = max(w, h), h / w
     implied = [-fit.cx / fit.focal, (1 - fit.cx) / fit.focal, (fit.cy - 1) * aspect / fit.focal,
                fit.cy * aspect / fit.focal]
     for obj in objects:  # SAM 3D's poses hold for the view it assumed
         obj["sam3d_window"] = implied
-    if not camera.data.sam3d_lens_locked:
-        data = camera.data
+    data = camera_data(camera)
+    if not data.sam3d_lens_locked:  # type: ignore[attr-defined]  # properties.py registers it: not in the stubs
         data.sensor_fit = "AUTO"
         data.sensor_width = 36.0
         data.lens = fit.focal * w / longest * 36.0
@@ -281,12 +287,13 @@ def stand_on_ground(context: bpy.types.Context, camera: bpy.types.Object, object
 
 def camera_of(context: bpy.types.Context) -> bpy.types.Object | None:
     """The scene's camera when it is a photo's, else the camera of the active object's photo."""
-    camera = context.scene.camera
+    scene = scene_of(context)
+    camera = scene.camera
     if camera is not None and camera.get("sam3d_photo"):
         return camera
-    active = context.view_layer.objects.active
+    active = view_layer_of(context).objects.active
     photo = active.get("sam3d_image") if active is not None else None
-    return next((o for o in context.scene.objects if o.type == "CAMERA" and photo and o.get("sam3d_photo") == photo),
+    return next((o for o in scene.objects if o.type == "CAMERA" and photo and o.get("sam3d_photo") == photo),
                 None)
 
 
@@ -294,7 +301,7 @@ def relayout_photo(context: bpy.types.Context, camera: bpy.types.Object) -> int:
     """Lay out again every object of the camera's photo; how many moved."""
     photo = camera.get("sam3d_photo")
     moved = 0
-    for obj in context.scene.objects:
+    for obj in scene_of(context).objects:
         if obj.get("sam3d_image") == photo and obj.get("sam3d_frame"):
             relayout(context, obj, camera)
             moved += 1
@@ -339,17 +346,17 @@ class SAM3D_OT_relayout(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        camera = context.scene.camera
+        camera = scene_of(context).camera
         mine = camera is not None and camera.get("sam3d_photo")
         if not mine:
-            cls.poll_message_set("The scene's camera is not a SAM 3D photo camera")
+            cls.poll_message_set(tip_("The scene's camera is not a SAM 3D photo camera"))
         return bool(mine)
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        camera = context.scene.camera
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
+        camera = scene_of(context).camera
         assert camera is not None  # poll() made sure
         moved = relayout_photo(context, camera)
-        self.report({"INFO"}, f"SAM 3D: laid out {moved} object(s) again")
+        self.report({"INFO"}, rpt_("SAM 3D: laid out {} object(s) again").format(moved))
         return {"FINISHED"}
 
 
@@ -359,11 +366,11 @@ def set_real_size(context: bpy.types.Context, obj: bpy.types.Object, size: float
     projection stays where it is. Returns the factor applied."""
     camera = camera_of(context)
     if camera is None:
-        raise ValueError("the object is not laid out through a photo's camera")
+        raise ValueError(rpt_("the object is not laid out through a photo's camera"))
     low, high = importing.world_bounds(obj)
     current = float((high - low)[{"WIDTH": 0, "DEPTH": 1, "HEIGHT": 2}[axis]])
     if current <= 1e-9:
-        raise ValueError(f"the object has no {axis.lower()} to measure")
+        raise ValueError(rpt_("the object has no {} to measure").format(axis.lower()))
     factor = size / current
     pivot = Vector((camera.matrix_world.translation.x, camera.matrix_world.translation.y, 0.0))
     camera["sam3d_scale"] = float(camera.get("sam3d_scale", 1.0)) * factor
@@ -372,7 +379,7 @@ def set_real_size(context: bpy.types.Context, obj: bpy.types.Object, size: float
     try:
         camera.matrix_world = Matrix.Translation(pivot + factor * (camera.matrix_world.translation - pivot)) \
             @ camera.matrix_world.to_3x3().to_4x4()
-        for other in context.scene.objects:
+        for other in scene_of(context).objects:
             if other.get("sam3d_image") == camera.get("sam3d_photo") and other.get("sam3d_frame"):
                 other["sam3d_scale"] = camera["sam3d_scale"]
         relayout_photo(context, camera)
@@ -399,26 +406,25 @@ class SAM3D_OT_set_real_size(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        obj = context.view_layer.objects.active
+        obj = view_layer_of(context).objects.active
         ok = obj is not None and obj.get("sam3d_frame") and camera_of(context) is not None
         if not ok:
-            cls.poll_message_set("Make an object laid out As in the Photo active")
+            cls.poll_message_set(tip_("Make an object laid out As in the Photo active"))
         return bool(ok)
 
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        asked: set[str] = {*context.window_manager.invoke_props_dialog(self)}
-        return asked
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:
+        return window_manager_of(context).invoke_props_dialog(self)
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        obj = context.view_layer.objects.active
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
+        obj = view_layer_of(context).objects.active
         assert obj is not None  # poll() made sure
         try:
             factor = set_real_size(context, obj, self.size, self.axis)
         except ValueError as exc:
-            self.report({"ERROR"}, f"Cannot set the size: {exc}.")
+            self.report({"ERROR"}, rpt_("Cannot set the size: {}.").format(exc))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"SAM 3D: {obj.name} is {self.size:g} m {self.axis.lower()}; the photo's objects "
-                              f"and camera were scaled by {factor:.3g}")
+        self.report({"INFO"}, rpt_("SAM 3D: {} is {:g} m {}; the photo's objects and camera were scaled by "
+                                   "{:.3g}").format(obj.name, self.size, self.axis.lower(), factor))
         return {"FINISHED"}
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..client.cache import OnceCache
 from ..client.imagesize import dimensions, file_dimensions
+from ..translations import rpt_
 
 MAX_SIDE = 2048  # Runware keeps images at most this long on the longer side
 DEFAULT_MAX_MEGAPIXELS = 100  # what a photo or mask may have before it is refused outright (a preference)
@@ -80,23 +81,24 @@ def image_size(image) -> tuple[int, int]:  # type: ignore[no-untyped-def]
         found = file_dimensions(bpy.path.abspath(image.filepath, library=image.library))
         w, h = found if found else image.size  # a format whose header we do not read: Blender's word
     else:
-        raise MaskError(f"The image '{image.name}' is a {image.source.lower()}, not a still image.")
+        raise MaskError(rpt_("The image '{}' is a {}, not a still image.").format(image.name, image.source.lower()))
     if not (w and h):
-        raise MaskError(f"The image '{image.name}' has no pixels (is its file missing?).")
+        raise MaskError(rpt_("The image '{}' has no pixels (is its file missing?).").format(image.name))
     return int(w), int(h)
 
 
 def check_size(image, w: int, h: int, max_megapixels: float) -> None:  # type: ignore[no-untyped-def]
     if max_megapixels > 0 and w * h > max_megapixels * 1e6:
-        raise MaskError(f"The image '{image.name}' is {w}×{h} ({w * h / 1e6:.0f} megapixels), more than the "
-                        f"{max_megapixels:g} megapixels allowed in the add-on preferences (Largest Photo).")
+        raise MaskError(rpt_("The image '{}' is {}×{} ({:.0f} megapixels), more than the {:g} megapixels allowed in "
+                             "the add-on preferences (Largest Photo).").format(image.name, w, h, w * h / 1e6,
+                                                                               max_megapixels))
 
 
 def pixels(image) -> np.ndarray:  # type: ignore[no-untyped-def]
     """(h, w, 4) float32 RGBA of a bpy Image as it is, top row first; a clear error when it has no pixels."""
     w, h = image.size
     if not (w and h) or not image.has_data:
-        raise MaskError(f"The image '{image.name}' has no pixels (is its file missing?).")
+        raise MaskError(rpt_("The image '{}' has no pixels (is its file missing?).").format(image.name))
     buf = np.empty(w * h * 4, dtype=np.float32)
     image.pixels.foreach_get(buf)
     rgba = buf.reshape(h, w, 4)[::-1]
@@ -147,8 +149,8 @@ def read_many(photo_image, mask_images: list, *, use_photo_alpha: bool = False, 
     photo = to_uint8(rgba)[..., :3]  # whole rows at once: 4× faster than converting a 3-of-4 channel view
     warnings = []
     if size != (w, h):
-        warnings.append(f"The photo is {w}×{h}; it is sent at {size[0]}×{size[1]} (Runware's limit is "
-                        f"{MAX_SIDE} px), with the mask scaled to match.")
+        warnings.append(rpt_("The photo is {}×{}; it is sent at {}×{} (Runware's limit is {} px), with the mask "
+                             "scaled to match.").format(w, h, size[0], size[1], MAX_SIDE))
     return [_inputs(photo_image, rgba, photo, m, use_photo_alpha, (w, h), max_megapixels, list(warnings))
             for m in mask_images]
 
@@ -157,18 +159,19 @@ def _inputs(photo_image, rgba: np.ndarray, photo: np.ndarray, mask_image, use_ph
             photo_size: tuple[int, int], max_megapixels: float, warnings: list[str]) -> Inputs:
     if use_photo_alpha:
         if not has_alpha(rgba):
-            raise MaskError(f"The photo '{photo_image.name}' has no transparency to use as a mask. "
-                            "Pick a mask image instead.")
+            raise MaskError(rpt_("The photo '{}' has no transparency to use as a mask. Pick a mask image "
+                                 "instead.").format(photo_image.name))
         mask = rgba[..., 3] >= 0.5
     else:
         if mask_image is None:
-            raise MaskError("Pick a mask image (white = object), or use the photo's alpha.")
+            raise MaskError(rpt_("Pick a mask image (white = object), or use the photo's alpha."))
         mw, mh = image_size(mask_image)
         check_size(mask_image, mw, mh, max_megapixels)
         mask = mask_from_rgba(pixels_at(mask_image, (photo.shape[1], photo.shape[0])))
         if (mw, mh) != photo_size:
-            warnings.append(f"The mask '{mask_image.name}' is {mw}×{mh} but the photo is {photo_size[0]}×"
-                            f"{photo_size[1]}: it was stretched to fit. Check that it is the mask of this photo.")
+            warnings.append(rpt_("The mask '{}' is {}×{} but the photo is {}×{}: it was stretched to fit. Check that "
+                                 "it is the mask of this photo.").format(mask_image.name, mw, mh, photo_size[0],
+                                                                         photo_size[1]))
     check_mask(mask, getattr(mask_image, "name", photo_image.name))
     return Inputs(photo, mask, warnings)
 
@@ -190,10 +193,10 @@ def mask_from_rgba(rgba: np.ndarray) -> np.ndarray:
 def check_mask(mask: np.ndarray, name: str) -> None:
     covered = int(mask.sum())
     if covered == 0:
-        raise MaskError(f"The mask '{name}' is empty: paint the object white (or pick the right mask).")
+        raise MaskError(rpt_("The mask '{}' is empty: paint the object white (or pick the right mask).").format(name))
     if covered == mask.size:
-        raise MaskError(f"The mask '{name}' covers the whole photo: it must mark only the object, "
-                        "with the background black.")
+        raise MaskError(rpt_("The mask '{}' covers the whole photo: it must mark only the object, with the "
+                             "background black.").format(name))
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:

@@ -11,30 +11,33 @@ script unless `allow_duplicate=True`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bpy
 from bpy.props import BoolProperty, StringProperty
 
 from .. import preferences
 from ..client import Job, RunwareError
-from ..translations import rpt_
+from ..translations import rpt_, tip_
 from . import background, photo_camera, pixels
 from .calibration import lowres_mask
 from .checks import is_blocking, refuse, why_not_reconstruct
-from .inputs import chosen_seed, listed_masks, photo_of, stem
+from .inputs import chosen_seed, listed_masks, photo_of, settings_of, stem, window_manager_of
 from .job_requests import fingerprint, job_request
 from .outcomes import can_import, conclude, run_blocking
 from .runner import RUNNER, TICK, Report, SceneJob, redraw_panels
+
+if TYPE_CHECKING:
+    from bpy.stub_internal.rna_enums import OperatorReturnItems
 
 
 class DuplicateError(RunwareError):
     """The same request is already in flight."""
 
     def __init__(self, name: str) -> None:
-        super().__init__("duplicateRequest", f"An identical reconstruction of {name} is already running (same photo, "
-                         "mask, seed and settings): it would be paid twice. Wait for it, or change the seed; a "
-                         "script can pass allow_duplicate=True.")
+        super().__init__("duplicateRequest", rpt_(
+            "An identical reconstruction of {} is already running (same photo, mask, seed and settings): it would "
+            "be paid twice. Wait for it, or change the seed; a script can pass allow_duplicate=True.").format(name))
 
 
 @dataclass
@@ -53,7 +56,7 @@ class Plan:
 def plan_jobs(context: bpy.types.Context, allow_duplicate: bool = False) -> list[Plan]:
     """Read the settings and inputs (refusing bad input before anything is paid): one job per mask, the
     enabled masks of the list, else the single mask (or the photo's alpha). Nothing is reserved or sent."""
-    settings = context.scene.sam3d
+    settings = settings_of(context)
     photo = photo_of(context)
     assert photo is not None  # poll() made sure
     listed = listed_masks(settings)
@@ -147,7 +150,7 @@ class ModalRun:
     def mine(self) -> list[SceneJob]:
         return [e for e in (RUNNER.jobs.get(u) for u in self.task_uuids) if e is not None and e.owned]
 
-    def on_event(self, context: bpy.types.Context, kind: str, value: str) -> set[str]:
+    def on_event(self, context: bpy.types.Context, kind: str, value: str) -> set[OperatorReturnItems]:
         mine = self.mine()
         if not mine:  # stopped or adopted elsewhere (add-on disabled, file loaded)
             return self._end(context, {"FINISHED"} if "FINISHED" in self.results else {"CANCELLED"})
@@ -178,7 +181,7 @@ class ModalRun:
             context.workspace.status_text_set(
                 f"SAM 3D · {entry.label} · {entry.job.fraction:.0%}{more}  (Esc to cancel)")
 
-    def _end(self, context: bpy.types.Context, result: set[str]) -> set[str]:
+    def _end(self, context: bpy.types.Context, result: set[OperatorReturnItems]) -> set[OperatorReturnItems]:
         if context.workspace is not None:
             context.workspace.status_text_set(None)
         redraw_panels()
@@ -203,7 +206,7 @@ class SAM3D_OT_reconstruct(bpy.types.Operator):
     def poll(cls, context: bpy.types.Context) -> bool:
         return refuse(cls, why_not_reconstruct(context))
 
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:
         if is_blocking(self, context):
             return self.execute(context)
         try:
@@ -213,32 +216,31 @@ class SAM3D_OT_reconstruct(bpy.types.Operator):
             return {"CANCELLED"}
         if not self.allow_duplicate and any(RUNNER.in_flight(p.fingerprint) for p in plans):
             self.allow_duplicate = self.confirmed = True  # the confirmation's OK runs execute: in the background
-            asked: set[str] = {*context.window_manager.invoke_confirm(self, event)}
-            return asked
+            return window_manager_of(context).invoke_confirm(self, event)
         return self._start_modal(context, plans)
 
-    def _start_modal(self, context: bpy.types.Context, plans: list[Plan] | None = None) -> set[str]:
+    def _start_modal(self, context: bpy.types.Context, plans: list[Plan] | None = None) -> set[OperatorReturnItems]:
         self._run = ModalRun(self.report)
         if not self._run.start(context, self.allow_duplicate, plans):
             return {"CANCELLED"}
-        wm = context.window_manager
+        wm = window_manager_of(context)
         self._timer = wm.event_timer_add(TICK, window=context.window)
         wm.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
-    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:
         result = self._run.on_event(context, event.type, event.value)
         if result not in ({"PASS_THROUGH"}, {"RUNNING_MODAL"}):
-            context.window_manager.event_timer_remove(self._timer)
+            window_manager_of(context).event_timer_remove(self._timer)
         return result
 
     def cancel(self, context: bpy.types.Context) -> None:
         """Blender drops the operator (its window closed): the app timer imports its jobs instead."""
         for entry in self._run.mine():
             entry.owned = False
-        context.window_manager.event_timer_remove(self._timer)
+        window_manager_of(context).event_timer_remove(self._timer)
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         if self.confirmed and context.window is not None and not bpy.app.background:  # the confirmation's OK
             return self._start_modal(context)
         entries = begin(context, self.report, self.allow_duplicate)
@@ -258,9 +260,9 @@ class SAM3D_OT_cancel(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return refuse(cls, "" if RUNNER.jobs or background.CALLS else rpt_("No reconstruction is running"))
+        return refuse(cls, "" if RUNNER.jobs or background.CALLS else tip_("No reconstruction is running"))
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         if not RUNNER.cancel(self.task_uuid) + background.cancel(self.task_uuid):
             self.report({"WARNING"}, rpt_("No running job has the task {}").format(self.task_uuid))
             return {"CANCELLED"}

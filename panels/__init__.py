@@ -13,7 +13,7 @@ from ..client import TaskRecord
 from ..client.errors import sentence_for
 from ..operators import background, bake, batch, photo_camera
 from ..operators.checks import why_not_reconstruct
-from ..operators.inputs import listed_masks, photo_of
+from ..operators.inputs import listed_masks, photo_of, settings_of
 from ..operators.runner import RUNNER
 from ..translations import iface_
 
@@ -34,7 +34,7 @@ class _MainPanel(_Sidebar):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
-        settings = context.scene.sam3d
+        settings = settings_of(context)
         layout.use_property_split = True
         layout.use_property_decorate = False
 
@@ -195,9 +195,10 @@ class _LayoutPanel(_Sidebar):
             layout.label(text="Placement As in the Photo makes the photo's camera", icon="INFO")
             return
         col = layout.column(align=True)
-        _label(col, iface_("Camera {}: {:.1f} mm").format(camera.name, camera.data.lens), "CAMERA_DATA")
+        lens = photo_camera.camera_data(camera).lens
+        _label(col, iface_("Camera {}: {:.1f} mm").format(camera.name, lens), "CAMERA_DATA")
         implied = camera.get("sam3d_focal_mm")
-        if implied and abs(float(implied) - camera.data.lens) > 0.05:
+        if implied and abs(float(implied) - lens) > 0.05:
             _label(col, iface_("The results' poses imply {:.1f} mm").format(float(implied)), "INFO")
         col.prop(camera.data, "sam3d_lens_locked")
         fits = camera.get("sam3d_fit") or {}
@@ -216,8 +217,8 @@ class _LibraryPanel(_Sidebar):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
-        _settings_column(layout, context.scene.sam3d, ("batch_directory", "batch_library", "batch_target_size",
-                                                        "batch_triangle_budget", "batch_bake", "batch_max_cost"))
+        _settings_column(layout, settings_of(context), ("batch_directory", "batch_library", "batch_target_size",
+                                                         "batch_triangle_budget", "batch_bake", "batch_max_cost"))
         layout.operator("sam3d.batch", icon="ASSET_MANAGER")
         for job in batch.ACTIVE:
             counts = job.counts()
@@ -240,7 +241,7 @@ class _AdvancedPanel(_Sidebar):
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context: bpy.types.Context) -> None:
-        settings = context.scene.sam3d
+        settings = settings_of(context)
         col = _settings_column(self.layout, settings, ("exact_seed", "delivery_method", "ttl", "bake_to_texture"))
         sub = col.column()
         sub.enabled = settings.bake_to_texture

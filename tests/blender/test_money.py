@@ -43,22 +43,9 @@ def wait_for(condition, what: str, timeout: float = 120.0) -> None:  # noqa: ANN
         time.sleep(0.02)
 
 
-def finish_now(emu) -> None:  # noqa: ANN001
-    """Every task of the emulator is done now, its files served."""
-    now = time.monotonic()
-    with emu.lock:
-        for state in emu.tasks.values():
-            for gen in state.results if state.task_type == "3dInference" else []:
-                gen.done_at = min(gen.done_at, now)
-        for stored in emu._files.values():
-            stored.available_at = min(stored.available_at, now)
-
-
 def new_file(sam3d) -> None:  # noqa: ANN001
-    """Another .blend opened: the fixture's scene settings must not point into the freed scene (a failing
-    test's report would print them)."""
+    """Another .blend opened (the fixture's `settings` follow it: they are read anew each time)."""
     bpy.ops.wm.read_homefile(use_empty=True)
-    sam3d.settings = bpy.context.scene.sam3d
 
 
 def journal(sam3d) -> dict:  # noqa: ANN001
@@ -261,7 +248,7 @@ def test_resume_and_reimport_are_free_even_under_a_tiny_limit(sam3d):
     sam3d.prefs.session_budget = 0.0001
     with pytest.raises(RuntimeError, match="Spending Limit"):
         bpy.ops.sam3d.reconstruct(allow_duplicate=True)  # the limit is live: anything paid is refused
-    finish_now(sam3d.emu)
+    sam3d.emu.finish()
     since = len(sam3d.emu.requests)
     assert bpy.ops.sam3d.resume() == {"FINISHED"}
     assert [o["sam3d_task_uuid"] for o in bpy.data.objects if o.get("sam3d_task_uuid")] == [uuid]
@@ -502,7 +489,7 @@ def test_a_batch_cut_off_midway_is_resumed_without_a_single_second_submission(sa
     wait_for(lambda: (tick(), sam3d.emu.billed_tasks() == 2)[1], "both submissions")
     reset_session()  # Blender is killed while both process
     new_file(sam3d)
-    finish_now(sam3d.emu)
+    sam3d.emu.finish()
     since = len(sam3d.emu.requests)
     assert bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library)) == {"FINISHED"}
     assert set(kinds(sam3d.emu, since)) == {"getResponse"}, "fetched by UUID: no submission, no upload"
