@@ -7,8 +7,10 @@ Prints a Markdown table; the README keeps the last one.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -19,7 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "human_object"
 KEY = "bench-key"
-os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="sam3d-bench-")
+TMP = tempfile.mkdtemp(prefix="sam3d-bench-")  # everything of the run (children's too), removed at exit
+os.environ["TMPDIR"] = tempfile.tempdir = TMP
+os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="user-")
+atexit.register(shutil.rmtree, TMP, ignore_errors=True)
 sys.path.insert(0, str(ROOT))
 
 import bpy  # noqa: E402

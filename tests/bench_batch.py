@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-USER = tempfile.mkdtemp(prefix="sam3d-bench-batch-")
+USER = tempfile.mkdtemp(prefix="sam3d-bench-batch-")  # under the benchmark's own temporary folder
 os.environ["BLENDER_USER_RESOURCES"] = USER
 
 import bpy  # noqa: E402

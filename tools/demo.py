@@ -11,6 +11,7 @@ objects rendered over the painting by Composite over Photo), and a reduced copy 
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import shutil
@@ -24,6 +25,7 @@ OUT = ROOT / "out"
 EXAMPLE = ROOT / "examples" / "human_object"
 PAINTING = ROOT / "examples" / "socrates"
 USER = Path(tempfile.mkdtemp(prefix="sam3d-demo-user-"))
+atexit.register(shutil.rmtree, USER, ignore_errors=True)  # whatever happens
 os.environ["BLENDER_USER_RESOURCES"] = str(USER)  # a throw-away Blender user folder, read when bpy starts
 sys.path.insert(0, str(ROOT))
 

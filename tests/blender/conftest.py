@@ -23,11 +23,15 @@ SAMPLES = ROOT / "examples"  # in the repository: what every test needs (example
 SHARED = Path(os.environ.get("SAM3D_SAMPLES", ROOT.parent / "shared" / "samples"))
 KEY = "test-key-0123456789abcdef0123456789"
 
-# Blender reads these when bpy is first imported: a throw-away user folder (removed at exit), never a real key.
+# Every temporary file of the run, this process's and its children's (Blender sessions killed on purpose
+# included), under one folder removed at exit.
+TMP = tempfile.mkdtemp(prefix="sam3d-tests-")
+os.environ["TMPDIR"] = tempfile.tempdir = TMP
+atexit.register(shutil.rmtree, TMP, ignore_errors=True)
+# Blender reads these when bpy is first imported: a throw-away user folder, never a real key.
 USER = tempfile.mkdtemp(prefix="sam3d-user-")
 os.environ["BLENDER_USER_RESOURCES"] = USER
 os.environ.pop("RUNWARE_API_KEY", None)
-atexit.register(shutil.rmtree, USER, ignore_errors=True)
 sys.path.insert(0, str(ROOT))
 
 import bpy  # noqa: E402

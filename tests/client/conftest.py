@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
+
 import pytest
 
 from tests.emulator import Emulator
 from tests.glb import canonical_glb
 
 KEY = "client-test-key-abcdefghijklmnop"
+# Every temporary file of the run, this process's and its children's, under one folder removed at exit.
+TMP = tempfile.mkdtemp(prefix="sam3d-client-tests-")
+os.environ["TMPDIR"] = tempfile.tempdir = TMP
+atexit.register(shutil.rmtree, TMP, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
