@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import sys
 
 import bpy
 import numpy as np
 import pytest
-from conftest import SAMPLES, load, new_objects
+from conftest import MODULE, SAMPLES, load, new_objects, shared
 
 from tests.shapes import box_of, shape_like
 
@@ -197,3 +198,16 @@ def test_auto_mask_makes_a_usable_mask_from_remove_background(sam3d):
     before = set(bpy.data.objects)
     assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}  # the auto mask is usable as it is
     assert len(new_objects(before)) == 1
+
+
+def test_all_23_masks_of_the_painting_load_when_the_shared_samples_are_there(sam3d):
+    """An optional case: ../shared/samples holds the painting's 23 masks (examples/ keeps 8)."""
+    folder = shared("socrates")
+    settings = sam3d.settings
+    settings.image = bpy.data.images.load(str(folder / "image.png"))
+    assert bpy.ops.sam3d.masks_load_folder(directory=str(folder)) == {"FINISHED"}
+    assert len(settings.masks) == 23, "23 cut-outs; the photo itself is skipped"
+    pixels = sys.modules[f"{MODULE}.operators.pixels"]
+    inputs = pixels.read_many(settings.image, [m.image for m in settings.masks])
+    assert len(inputs) == 23 and all(given.mask.any() for given in inputs)
+    assert sam3d.emu.requests == []
