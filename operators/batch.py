@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import hashlib
 import json
 import re
@@ -160,6 +161,7 @@ class Batch:
     _next: int = 0
     _active: dict[str, Item] = field(default_factory=dict)  # task UUID → item, jobs in flight
     _reported: float = 0.0
+    _collect: bool = False  # an item ended since the last garbage collection
 
     @property
     def report_path(self) -> Path:
@@ -178,6 +180,7 @@ class Batch:
 
     def feed(self, context: bpy.types.Context) -> list[SceneJob]:
         """Start jobs for the next items until Jobs at Once (plus one waiting) are in flight."""
+        self.collect()
         started = []
         room = preferences.get(context).max_jobs + 1
         while not self.cancelled and self._next < len(self.items) and len(self._active) < room:
@@ -189,6 +192,14 @@ class Batch:
                 started.append(entry)
         self.save_report()
         return started
+
+    def collect(self) -> None:
+        """Free what the items ended since the last call left in reference cycles. The glTF importer leaves
+        cycles that hold its calls' frames (the parsed GLB, the item's job, its photo's pixels); Python's full
+        collection comes rarely, and a batch of 160 assets had grown by over 1 GB before it did."""
+        if self._collect:
+            self._collect = False
+            gc.collect()
 
     def cancel(self) -> None:
         """Stop feeding and cancel this batch's jobs (and no others)."""
@@ -289,10 +300,12 @@ class Batch:
         finally:
             remove_from_file(root)
         item.status = "done"
+        self._collect = True
         self.save_report()
 
     def _failed(self, item: Item, reason: str, entry: SceneJob) -> None:
         self._active = {u: i for u, i in self._active.items() if i is not item}
+        self._collect = True
         item.status, item.reason = "failed", reason
         error = entry.job.outcome.error if entry.job.outcome is not None else None
         if entry.job.request.resume and error is not None and error.code in ("taskFailedOrNotFound", "notFound"):
@@ -389,6 +402,7 @@ def _run_blocking(context: bpy.types.Context, batch: Batch, report: Report) -> N
             entries[entry.job.task_uuid] = entry
         if entries:
             next(iter(entries.values())).job.drain(block=TICK)
+    batch.collect()  # the last items' (feed collected the others')
 
 
 def _feed_in_background(batch: Batch) -> None:

@@ -65,6 +65,8 @@ def finish(context: bpy.types.Context, entry: SceneJob) -> tuple[list[bpy.types.
             entry.on_failure(str(exc))
         raise
     finally:
+        # Its callbacks refer to the entry (a cycle of ours): dropped, the job and its photo's pixels can go.
+        entry.after_import = entry.on_failure = None
         TaskLocks(req.result_dir).release(job.task_uuid)
         refresh_quietly(req.result_dir)
 
@@ -124,7 +126,7 @@ def can_import(context: bpy.types.Context, entry: SceneJob) -> bool:
         return True  # nothing to import: report it now
     if context.mode == "OBJECT":
         return True
-    entry.job.text = "Ready: imports when you are back in Object Mode"
+    entry.job.show(entry.job.phase, entry.job.fraction, "Ready: imports when you are back in Object Mode")
     return False
 
 
