@@ -118,7 +118,8 @@ class Event:
     kind: str  # "phase", "done" or "failed"
     phase: str = ""
     fraction: float = 0.0
-    text: str = ""
+    text: str = ""  # a template in English ("Processing {}%"): the UI translates it, then fills in `values`
+    values: tuple[object, ...] = ()
     results: list[Result] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: RunwareError | None = None
@@ -140,7 +141,8 @@ class Job:
         # The main thread's view, updated by drain().
         self.phase = "waiting"
         self.fraction = 0.0
-        self.text = "Waiting for a free slot"
+        self.text = "Waiting for a free slot"  # a template, filled in with `values` (see Event.text)
+        self.values: tuple[object, ...] = ()
         self.outcome: Event | None = None
         self._thread = threading.Thread(target=self._run, name=f"sam3d-job-{self.task_uuid[:8]}", daemon=True)
 
@@ -167,6 +169,14 @@ class Job:
     def done(self) -> bool:
         return self.outcome is not None
 
+    def show(self, phase: str, fraction: float, text: str, *values: object) -> None:
+        """The main thread's view of the job: its phase, how far it is, and a text (a template, see Event.text)."""
+        self.phase, self.fraction, self.text, self.values = phase, fraction, text, values
+
+    def progress_text(self, translate: Callable[[str], str] = str) -> str:
+        """What the job is doing, for a person: `translate` is the UI's translation function."""
+        return translate(self.text).format(*self.values)
+
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -182,7 +192,7 @@ class Job:
             pass
         for event in got:
             if event.kind == "phase":
-                self.phase, self.fraction, self.text = event.phase, event.fraction, event.text
+                self.show(event.phase, event.fraction, event.text, *event.values)
             else:
                 self.outcome = event
         return got
@@ -194,10 +204,10 @@ class Job:
 
     # --- worker thread --------------------------------------------------------------------------------
 
-    def _emit(self, phase: str, within: float = 0.0, text: str = "") -> None:
+    def _emit(self, phase: str, within: float = 0.0, text: str = "", *values: object) -> None:
         start, end = PHASES[phase]
         self.events.put(Event("phase", phase, start + (end - start) * min(max(within, 0.0), 1.0),
-                              text or phase.capitalize()))
+                              text or phase.capitalize(), values))
 
     def _run(self) -> None:
         try:
@@ -308,7 +318,7 @@ class Job:
         req.folder.mkdir(parents=True, exist_ok=True)
         for name, data in zip(INPUT_FILES, (image_png, mask_png), strict=True):
             (req.folder / name).write_bytes(data)
-        self._emit("uploading", text=f"Uploading the photo ({len(image_png) / 1e6:.1f} MB)")
+        self._emit("uploading", 0.0, "Uploading the photo ({:.1f} MB)", len(image_png) / 1e6)
         image_ref, reused = self._photo(client, image_png)
         task = tasks.inference_task(
             image=image_ref, mask=tasks.data_uri_png(mask_png), prompt=req.prompt,
@@ -368,8 +378,12 @@ class Job:
         def progress(s: tasks.TaskState) -> None:
             pct = s.progress
             within = max(len(s.results) / req.number_results, (pct or 0) / 100)
-            label = f"Processing {pct}%" if pct is not None else "Processing"
-            self._emit("processing", within, label if s.processing or s.results else "Queued")
+            if not (s.processing or s.results):
+                self._emit("processing", within, "Queued")
+            elif pct is None:
+                self._emit("processing", within, "Processing")
+            else:
+                self._emit("processing", within, "Processing {}%", pct)
 
         return client.wait(self.task_uuid, req.number_results, on_progress=progress,
                            first_delay=req.poll_first_delay, typical=req.typical_seconds)
@@ -397,12 +411,12 @@ class Job:
         total = len(generations)
         for n, gen in enumerate(sorted(generations, key=lambda g: g.index)):
             dest = req.folder / f"{_safe(req.name)}_{n}.glb"
-            label = f"Downloading {n + 1}/{total}"
 
-            def progress(got: int, size: int | None, n: int = n, label: str = label) -> None:
-                self._emit("downloading", (n + (got / size if size else 0.5)) / total, f"{label} ({got / 1e6:.1f} MB)")
+            def progress(got: int, size: int | None, n: int = n) -> None:
+                self._emit("downloading", (n + (got / size if size else 0.5)) / total, "Downloading {}/{} ({:.1f} MB)",
+                           n + 1, total, got / 1e6)
 
-            self._emit("downloading", n / total, label)
+            self._emit("downloading", n / total, "Downloading {}/{}", n + 1, total)
             if gen.data is not None:
                 save_inline(gen.data, dest, max_bytes=req.max_download_bytes)
             elif gen.url:

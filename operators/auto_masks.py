@@ -25,7 +25,7 @@ from ..client.http import Transport
 from ..client.imagesize import dimensions
 from ..client.runware import Cutout
 from ..client.tasks import REMBG_MODEL
-from ..translations import rpt_
+from ..translations import iface_, rpt_
 from . import pixels
 from .background import BackgroundCall
 from .checks import is_blocking, refuse, why_no_photo, why_offline
@@ -281,7 +281,7 @@ class SAM3D_OT_box_mask(bpy.types.Operator):
         window_manager_of(context).modal_handler_add(self)
         workspace = context.workspace
         assert workspace is not None  # a window's: the Image Editor is in one
-        workspace.status_text_set("Box to Mask: drag a box around an object · Esc or right-click: done")
+        workspace.status_text_set(iface_("Box to Mask: drag a box around an object · Esc or right-click: done"))
         return {"RUNNING_MODAL"}
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:

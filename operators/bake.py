@@ -29,7 +29,7 @@ from bpy.props import IntProperty
 from mathutils import Vector
 from mathutils.bvhtree import BVHTree
 
-from ..translations import rpt_, tip_
+from ..translations import iface_, rpt_, tip_
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems, WmReportItems
@@ -311,12 +311,12 @@ def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution
     made = _Made()
     saved_file: Path | None = None
     try:
-        report(0.0, f"Copying {name}")
+        report(0.0, iface_("Copying {}").format(name))
         full, source = _full_copy(context, obj, attribute, made)
         triangles = triangle_count(full)
 
         if 0 < max_triangles < triangles:
-            report(0.05, f"Reducing {name} from {triangles:,} to {max_triangles:,} triangles")
+            report(0.05, iface_("Reducing {} from {:,} to {:,} triangles").format(name, triangles, max_triangles))
             work_mesh = _decimate(context, source, name, triangles, max_triangles, made)
         else:
             work_mesh = full.copy()
@@ -327,11 +327,11 @@ def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution
         work.matrix_world = obj.matrix_world
         _prepare_target(work_mesh)
 
-        report(0.35, f"Unwrapping {name}")
+        report(0.35, iface_("Unwrapping {}").format(name))
         margin = max(2, resolution // 512)
         _unwrap(state, work, margin, resolution)
 
-        report(0.5, f"Baking {name} at {resolution}×{resolution}")
+        report(0.5, iface_("Baking {} at {}×{}").format(name, resolution, resolution))
         raw = bpy.data.images.new(f"{name} Baked (raw)", resolution, resolution, alpha=True)
         made.images.append(raw)
         raw.pixels.foreach_set(np.zeros(resolution**2 * 4, dtype=np.float32))  # type: ignore[attr-defined]  # alpha 0
@@ -340,7 +340,7 @@ def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution
         work_mesh.materials.append(material)
         _bake(context, state, source, work, margin)
 
-        report(0.85, f"Filling the empty texels of {name}")
+        report(0.85, iface_("Filling the empty texels of {}").format(name))
         image = bpy.data.images.new(f"{name} Baked", resolution, resolution, alpha=False)
         made.images.append(image)
         image.pixels.foreach_set(_filled(raw, name).ravel())  # type: ignore[attr-defined]
@@ -349,7 +349,7 @@ def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution
         bpy.data.images.remove(raw)
         _show_baked(material)
 
-        report(0.9, f"Saving the texture of {name}")
+        report(0.9, iface_("Saving the texture of {}").format(name))
         if save_dir is not None:
             saved_file = _save_png(image, save_dir / _file_name(name))
         else:
@@ -368,7 +368,7 @@ def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution
             name, _short(exc))) from exc
 
     # Everything worked: the object takes the baked mesh (nothing below is expected to fail).
-    report(0.95, f"Swapping in the baked mesh of {name}")
+    report(0.95, iface_("Swapping in the baked mesh of {}").format(name))
     old_mesh, old_materials = _swap(obj, work_mesh)
     made.remove(keep=(work_mesh, material, image))
     _drop_orphans(old_mesh, old_materials, work_mesh)
@@ -378,7 +378,8 @@ def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution
     state.restore()
     obj.select_set(True)
     state.view_layer.objects.active = obj
-    report(1.0, f"Baked {name}: {result_triangles:,} triangles, {resolution}×{resolution} texture")
+    report(1.0, iface_("Baked {}: {:,} triangles, {}×{} texture").format(name, result_triangles, resolution,
+                                                                         resolution))
     return obj
 
 
@@ -747,12 +748,12 @@ class BakeRun:
 
     def start(self, context: bpy.types.Context) -> None:
         self.started = time.monotonic()
-        self._progress(context, 0.0, f"Baking {len(self.names)} object{'s' if len(self.names) != 1 else ''}")
+        self._progress(context, 0.0, iface_("Baking {} object(s)").format(len(self.names)))
 
     def _progress(self, context: bpy.types.Context, fraction: float, text: str) -> None:
         self.fractions.append(fraction)
         _set_progress(True, fraction, text)
-        _status(context, f"SAM 3D bake · {text} · {fraction:.0%}  (Esc to cancel)")
+        _status(context, f"SAM 3D · {text} · {fraction:.0%}  " + iface_("(Esc to cancel)"))
         _redraw(context)
 
     def on_event(self, context: bpy.types.Context, kind: str, value: str = "") -> set[OperatorReturnItems]:
@@ -770,7 +771,7 @@ class BakeRun:
         if self.done:
             return self._end(context)
         if context.mode != "OBJECT":  # the user went into Edit Mode meanwhile: wait
-            _status(context, "SAM 3D bake · waiting for Object Mode  (Esc to cancel)")
+            _status(context, "SAM 3D · " + iface_("Bake waiting for Object Mode") + "  " + iface_("(Esc to cancel)"))
             return {"PASS_THROUGH"}
         self.step(context)
         return self._end(context) if self.done else {"PASS_THROUGH"}
@@ -795,7 +796,7 @@ class BakeRun:
             self.failed.append((name, str(exc)))
         else:
             self.baked.append(obj.name)
-        self._progress(context, (i + 1) / n, f"{self.index} of {n} done")
+        self._progress(context, (i + 1) / n, iface_("{} of {} done").format(self.index, n))
 
     def run(self, context: bpy.types.Context) -> None:
         """Everything, blocking (scripts and background mode)."""

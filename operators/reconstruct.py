@@ -18,7 +18,7 @@ from bpy.props import BoolProperty, StringProperty
 
 from .. import preferences
 from ..client import Job, RunwareError
-from ..translations import rpt_, tip_
+from ..translations import iface_, rpt_, tip_
 from . import background, photo_camera, pixels
 from .calibration import lowres_mask
 from .checks import is_blocking, refuse, why_not_reconstruct
@@ -164,7 +164,7 @@ class ModalRun:
         for entry in mine:
             job = entry.job
             if job.done and job.outcome is not None and job.outcome.kind == "done" and job.phase != "importing":
-                job.phase, job.fraction, job.text = "importing", 0.95, "Importing"  # shown before it blocks
+                job.show("importing", 0.95, "Importing")  # shown before it blocks
             elif job.done and can_import(context, entry):
                 self.results |= conclude(context, entry, self.report)
         mine = self.mine()
@@ -177,9 +177,9 @@ class ModalRun:
     def _status(self, context: bpy.types.Context, entry: SceneJob) -> None:
         if context.workspace is not None:
             others = len(RUNNER.jobs) - 1
-            more = f" · {others} more job{'s' if others > 1 else ''}" if others > 0 else ""
+            more = iface_(" · {} more job(s)").format(others) if others > 0 else ""
             context.workspace.status_text_set(
-                f"SAM 3D · {entry.label} · {entry.job.fraction:.0%}{more}  (Esc to cancel)")
+                f"SAM 3D · {entry.label} · {entry.job.fraction:.0%}{more}  " + iface_("(Esc to cancel)"))
 
     def _end(self, context: bpy.types.Context, result: set[OperatorReturnItems]) -> set[OperatorReturnItems]:
         if context.workspace is not None:

@@ -25,6 +25,7 @@ from ..client import Job, TaskRecord
 from ..client.journal import History
 from ..client.locks import TaskLocks
 from ..client.money import Ledger, Limit
+from ..translations import iface_
 
 log = logging.getLogger(__name__)
 TICK = 0.1  # seconds between steps while jobs run
@@ -55,7 +56,7 @@ class SceneJob:
 
     @property
     def label(self) -> str:
-        return f"{self.name}: {self.job.text}"
+        return f"{self.name}: {self.job.progress_text(iface_)}"
 
 
 class Runner:

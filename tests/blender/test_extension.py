@@ -120,7 +120,7 @@ def test_the_jobs_panel_shows_history_resume_costs_and_messages(sam3d):
     assert any("mask_0 · imported" in text for text in labels) and any("interrupted" in text for text in labels)
 
 
-def test_panel_shows_a_running_job_with_progress_and_cancel(sam3d):
+def test_panel_shows_a_running_job_with_progress_and_cancel(sam3d, monkeypatch):
     reconstruct = sys.modules[f"{MODULE}.operators.reconstruct"]
     runner = sys.modules[f"{MODULE}.operators.runner"]
     sam3d.emu.processing_time = 5
@@ -132,6 +132,9 @@ def test_panel_shows_a_running_job_with_progress_and_cancel(sam3d):
             running.job.drain(block=0.1)
         calls = draw("SAM3D_PT_image")
         assert ("progress", running.label) in calls and "Processing" in running.label
+        french = {"Processing {}%": "Traitement {} %", "Processing": "Traitement"}  # a translator's locale
+        monkeypatch.setattr(runner, "iface_", lambda text: french.get(text, text))
+        assert "Traitement" in running.label and "Processing" not in running.label, "the template is translated"
         assert ("operator", "sam3d.cancel") in calls
         assert bpy.ops.sam3d.cancel(task_uuid=running.job.task_uuid) == {"FINISHED"}
         while not running.job.done:

@@ -37,10 +37,12 @@ def test_job_runs_on_a_worker_and_reports_its_phases(emu, tmp_path):
     inner = req.prepare
     req.prepare = lambda: (seen_threads.append(threading.current_thread()), inner())[1]
     job = Job(req)
-    phases = []
+    phases, texts = [], []
     job.start()
     while not job.done:
-        phases += [e.phase for e in job.drain(block=0.1) if e.kind == "phase"]
+        drained = [e for e in job.drain(block=0.1) if e.kind == "phase"]
+        phases += [e.phase for e in drained]
+        texts += [(e.text, e.values) for e in drained]
     assert seen_threads and seen_threads[0] is not threading.main_thread()
     assert job.outcome.kind == "done" and len(job.outcome.results) == 2
     assert all(r.path.exists() and r.path.parent.name == job.task_uuid for r in job.outcome.results)
@@ -48,6 +50,9 @@ def test_job_runs_on_a_worker_and_reports_its_phases(emu, tmp_path):
     order = [p for i, p in enumerate(phases) if i == 0 or phases[i - 1] != p]
     assert order[:2] == ["preparing", "uploading"] and order[-1] == "downloading" and "processing" in order
     assert events(tmp_path) == ["created", "submitted", "results", "downloaded"]
+    # Texts are English templates with their values apart, so that the UI can translate them first.
+    assert ("Downloading {}/{}", (2, 2)) in texts and all("{" not in v for _, values in texts for v in map(str, values))
+    assert job.progress_text(lambda t: t.replace("Downloading", "Téléchargement")).startswith("Téléchargement 2/2")
 
 
 def test_task_uuid_is_journalled_before_the_request_goes_out(emu, tmp_path):
