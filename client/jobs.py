@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,27 @@ class Event:
     results: list[Result] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: RunwareError | None = None
+
+
+class RecentDurations:
+    """How long this process's latest tasks took from submission to results. Jobs started together (a batch,
+    several masks) learn from the first to end, before the journal's figure (read when a job is made) can."""
+
+    def __init__(self, size: int = 16) -> None:
+        self._values: deque[float] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._values.append(seconds)
+
+    def median(self) -> float | None:
+        with self._lock:
+            values = sorted(self._values)
+        return values[len(values) // 2] if values else None
+
+
+RECENT = RecentDurations()
 
 
 class Job:
@@ -385,8 +407,12 @@ class Job:
             else:
                 self._emit("processing", within, "Processing {}%", pct)
 
-        return client.wait(self.task_uuid, req.number_results, on_progress=progress,
-                           first_delay=req.poll_first_delay, typical=req.typical_seconds)
+        began = time.monotonic()
+        state = client.wait(self.task_uuid, req.number_results, on_progress=progress,
+                            first_delay=req.poll_first_delay, typical=RECENT.median() or req.typical_seconds)
+        if not req.resume:  # a resumed task began before this wait: its time says nothing
+            RECENT.add(time.monotonic() - began)
+        return state
 
     def _gate(self, path: Path) -> None:
         """Only a GLB that refers to nothing outside itself, within the budget, may reach the importer."""

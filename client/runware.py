@@ -240,11 +240,12 @@ def next_delay(delay: float, elapsed: float, progress: int | None, typical: floa
         return min(max(elapsed * (100 - progress) / progress, 0.1), max_delay)
     backoff = min(max(delay * 1.5, min_delay), max_delay)
     if typical:
+        fast = min(FAST_POLL, max(typical / 20, 0.1))  # short tasks: a quarter second would be a large share
         start, end = 0.85 * typical, 1.5 * typical
         if elapsed < start:
-            return min(backoff, max(start - elapsed, FAST_POLL))
+            return min(backoff, max(start - elapsed, fast))
         if elapsed < end:
-            return FAST_POLL
+            return fast
     return backoff
 
 

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import ctypes
+import functools
 import gc
 import hashlib
 import json
 import re
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -147,6 +150,31 @@ class Options:
     shard: tuple[int, int] = (1, 1)
 
 
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+@functools.cache
+def _glibc() -> Any:
+    """glibc (Linux) for two allocator calls that keep a long batch's memory flat; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)  # the C library Blender already runs on
+        _ = libc.gnu_get_libc_version, libc.malloc_trim, libc.mallopt  # glibc's own (musl has neither)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def steady_allocator() -> None:
+    """Blocks of 1 MB and more straight from the system and back to it when freed. glibc raises this threshold
+    by itself after each large free (up to 32 MB), then serves the importer's large arrays from its heaps,
+    which fragment: a batch of 1,000 assets peaked 470 MB above one of 20 with that, XXX MB without."""
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, 1 << 20)
+
+
 @dataclass
 class Batch:
     """One run over a folder: its items, what became of each, and the library it writes."""
@@ -200,6 +228,9 @@ class Batch:
         if self._collect:
             self._collect = False
             gc.collect()
+            libc = _glibc()
+            if libc is not None:
+                libc.malloc_trim(0)  # the freed pages back to the system, not kept in the allocator's arenas
 
     def cancel(self) -> None:
         """Stop feeding and cancel this batch's jobs (and no others)."""
@@ -362,6 +393,7 @@ def prepare(folder: Path, library_folder: Path, options: Options) -> Batch:
     if not folder.is_dir():
         raise RunwareError("badLibrary", rpt_("{} is not a folder.").format(folder))
     k, n = options.shard
+    steady_allocator()
     batch = Batch(folder, Library(library_folder), shard(find_items(folder), k, n), options)
     batch.limit.set(options.max_cost)
     return batch

@@ -11,6 +11,7 @@ the worker (PNG encoding, no bpy). Everything is numpy on whole arrays: no Pytho
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import zlib
 from collections.abc import Callable
@@ -128,7 +129,39 @@ def read_photo(image, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> np.ndar
     """(h, w, 3) uint8 of a photo at the size sent (at most MAX_SIDE on its longer side), sized first."""
     w, h = image_size(image)
     check_size(image, w, h, max_megapixels)
-    return to_uint8(pixels_at(image, fit_size(w, h)))[..., :3]
+    return _read_photo(image, fit_size(w, h))[0]
+
+
+def _read_photo(image, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    """(h, w, 3) uint8 and where it is opaque, both read-only. A photo file read moments ago (another mask of
+    it, another press, a batch item) is not decoded again."""
+
+    def read() -> tuple[np.ndarray, np.ndarray]:
+        rgba = pixels_at(image, size)
+        photo = np.ascontiguousarray(to_uint8(rgba)[..., :3])  # whole rows at once: 4× faster than a 3-of-4 view
+        opaque = rgba[..., 3] >= 0.5
+        photo.setflags(write=False)
+        opaque.setflags(write=False)
+        return photo, opaque
+
+    key = _file_key(image, size)
+    return read() if key is None else _PHOTOS.get(key, read)
+
+
+# Photos as read from their files, keyed by the file's path, time and length: an edited image is never cached.
+_PHOTOS: OnceCache[tuple[np.ndarray, np.ndarray]] = OnceCache(4)
+
+
+def _file_key(image, size: tuple[int, int]) -> tuple | None:  # type: ignore[no-untyped-def]
+    """What makes two reads of an image give the same pixels, when they come from an unedited file."""
+    if image.source != "FILE" or image.is_dirty or image.packed_file is not None:
+        return None
+    try:
+        path = bpy.path.abspath(image.filepath, library=image.library)
+        stat = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return path, stat.st_mtime_ns, stat.st_size, size, image.colorspace_settings.name, image.alpha_mode
 
 
 def read_inputs(photo_image, mask_image=None, *, use_photo_alpha: bool = False,  # type: ignore[no-untyped-def]
@@ -145,23 +178,22 @@ def read_many(photo_image, mask_images: list, *, use_photo_alpha: bool = False, 
     w, h = image_size(photo_image)
     check_size(photo_image, w, h, max_megapixels)
     size = fit_size(w, h)
-    rgba = pixels_at(photo_image, size)
-    photo = to_uint8(rgba)[..., :3]  # whole rows at once: 4× faster than converting a 3-of-4 channel view
+    photo, opaque = _read_photo(photo_image, size)
     warnings = []
     if size != (w, h):
         warnings.append(rpt_("The photo is {}×{}; it is sent at {}×{} (Runware's limit is {} px), with the mask "
                              "scaled to match.").format(w, h, size[0], size[1], MAX_SIDE))
-    return [_inputs(photo_image, rgba, photo, m, use_photo_alpha, (w, h), max_megapixels, list(warnings))
+    return [_inputs(photo_image, opaque, photo, m, use_photo_alpha, (w, h), max_megapixels, list(warnings))
             for m in mask_images]
 
 
-def _inputs(photo_image, rgba: np.ndarray, photo: np.ndarray, mask_image, use_photo_alpha: bool,  # type: ignore[no-untyped-def]
+def _inputs(photo_image, opaque: np.ndarray, photo: np.ndarray, mask_image, use_photo_alpha: bool,  # type: ignore[no-untyped-def]
             photo_size: tuple[int, int], max_megapixels: float, warnings: list[str]) -> Inputs:
     if use_photo_alpha:
-        if not has_alpha(rgba):
+        if opaque.all():
             raise MaskError(rpt_("The photo '{}' has no transparency to use as a mask. Pick a mask image "
                                  "instead.").format(photo_image.name))
-        mask = rgba[..., 3] >= 0.5
+        mask = opaque
     else:
         if mask_image is None:
             raise MaskError(rpt_("Pick a mask image (white = object), or use the photo's alpha."))

@@ -146,6 +146,10 @@ def bench_throughput(tmp: Path, jobs: int = 32, processing: float = 2.0, concurr
     reconstruct, _ = modules()
     with EmulatorProcess(processing=processing) as emu:
         setup(emu.api_url, tmp / "throughput", max_jobs=concurrency)
+        reconstruct.start_job(bpy.context)  # one earlier task, as a user's result folder has: polls learn its time
+        run_ticks(True)
+        sys.modules[f"{MODULE}.client.jobs"].RECENT.__init__()  # that time from the folder's history alone
+        bpy.data.objects.remove(next(o for o in bpy.data.objects if o.get("sam3d_task_uuid")))
         started = time.perf_counter()
         for _ in range(jobs):
             reconstruct.start_job(bpy.context)
@@ -154,7 +158,7 @@ def bench_throughput(tmp: Path, jobs: int = 32, processing: float = 2.0, concurr
     ideal = jobs / concurrency * processing
     made = len([o for o in bpy.data.objects if o.get("sam3d_task_uuid")])
     assert made == jobs, f"{made} of {jobs} jobs imported"
-    ROWS.append((f"Throughput: {jobs} jobs of {processing:.0f} s, {concurrency} at once",
+    ROWS.append((f"Throughput: {jobs} jobs of {processing:.0f} s, {concurrency} at once, after one earlier task",
                  f"{elapsed:.2f} s against an ideal {ideal:.2f} s: {ideal / elapsed:.0%} of ideal", "≥ 85 %",
                  "yes" if ideal / elapsed >= 0.85 else "NO"))
 

@@ -78,7 +78,9 @@ def reset_session() -> None:
     module("operators.background").shutdown(join=5.0)
     runner.RUNNER.__init__()  # a new session: its ledger, limits, history, messages and feeders
     module("client.jobs").UPLOADS.clear()  # the emulator forgets its uploads at reset
+    module("client.jobs").RECENT.__init__()  # no task timed yet
     module("operators.pixels")._PNGS.clear()
+    module("operators.pixels")._PHOTOS.clear()
     module("operators.batch").ACTIVE.clear()
     module("operators.bake").PROGRESS.update(active=False, fraction=0.0, text="")
     module("preferences").CONNECTION_REPORT.clear()

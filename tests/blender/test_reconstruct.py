@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 import pytest
-from conftest import SAMPLES, bounds, decode_png, last_task, load, new_image, new_objects, sent, use_inputs
+from conftest import SAMPLES, bounds, decode_png, last_task, load, module, new_image, new_objects, sent, use_inputs
 
 POSED = SAMPLES / "human_object" / "sam3d_output_0.glb"
 
@@ -215,3 +215,23 @@ def test_a_triangle_budget_alone_reduces_without_baking(sam3d):
     sam3d.settings.triangle_budget = 400
     [obj] = reconstruct()
     assert sum(len(p.vertices) - 2 for p in obj.data.polygons) <= 440 and "sam3d_baked" not in obj
+
+
+def test_a_photo_file_read_again_is_not_decoded_again_but_a_changed_or_edited_one_is(sam3d, tmp_path, monkeypatch):
+    pixels = module("operators.pixels")
+    path = tmp_path / "photo.png"
+    path.write_bytes((SAMPLES / "human_object" / "image.png").read_bytes())
+    decoded = []
+    real = pixels.pixels_at
+    monkeypatch.setattr(pixels, "pixels_at", lambda image, size: (decoded.append(image.name), real(image, size))[1])
+    first = pixels.read_photo(bpy.data.images.load(str(path)))
+    again = pixels.read_photo(bpy.data.images.load(str(path)))  # another datablock of the same file (a batch)
+    assert len(decoded) == 1 and np.array_equal(first, again) and not again.flags.writeable
+    path.write_bytes((SAMPLES / "socrates" / "image.png").read_bytes())  # the file changed on disk
+    changed = pixels.read_photo(bpy.data.images.load(str(path)))
+    assert len(decoded) == 2 and changed.shape != first.shape
+    edited = bpy.data.images.load(str(path))
+    edited.pixels[0] = 0.5  # painted in Blender: its pixels are no longer the file's
+    assert edited.is_dirty
+    pixels.read_photo(edited)
+    assert len(decoded) == 3

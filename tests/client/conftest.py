@@ -28,9 +28,10 @@ def _emulator():
 @pytest.fixture
 def emu(_emulator: Emulator) -> Emulator:
     _emulator.reset()
-    from client.jobs import UPLOADS
+    from client.jobs import RECENT, UPLOADS
 
     UPLOADS.clear()  # the emulator forgets its uploads at reset: so does the client's cache
+    RECENT.__init__()  # no task timed yet
     _emulator.processing_time = 0.1
     _emulator.result_bytes = canonical_glb()
     return _emulator

@@ -288,8 +288,25 @@ def test_polls_quicken_around_the_time_tasks_have_taken():
     assert next_delay(2.0, 3.0, None, 10.0, 0.5, 2.0) == 2.0, "long before the expected end: the backoff"
     assert next_delay(2.0, 7.9, None, 10.0, 0.5, 2.0) == pytest.approx(0.6), "it wakes up at 85 %"
     assert next_delay(2.0, 9.0, None, 10.0, 0.5, 2.0) == FAST_POLL
+    assert next_delay(0.75, 1.8, None, 2.0, 0.5, 2.0) == pytest.approx(0.1), "a 2 s task: quicker than FAST_POLL"
     assert next_delay(1.0, 20.0, None, 10.0, 0.5, 2.0) == 1.5, "far past it: back to the backoff"
     assert next_delay(2.0, 5.0, 50, 10.0, 0.5, 2.0) == 2.0 and next_delay(2.0, 1.0, 80, None, 0.5, 2.0) == 0.25
+
+
+def test_jobs_started_together_learn_how_long_tasks_take_from_the_first_to_end(emu, tmp_path, monkeypatch):
+    from client import jobs, runware
+
+    emu.processing_time = 0.6
+    first = run(Job(request(emu, tmp_path)))
+    assert first.outcome.kind == "done" and jobs.RECENT.median() >= 0.6, "results are seen after they are made"
+    seen = []
+    real = runware.RunwareClient.wait
+    monkeypatch.setattr(runware.RunwareClient, "wait", lambda self, *a, **kw: (seen.append(kw["typical"]),
+                                                                                real(self, *a, **kw))[1])
+    second = run(Job(request(emu, tmp_path)))  # made with no figure from the journal, as a batch's are
+    assert second.outcome.kind == "done" and seen == [jobs.RECENT._values[0]], "it polls by the first one's time"
+    resumed = run(Job(request(emu, tmp_path, task_uuid=second.task_uuid, resume=True)))
+    assert resumed.outcome.kind == "done" and len(jobs.RECENT._values) == 2, "a resumed wait is not a task's time"
 
 
 def test_the_client_never_imports_bpy():
