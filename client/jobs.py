@@ -127,20 +127,22 @@ class Event:
 
 
 class RecentDurations:
-    """How long this process's latest tasks took from submission to results. Jobs started together (a batch,
-    several masks) learn from the first to end, before the journal's figure (read when a job is made) can."""
+    """How long this process's latest tasks took from submission to results, per endpoint and model. Jobs
+    started together (a batch, several masks) learn from the first to end, before the journal's figure (read
+    when a job is made) can."""
 
     def __init__(self, size: int = 16) -> None:
-        self._values: deque[float] = deque(maxlen=size)
+        self._size = size
+        self._values: dict[tuple[str, str], deque[float]] = {}
         self._lock = threading.Lock()
 
-    def add(self, seconds: float) -> None:
+    def add(self, key: tuple[str, str], seconds: float) -> None:
         with self._lock:
-            self._values.append(seconds)
+            self._values.setdefault(key, deque(maxlen=self._size)).append(seconds)
 
-    def median(self) -> float | None:
+    def median(self, key: tuple[str, str]) -> float | None:
         with self._lock:
-            values = sorted(self._values)
+            values = sorted(self._values.get(key, ()))
         return values[len(values) // 2] if values else None
 
 
@@ -407,11 +409,11 @@ class Job:
             else:
                 self._emit("processing", within, "Processing {}%", pct)
 
-        began = time.monotonic()
+        began, key = time.monotonic(), (req.api_url, req.model)
         state = client.wait(self.task_uuid, req.number_results, on_progress=progress,
-                            first_delay=req.poll_first_delay, typical=RECENT.median() or req.typical_seconds)
+                            first_delay=req.poll_first_delay, typical=RECENT.median(key) or req.typical_seconds)
         if not req.resume:  # a resumed task began before this wait: its time says nothing
-            RECENT.add(time.monotonic() - began)
+            RECENT.add(key, time.monotonic() - began)
         return state
 
     def _gate(self, path: Path) -> None:

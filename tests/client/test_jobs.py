@@ -298,15 +298,17 @@ def test_jobs_started_together_learn_how_long_tasks_take_from_the_first_to_end(e
 
     emu.processing_time = 0.6
     first = run(Job(request(emu, tmp_path)))
-    assert first.outcome.kind == "done" and jobs.RECENT.median() >= 0.6, "results are seen after they are made"
+    key = (emu.api_url, first.request.model)
+    assert first.outcome.kind == "done" and jobs.RECENT.median(key) >= 0.6, "results are seen after they are made"
+    assert jobs.RECENT.median(("https://elsewhere.example/v1", first.request.model)) is None, "per endpoint"
     seen = []
     real = runware.RunwareClient.wait
     monkeypatch.setattr(runware.RunwareClient, "wait", lambda self, *a, **kw: (seen.append(kw["typical"]),
                                                                                 real(self, *a, **kw))[1])
     second = run(Job(request(emu, tmp_path)))  # made with no figure from the journal, as a batch's are
-    assert second.outcome.kind == "done" and seen == [jobs.RECENT._values[0]], "it polls by the first one's time"
+    assert second.outcome.kind == "done" and seen == [jobs.RECENT._values[key][0]], "it polls by the first one's time"
     resumed = run(Job(request(emu, tmp_path, task_uuid=second.task_uuid, resume=True)))
-    assert resumed.outcome.kind == "done" and len(jobs.RECENT._values) == 2, "a resumed wait is not a task's time"
+    assert resumed.outcome.kind == "done" and len(jobs.RECENT._values[key]) == 2, "a resumed wait is not a task's time"
 
 
 def test_the_client_never_imports_bpy():
