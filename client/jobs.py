@@ -198,8 +198,12 @@ class Job:
         self.phase, self.fraction, self.text, self.values = phase, fraction, text, values
 
     def progress_text(self, translate: Callable[[str], str] = str) -> str:
-        """What the job is doing, for a person: `translate` is the UI's translation function."""
-        return translate(self.text).format(*self.values)
+        """What the job is doing, for a person: `translate` is the UI's translation function (a translation
+        whose placeholders do not match falls back to the English text)."""
+        try:
+            return translate(self.text).format(*self.values)
+        except (IndexError, KeyError, ValueError):
+            return self.text.format(*self.values)
 
     @property
     def alive(self) -> bool:

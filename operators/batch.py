@@ -160,7 +160,9 @@ def _glibc() -> Any:
         return None
     try:
         libc = ctypes.CDLL(None)  # the C library Blender already runs on
-        _ = libc.gnu_get_libc_version, libc.malloc_trim, libc.mallopt  # glibc's own (musl has neither)
+        _ = libc.gnu_get_libc_version  # glibc's own (musl has no malloc_trim)
+        libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+        libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     except (OSError, AttributeError):
         return None
     return libc
@@ -170,7 +172,8 @@ def steady_allocator() -> None:
     """Blocks of 1 MB and more straight from the system and back to it when freed. glibc raises this threshold
     by itself after each large free (up to 32 MB), then serves the importer's large arrays from its heaps,
     which fragment: a batch of 1,000 assets peaked 467 MB above one of 20 that way, 79 MB with this and a trim
-    after each asset (`make bench`)."""
+    after each asset (`make bench`, PyPI's bpy on glibc). Process-wide and for good: only for the command
+    line's batch, whose process ends with it, never in an artist's session."""
     libc = _glibc()
     if libc is not None:
         libc.mallopt(M_MMAP_THRESHOLD, 1 << 20)
@@ -394,7 +397,6 @@ def prepare(folder: Path, library_folder: Path, options: Options) -> Batch:
     if not folder.is_dir():
         raise RunwareError("badLibrary", rpt_("{} is not a folder.").format(folder))
     k, n = options.shard
-    steady_allocator()
     batch = Batch(folder, Library(library_folder), shard(find_items(folder), k, n), options)
     batch.limit.set(options.max_cost)
     return batch
@@ -561,6 +563,7 @@ def cli(argv: list[str]) -> int:
     except RunwareError as exc:
         print(f"sam3d: {exc}")
         return 2
+    steady_allocator()  # this process exists for the batch: its allocator may be tuned for it
     run(bpy.context, done, say)
     for item in done.items:
         print(f"sam3d: {item.status:8} {item.name}" + (f": {item.reason}" if item.reason else ""), flush=True)

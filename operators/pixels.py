@@ -153,15 +153,17 @@ _PHOTOS: OnceCache[tuple[np.ndarray, np.ndarray]] = OnceCache(4)
 
 
 def _file_key(image, size: tuple[int, int]) -> tuple | None:  # type: ignore[no-untyped-def]
-    """What makes two reads of an image give the same pixels, when they come from an unedited file."""
-    if image.source != "FILE" or image.is_dirty or image.packed_file is not None:
+    """What makes two reads of an image give the same pixels, when they come from its file: not for an image
+    Blender holds decoded (what it shows may differ from the file until Reload), edited or packed."""
+    if image.source != "FILE" or image.is_dirty or image.packed_file is not None or image.has_data:
         return None
     try:
         path = bpy.path.abspath(image.filepath, library=image.library)
         stat = os.stat(path)
     except (OSError, ValueError):
         return None
-    return path, stat.st_mtime_ns, stat.st_size, size, image.colorspace_settings.name, image.alpha_mode
+    return (path, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, size,
+            image.colorspace_settings.name, image.alpha_mode)
 
 
 def read_inputs(photo_image, mask_image=None, *, use_photo_alpha: bool = False,  # type: ignore[no-untyped-def]

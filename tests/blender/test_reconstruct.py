@@ -230,8 +230,12 @@ def test_a_photo_file_read_again_is_not_decoded_again_but_a_changed_or_edited_on
     path.write_bytes((SAMPLES / "socrates" / "image.png").read_bytes())  # the file changed on disk
     changed = pixels.read_photo(bpy.data.images.load(str(path)))
     assert len(decoded) == 2 and changed.shape != first.shape
+    shown = bpy.data.images.load(str(path))
+    _ = shown.pixels[0]  # decoded and shown by Blender: until Reload, what it shows may not be the file
+    pixels.read_photo(shown)
+    assert len(decoded) == 3, "an image Blender holds decoded is read from memory, never cached by its file"
     edited = bpy.data.images.load(str(path))
     edited.pixels[0] = 0.5  # painted in Blender: its pixels are no longer the file's
     assert edited.is_dirty
     pixels.read_photo(edited)
-    assert len(decoded) == 3
+    assert len(decoded) == 4

@@ -53,6 +53,7 @@ def test_job_runs_on_a_worker_and_reports_its_phases(emu, tmp_path):
     # Texts are English templates with their values apart, so that the UI can translate them first.
     assert ("Downloading {}/{}", (2, 2)) in texts and all("{" not in v for _, values in texts for v in map(str, values))
     assert job.progress_text(lambda t: t.replace("Downloading", "Téléchargement")).startswith("Téléchargement 2/2")
+    assert job.progress_text(lambda t: "{} {} {} {} {}").startswith("Downloading 2/2"), "a bad translation: English"
 
 
 def test_task_uuid_is_journalled_before_the_request_goes_out(emu, tmp_path):
