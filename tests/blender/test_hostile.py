@@ -10,12 +10,10 @@ a time bound, and a sent (perhaps billed) task left resumable in the journal.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import re
 import struct
-import sys
 import threading
 import time
 import zlib
@@ -30,85 +28,12 @@ from test_extension import draw
 from client.journal import Journal
 from tests import glb
 from tests.emulator import bomb_bytes, cutout_png, image_size, mask_png
+from tests.watch import PeakGrowth, Recorder, until
 
 MB = 1024 * 1024
 HANG = 60.0  # seconds: a hang detector, never a speed goal
 BOMB = 2 * 1024**3  # inflates to 2 GiB; about 2 MB on the wire
 KINDS = ("objects", "meshes", "collections", "images", "materials", "textures")
-
-# --- what Blender's Python opens and resolves (audit hooks cannot be removed: one hook, recorders come and go) ---
-
-_RECORDERS: list[Recorder] = []
-
-
-class Recorder:
-    """Files opened under `roots` (and the exact `paths`) by Python code of this process, any thread (the job's
-    worker, the gate, Blender's glTF importer), and the host names looked up, while active."""
-
-    def __init__(self, *roots: Path, paths: tuple[str, ...] = ()) -> None:
-        self.roots = [os.path.abspath(r) + os.sep for r in roots]
-        self.exact = set(paths)
-        self.opened: list[str] = []
-        self.resolved: list[str] = []
-
-    def __enter__(self) -> Recorder:
-        _RECORDERS.append(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        _RECORDERS.remove(self)
-
-    def see_open(self, path: str) -> None:
-        full = os.path.abspath(path)
-        if full in self.exact or any(full.startswith(root) for root in self.roots):
-            self.opened.append(full)
-
-
-def _audit(event: str, args: tuple) -> None:
-    if not _RECORDERS or event not in ("open", "socket.getaddrinfo"):
-        return
-    try:  # an exception here would fail the audited call itself
-        if event == "open":
-            if isinstance(args[0], int):
-                return
-            path = os.fsdecode(args[0])
-            for recorder in list(_RECORDERS):
-                recorder.see_open(path)
-        else:
-            host = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
-            for recorder in list(_RECORDERS):
-                recorder.resolved.append(host)
-    except Exception:  # noqa: BLE001, S110
-        pass
-
-
-sys.addaudithook(_audit)
-
-
-def _kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1])
-    raise AssertionError(f"no {field} in /proc/self/status")
-
-
-class PeakGrowth:
-    """Peak resident memory growth of this Blender over a block, in MB (VmHWM after resetting it)."""
-
-    def __enter__(self) -> PeakGrowth:
-        if not os.access("/proc/self/clear_refs", os.W_OK):
-            pytest.skip("peak memory needs Linux's /proc/self/clear_refs")
-        gc.collect()  # garbage of earlier tests freed now, not during the measurement
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        self.base = _kb("VmRSS:")
-        self.mb = 0.0
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.mb = (_kb("VmHWM:") - self.base) / 1024
-        print(f"peak memory growth: {self.mb:.1f} MB")
 
 
 # --- helpers ------------------------------------------------------------------------------------------
@@ -148,15 +73,6 @@ def small_inputs(sam3d) -> None:
     photo.write_bytes(cutout_png(64, 48))
     mask.write_bytes(mask_png(64, 48))
     sam3d.settings.image, sam3d.settings.mask = bpy.data.images.load(str(photo)), bpy.data.images.load(str(mask))
-
-
-def until(condition, seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 # --- 1. a result naming a file outside itself ---------------------------------------------------------------
