@@ -27,6 +27,7 @@ import requests
 from tests import glb, tls
 from tests.emulator import HUGE_RESULT_INDEXES, Emulator, Faults, Style, bomb_bytes, cutout_png, image_size
 from tests.proxy import Proxy
+from tests.watch import until
 
 KEY = "test-key"
 
@@ -317,15 +318,6 @@ def hang_up(conn: http.client.HTTPConnection, resp: http.client.HTTPResponse | N
     conn.close()
 
 
-def until(predicate, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def inflate(data: bytes, encoding: str, limit: int = 1 << 40) -> tuple[int, bool]:
     """(inflated size, all zeros?), inflating at most 16 MiB at a time and stopping past `limit`."""
     d = zlib.decompressobj(31 if encoding == "gzip" else 15)
@@ -429,7 +421,7 @@ def test_trickling_file_host_sends_a_byte_at_a_time_until_the_client_hangs_up(em
     assert resp.read(3) == emu.result_bytes[:3] and time.monotonic() - started >= 0.25
     assert emu.trickle_open == 1
     hang_up(conn, resp)
-    assert until(lambda: emu.trickle_open == 0)
+    assert until(lambda: emu.trickle_open == 0, 3)
     sent = emu.trickle_bytes_sent
     time.sleep(0.3)
     assert 3 <= emu.trickle_bytes_sent == sent <= 5 and emu.file_bytes_sent == sent
@@ -444,7 +436,7 @@ def test_trickling_api_only_when_asked(emu):
     resp = conn.getresponse()
     assert resp.status == 200 and resp.read(2) == b'{"'
     hang_up(conn, resp)
-    assert until(lambda: emu.trickle_open == 0) and emu.trickle_bytes_sent <= 4
+    assert until(lambda: emu.trickle_open == 0, 3) and emu.trickle_bytes_sent <= 4
 
 
 def test_redirects_and_redirect_chains_are_all_recorded(emu):
@@ -480,7 +472,7 @@ def test_declared_length_lies_then_the_body_stalls(emu):
     resp = conn.getresponse()
     assert int(resp.headers["Content-Length"]) == 5 * 1024**3
     hang_up(conn, resp)  # a client that checks Content-Length before reading hangs up here
-    assert until(lambda: emu.trickle_open == 0)
+    assert until(lambda: emu.trickle_open == 0, 3)
     assert emu.file_bytes_sent <= 64 * 1024
 
     conn, path = connect(url, timeout=0.5)
@@ -490,7 +482,7 @@ def test_declared_length_lies_then_the_body_stalls(emu):
     with pytest.raises(TimeoutError):
         resp.read(1)  # then nothing, until we hang up
     hang_up(conn, resp)
-    assert until(lambda: emu.trickle_open == 0)
+    assert until(lambda: emu.trickle_open == 0, 3)
 
 
 def test_stop_is_prompt_with_trickling_stalled_and_bomb_connections_open():
@@ -513,7 +505,7 @@ def test_stop_is_prompt_with_trickling_stalled_and_bomb_connections_open():
     ask(url)  # a stalled download
     emu.faults.gzip_bomb = "file"
     ask(url, wait=False)  # a bomb nobody reads
-    assert until(lambda: emu.trickle_open == 3)
+    assert until(lambda: emu.trickle_open == 3, 3)
     started = time.monotonic()
     emu.stop()
     assert time.monotonic() - started < 1.2
