@@ -171,7 +171,7 @@ def _glibc() -> Any:
 def steady_allocator() -> None:
     """Blocks of 1 MB and more straight from the system and back to it when freed. glibc raises this threshold
     by itself after each large free (up to 32 MB), then serves the importer's large arrays from its heaps,
-    which fragment: a batch of 1,000 assets peaked 467 MB above one of 20 that way, 79 MB with this and a trim
+    which fragment: a batch of 1,000 assets peaked 467 MB above one of 20 that way, 73 MB with this and a trim
     after each asset (`make bench`, PyPI's bpy on glibc). Process-wide and for good: only for the command
     line's batch, whose process ends with it, never in an artist's session."""
     libc = _glibc()
