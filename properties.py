@@ -18,7 +18,11 @@ class SAM3D_PG_mask(bpy.types.PropertyGroup):
     """One mask of the photo's list: each enabled one becomes one object."""
 
     image: PointerProperty(name="Mask", type=bpy.types.Image)  # type: ignore[valid-type]
-    enabled: BoolProperty(name="Enabled", default=True)  # type: ignore[valid-type]
+    enabled: BoolProperty(  # type: ignore[valid-type]
+        name="Send", default=True,
+        description="Send this mask at the next Reconstruct (unticked once sent: tick it to send it again)")
+    task_uuid: StringProperty(  # type: ignore[valid-type]
+        name="Task", default="", description="The task this mask was last sent as")
 
 
 class SAM3D_PG_settings(bpy.types.PropertyGroup):

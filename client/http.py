@@ -32,13 +32,21 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
-
 from .errors import RunwareError
+
+try:
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    MISSING = ""
+except ImportError as exc:  # a distribution build of Blender without them: the add-on enables and says so
+    MISSING = (exc.name or "requests").split(".")[0]
+    HTTPAdapter = HTTPConnection = HTTPSConnection = object  # type: ignore[misc,assignment]
+    HTTPConnectionPool = HTTPSConnectionPool = object  # type: ignore[misc,assignment]
+    ConnectTimeoutError = NewConnectionError = OSError  # type: ignore[misc,assignment]
 
 CHUNK = 64 * 1024
 PIECE = 1024 * 1024  # at most this much inflated at once (a gzip bomb inflates 1000:1)

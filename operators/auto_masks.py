@@ -29,7 +29,7 @@ from ..translations import iface_, rpt_
 from . import pixels
 from .background import BackgroundCall
 from .checks import is_blocking, refuse, why_no_photo, why_offline
-from .inputs import photo_of, settings_of, window_manager_of
+from .inputs import pin_photo, settings_of, window_manager_of
 from .job_requests import network, reserve
 from .masks import new_mask_image, packed_png, show_preview
 from .outcomes import tell
@@ -107,7 +107,7 @@ class SAM3D_OT_auto_mask(bpy.types.Operator):
         return refuse(cls, why_offline(context) or why_no_photo(context))
 
     def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
-        photo = photo_of(context)
+        photo = pin_photo(context)
         assert photo is not None
         try:
             sent = pixels.read_photo(photo, preferences.get(context).max_photo_megapixels)
@@ -183,7 +183,7 @@ def paste(mask_of_crop: np.ndarray, crop: tuple[float, float, float, float], box
 def box_mask(context: bpy.types.Context, box: Box, report: Report, blocking: bool) -> set[OperatorReturnItems]:
     """Cut the box (plus a margin) out of the photo, ask Runware for the mask of the object in it, and add that
     mask, of the photo's size, to the photo's masks."""
-    photo = photo_of(context)
+    photo = pin_photo(context)
     assert photo is not None
     limit = preferences.get(context).max_photo_megapixels
     try:
@@ -261,7 +261,7 @@ class SAM3D_OT_box_mask(bpy.types.Operator):
                                             "box."))
                 return {"CANCELLED"}
             return self.execute(context)
-        photo = photo_of(context)
+        photo = pin_photo(context)
         assert photo is not None
         try:
             size = pixels.image_size(photo)

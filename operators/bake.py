@@ -174,6 +174,14 @@ class _Scene:
         self.bake = _simple_props(scene.render.bake)
         self.selected = [o for o in _layer_objects(self.view_layer) if o.select_get()]
         self.active = self.view_layer.objects.active
+        # What every Image Editor shows: in Edit Mode an editor follows the active object's image node (the
+        # bake target's), and would be left empty when that image goes.
+        wm = bpy.context.window_manager
+        self.editors = [(space, space.image) for window in (wm.windows if wm else []) for area in window.screen.areas
+                        if area.type == "IMAGE_EDITOR" for space in area.spaces if space.type == "IMAGE_EDITOR"]
+        tool_settings = scene.tool_settings
+        self.uv_sync = tool_settings.use_uv_select_sync
+        tool_settings.use_uv_select_sync = True  # UVs selected with the faces: no UV operator needs a UV editor
 
     def use_cycles(self, samples: int) -> None:
         try:
@@ -214,6 +222,11 @@ class _Scene:
             self.view_layer.objects.active = self.active
         except (ReferenceError, RuntimeError):
             self.view_layer.objects.active = None
+        scene.tool_settings.use_uv_select_sync = self.uv_sync
+        for space, image in self.editors:
+            with contextlib.suppress(ReferenceError, RuntimeError):  # an editor or an image gone meanwhile
+                if space.image != image:
+                    space.image = image
 
 
 def _layer_objects(view_layer: bpy.types.ViewLayer) -> list[bpy.types.Object]:
@@ -314,12 +327,13 @@ def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution
         report(0.0, iface_("Copying {}").format(name))
         full, source = _full_copy(context, obj, attribute, made)
         triangles = triangle_count(full)
+        shape = _welded(state, source, made)  # the surface the target is made of: its faces joined
 
         if 0 < max_triangles < triangles:
             report(0.05, iface_("Reducing {} from {:,} to {:,} triangles").format(name, triangles, max_triangles))
-            work_mesh = _decimate(context, source, name, triangles, max_triangles, made)
+            work_mesh = _decimate(context, shape, name, triangles, max_triangles, made)
         else:
-            work_mesh = full.copy()
+            work_mesh = cast(bpy.types.Mesh, shape.data).copy()
             made.meshes.append(work_mesh)
         work = bpy.data.objects.new(f"{name} (bake target)", work_mesh)
         made.objects.append(work)
@@ -414,6 +428,36 @@ def _full_copy(context: bpy.types.Context, obj: bpy.types.Object, attribute: str
     return full, source
 
 
+def _welded(state: _Scene, source: bpy.types.Object, made: _Made) -> bpy.types.Object:
+    """`source` itself, or, when its faces do not share their vertices (a flat-shaded mesh, each face with
+    its own), a copy with coincident vertices merged: faces apart cannot be decimated, and unwrapped one by
+    one they become islands too small to bake. The colours are baked from `source`, so nothing is lost."""
+    mesh = cast(bpy.types.Mesh, source.data)
+    corners = len(mesh.loops)
+    if not corners or len(mesh.vertices) < 0.9 * corners:  # shared vertices: a connected surface already
+        return source
+    import bmesh
+
+    co = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
+    mesh.vertices.foreach_get("co", co)
+    points = co.reshape(-1, 3)
+    size = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0))) or 1.0
+    welded = mesh.copy()
+    made.meshes.append(welded)
+    bm = bmesh.new()
+    try:
+        bm.from_mesh(welded)
+        bmesh.ops.remove_doubles(bm, verts=bm.verts[:], dist=1e-5 * size)
+        bm.to_mesh(welded)
+    finally:
+        bm.free()
+    joined = bpy.data.objects.new(f"{source.name} (welded)", welded)
+    made.objects.append(joined)
+    state.scene.collection.objects.link(joined)
+    joined.matrix_world = source.matrix_world
+    return joined
+
+
 def _decimate(context: bpy.types.Context, source: bpy.types.Object, name: str, triangles: int, budget: int,
               made: _Made) -> bpy.types.Mesh:
     """A new mesh of at most `budget` triangles: a collapse Decimate modifier on `source`, applied by
@@ -486,8 +530,7 @@ def _unwrap(state: _Scene, work: bpy.types.Object, margin: int, resolution: int)
         return
     bpy.ops.object.mode_set(mode="EDIT")
     try:
-        bpy.ops.mesh.select_all(action="SELECT")
-        bpy.ops.uv.select_all(action="SELECT")
+        bpy.ops.mesh.select_all(action="SELECT")  # and so every UV (the selection is synced: _Scene)
         bpy.ops.uv.pack_islands(**_op_kwargs(
             bpy.ops.uv.pack_islands, udim_source="CLOSEST_UDIM", rotate=True, scale=True, margin_method="FRACTION",
             margin=gap, shape_method="AABB"))

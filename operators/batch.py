@@ -32,15 +32,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import bpy
-from bpy.props import FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
 from .. import preferences
 from ..client import Job, RunwareError
 from ..client.money import Limit
-from ..translations import rpt_, tip_
+from ..translations import iface_, rpt_, tip_
 from . import pixels
 from .checks import is_blocking, refuse, why_offline
-from .inputs import settings_of
+from .inputs import settings_of, window_manager_of
 from .job_requests import job_request
 from .library import ROOT_CATALOG, Library, make_asset, remove_from_file
 from .masks import IMAGE_SUFFIXES, natural_order
@@ -190,6 +190,7 @@ class Batch:
     started: float = field(default_factory=time.monotonic)
     limit: Limit = field(default_factory=lambda: Limit("the batch's Cost Limit"))
     cancelled: bool = False
+    ended: float | None = None  # when its last item ended (the panel's clock stops there)
     _next: int = 0
     _active: dict[str, Item] = field(default_factory=dict)  # task UUID → item, jobs in flight
     _reported: float = 0.0
@@ -205,6 +206,10 @@ class Batch:
 
     def cost(self) -> float:
         return sum(i.cost for i in self.items)
+
+    @property
+    def elapsed(self) -> float:
+        return (self.ended if self.ended is not None else time.monotonic()) - self.started
 
     @property
     def running(self) -> bool:
@@ -409,6 +414,14 @@ def estimate(batch: Batch) -> tuple[int, float]:
     return todo, RUNNER.ledger.estimate("3dInference", model, todo)
 
 
+def estimate_text(batch: Batch) -> str:
+    """How many jobs a batch runs, of how many items, and about what they cost (its limit named)."""
+    todo, cost = estimate(batch)
+    limit = batch.options.max_cost
+    text = rpt_("{} job(s) of {} item(s), about ${:.4f}").format(todo, len(batch.items), cost)
+    return text + (rpt_("; items past the cost limit of ${:.4f} are refused").format(limit) if limit else "")
+
+
 def run(context: bpy.types.Context, batch: Batch, report: Report, blocking: bool = True) -> Batch:
     """The batch: blocking (scripts, the command line) returns it with every item's outcome; otherwise the
     app timer feeds it, and makes each asset as its job ends."""
@@ -443,6 +456,7 @@ def _run_blocking(context: bpy.types.Context, batch: Batch, report: Report) -> N
 def _feed_in_background(batch: Batch) -> None:
     batch.feed(bpy.context)
     if not batch.running:
+        batch.ended = time.monotonic()
         RUNNER.feeders[:] = []
         batch.save_report(force=True)
         counts = batch.counts()
@@ -464,6 +478,7 @@ class SAM3D_OT_batch(bpy.types.Operator):
     target_size: FloatProperty(name="Target Size", min=0.0, options={"SKIP_SAVE"})  # type: ignore[valid-type]
     triangle_budget: IntProperty(name="Triangle Budget", min=0, options={"SKIP_SAVE"})  # type: ignore[valid-type]
     bake: IntProperty(name="Bake Texture", min=0, max=8192, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    confirmed: BoolProperty(default=False, options={"HIDDEN", "SKIP_SAVE"})  # type: ignore[valid-type]
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -475,24 +490,39 @@ class SAM3D_OT_batch(bpy.types.Operator):
         source = self if self.properties.is_property_set(name) else settings_of(context)
         return getattr(source, name if source is self else panel_name)
 
-    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
+    def _prepared(self, context: bpy.types.Context) -> Batch:
         directory = Path(bpy.path.abspath(str(self._setting(context, "directory", "batch_directory"))))
         library = Path(bpy.path.abspath(str(self._setting(context, "filepath", "batch_library"))))
         options = Options(float(self._setting(context, "target_size", "batch_target_size")),
                           int(self._setting(context, "triangle_budget", "batch_triangle_budget")),
                           int(self._setting(context, "bake", "batch_bake")),
                           float(self._setting(context, "max_cost", "batch_max_cost")))
+        return prepare(directory, library, options)
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:
+        """From the panel: say how many jobs it runs and about what they cost, and start only on OK."""
+        if is_blocking(self, context):
+            return self.execute(context)
         try:
-            batch = prepare(directory, library, options)
+            batch = self._prepared(context)
         except RunwareError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        todo, cost = estimate(batch)
-        limit = rpt_("; items past the cost limit of ${:.4f} are refused").format(
-            options.max_cost) if options.max_cost else ""
-        self.report({"INFO"}, rpt_("SAM 3D batch: {} job(s) of {}, about ${:.4f}{}").format(
-            todo, len(batch.items), cost, limit))
-        blocking = is_blocking(self, context)
+        self.confirmed = True  # the question's OK runs execute: in the background, as from the panel
+        return window_manager_of(context).invoke_confirm(  # type: ignore[call-arg]  # 4.1+: not in older stubs
+            self, event, title=iface_("Build Asset Library"), message=estimate_text(batch),
+            confirm_text=iface_("Build"), icon="INFO")
+
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
+        try:
+            batch = self._prepared(context)
+        except RunwareError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        library = batch.library.folder
+        self.report({"INFO"}, "SAM 3D batch: " + estimate_text(batch))
+        blocking = is_blocking(self, context) and not (self.confirmed and context.window is not None
+                                                      and not bpy.app.background)
         run(context, batch, self.report, blocking=blocking)
         if not blocking:
             self.report({"INFO"}, rpt_("SAM 3D batch: {} item(s) under way; each asset is written to {} as it is "

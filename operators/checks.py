@@ -10,6 +10,7 @@ from __future__ import annotations
 import bpy
 
 from .. import preferences
+from ..client.http import MISSING
 from ..client.tasks import MAX_SEED
 from ..translations import tip_
 from .inputs import listed_masks, photo_of, settings_of
@@ -30,6 +31,9 @@ def is_blocking(op: bpy.types.Operator, context: bpy.types.Context | None = None
 
 def why_offline(context: bpy.types.Context) -> str:
     """Why nothing can reach Runware now, or ''."""
+    if MISSING:
+        return tip_("This Blender has no “{}” Python module, which SAM 3D needs to reach Runware: install it "
+                    "(Debian, Ubuntu: apt install python3-requests) or use Blender from blender.org").format(MISSING)
     if not bpy.app.online_access:
         if getattr(bpy.app, "online_access_override", False):
             return tip_("Blender was started with --offline-mode: restart it without that option to reach Runware")

@@ -48,7 +48,7 @@ from mathutils import Matrix, Vector
 from ..translations import rpt_, tip_
 from .importing import mesh_of
 from .inputs import scene_of
-from .photo_camera import camera_data
+from .photo_camera import camera_data, camera_of
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems
@@ -66,36 +66,9 @@ GEOMETRY = {"MESH", "CURVE", "SURFACE", "META", "FONT", "CURVES", "POINTCLOUD", 
 
 # --- which photo -------------------------------------------------------------------------------------------
 
-def is_photo_camera(obj: bpy.types.Object | None) -> bool:
-    return obj is not None and obj.type == "CAMERA" and isinstance(obj.get("sam3d_photo"), str) \
-        and bool(obj["sam3d_photo"])
-
-
-def image_of(obj: bpy.types.Object | None) -> str | None:
-    """The photo an object was reconstructed from (its own `sam3d_image`, or its nearest parent's)."""
-    while obj is not None:
-        name = obj.get("sam3d_image")
-        if isinstance(name, str) and name:
-            return name
-        obj = obj.parent
-    return None
-
-
 def find_photo_camera(context: bpy.types.Context) -> bpy.types.Object | None:
-    """The scene camera when it is a photo camera; else the active object when it is one; else the photo
-    camera of the active object's photo."""
-    scene = context.scene
-    if scene is None:
-        return None
-    if is_photo_camera(scene.camera):
-        return scene.camera
-    active = getattr(context, "active_object", None)
-    if is_photo_camera(active):
-        return active
-    photo = image_of(active)
-    if photo is None:
-        return None
-    return next((o for o in scene.objects if is_photo_camera(o) and o["sam3d_photo"] == photo), None)
+    """The photo camera to composite through (photo_camera.camera_of: one rule for the whole add-on)."""
+    return camera_of(context)
 
 
 def why_not(context: bpy.types.Context) -> str:

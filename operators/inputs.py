@@ -36,15 +36,43 @@ def window_manager_of(context: bpy.types.Context) -> bpy.types.WindowManager:
     return wm
 
 
+MADE = "sam3d_made"  # on an image the add-on made (a mask, a preview): never taken for a photo
+
+
+def mark_made(image: bpy.types.Image, kind: str) -> bpy.types.Image:
+    image[MADE] = kind
+    return image
+
+
+def could_be_photo(settings: Any, image: bpy.types.Image | None) -> bool:
+    """An image the editor shows that may be the photo: not one the add-on made or shows (a mask, a preview),
+    not a render."""
+    if image is None or image.get(MADE) or image.type in {"RENDER_RESULT", "COMPOSITING"}:
+        return False
+    return image != settings.mask and all(item.image != image for item in settings.masks)
+
+
 def photo_of(context: bpy.types.Context) -> bpy.types.Image | None:
-    """The chosen photo, else the image open in the Image Editor the operator runs from."""
+    """The photo: the Photo field, else the image shown in the Image Editor the operator or panel runs in
+    (until its first use pins it in the field: `pin_photo`)."""
     settings = settings_of(context)
     if settings.image:
         return settings.image
     space = getattr(context, "space_data", None)
-    if space is not None and space.type == "IMAGE_EDITOR" and space.image is not None:
+    if space is not None and space.type == "IMAGE_EDITOR" and could_be_photo(settings, space.image):
         return space.image
     return None
+
+
+def pin_photo(context: bpy.types.Context) -> bpy.types.Image | None:
+    """At the first use of the editor's image as the photo (a job, Preview, Mask › Open, a folder of masks,
+    a new or Runware-made mask), put it in the Photo field: from then on the photo is what the field shows,
+    whatever the editor shows next."""
+    photo = photo_of(context)
+    settings = settings_of(context)
+    if photo is not None and settings.image is None:
+        settings.image = photo
+    return photo
 
 
 def listed_masks(settings: Any) -> list[bpy.types.Image]:

@@ -20,7 +20,7 @@ from .. import preferences
 from ..translations import rpt_
 from . import pixels
 from .checks import refuse, why_no_photo
-from .inputs import listed_masks, photo_of, settings_of, window_manager_of
+from .inputs import listed_masks, mark_made, pin_photo, settings_of, window_manager_of
 from .runner import Report
 
 if TYPE_CHECKING:
@@ -80,7 +80,8 @@ class SAM3D_OT_masks_clear(bpy.types.Operator):
 
 
 class SAM3D_OT_masks_load_folder(bpy.types.Operator):
-    """Add every image of a folder to the list of masks (plain masks or cut-outs whose alpha is the mask)"""
+    """Add every image of a folder to the list of masks (plain masks or cut-outs whose alpha is the mask); the
+    photo itself, when it is in that folder, is left out"""
 
     bl_idname = "sam3d.masks_load_folder"
     bl_label = "Load Folder of Masks"
@@ -89,6 +90,9 @@ class SAM3D_OT_masks_load_folder(bpy.types.Operator):
     directory: StringProperty(subtype="DIR_PATH")  # type: ignore[valid-type]
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:
+        photo = pin_photo(context)
+        if photo is not None and photo.filepath and not self.directory:  # where the photo is: its masks are near
+            self.directory = str(Path(bpy.path.abspath(photo.filepath)).parent) + "/"
         window_manager_of(context).fileselect_add(self)
         return {"RUNNING_MODAL"}
 
@@ -98,12 +102,12 @@ class SAM3D_OT_masks_load_folder(bpy.types.Operator):
             self.report({"ERROR"}, rpt_("{} is not a folder.").format(folder))
             return {"CANCELLED"}
         settings = settings_of(context)
-        photo = settings.image
-        photo_path = Path(bpy.path.abspath(photo.filepath)).resolve() if photo and photo.filepath else None
+        photo = pin_photo(context)
         files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_order)
-        added = 0
+        added = skipped = 0
         for path in files:
-            if photo_path is not None and path.resolve() == photo_path:
+            if photo is not None and is_file_of(photo, path):
+                skipped += 1
                 continue
             try:
                 image = bpy.data.images.load(str(path), check_existing=True)
@@ -116,10 +120,71 @@ class SAM3D_OT_masks_load_folder(bpy.types.Operator):
             self.report({"ERROR"}, rpt_("No mask images in {}.").format(folder))
             return {"CANCELLED"}
         settings.active_mask_index = len(settings.masks) - 1
-        self.report({"INFO"}, rpt_("Added {} masks.").format(added))
+        left_out = rpt_(" ({} is the photo: left out)").format(photo.name) if skipped and photo else ""
+        self.report({"INFO"}, rpt_("Added {} masks.").format(added) + left_out)
         return {"FINISHED"}
 
 
+def is_file_of(image: bpy.types.Image, path: Path) -> bool:
+    """Whether `path` is the file `image` was read from: the same file, or a copy of it (same size and bytes)."""
+    if not image.filepath or image.packed_file is not None:
+        return False
+    own = Path(bpy.path.abspath(image.filepath))
+    try:
+        if own.resolve() == path.resolve():
+            return True
+        if own.stat().st_size != path.stat().st_size:
+            return False
+        return _digest(own) == _digest(path)
+    except OSError:
+        return False
+
+
+def _digest(path: Path) -> bytes:
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.digest()
+
+
+class SAM3D_OT_mask_open(bpy.types.Operator):
+    """Open an image file as the mask (or as a mask of the list). The Image Editor keeps showing the photo"""
+
+    bl_idname = "sam3d.mask_open"
+    bl_label = "Open Mask"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filepath: StringProperty(subtype="FILE_PATH")  # type: ignore[valid-type]
+    filter_image: bpy.props.BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})  # type: ignore[valid-type]
+    filter_folder: bpy.props.BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})  # type: ignore[valid-type]
+    index: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="List Item", default=-1, options={"HIDDEN", "SKIP_SAVE"},
+        description="The mask of the list to open into; -1: the Mask field")
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:
+        photo = pin_photo(context)  # before anything else is shown
+        if photo is not None and photo.filepath and not self.filepath:
+            self.filepath = str(Path(bpy.path.abspath(photo.filepath)).parent) + "/"
+        window_manager_of(context).fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
+        pin_photo(context)
+        path = Path(bpy.path.abspath(self.filepath))
+        try:
+            image = bpy.data.images.load(str(path), check_existing=True)
+        except RuntimeError:
+            self.report({"ERROR"}, rpt_("Blender cannot read {} as an image.").format(path.name))
+            return {"CANCELLED"}
+        settings = settings_of(context)
+        if 0 <= self.index < len(settings.masks):
+            settings.masks[self.index].image = image
+        else:
+            settings.mask = image
+        return {"FINISHED"}
 
 
 # --- making masks in Blender -----------------------------------------------------------------------------
@@ -132,8 +197,9 @@ def new_mask_image(name: str, mask: np.ndarray) -> bpy.types.Image:
 
 
 def packed_png(name: str, png: bytes) -> bpy.types.Image:
-    """An image whose pixels are the PNG bytes given, packed into the .blend (nothing written to disk)."""
-    image = bpy.data.images.new(name, 1, 1)
+    """An image whose pixels are the PNG bytes given, packed into the .blend (nothing written to disk); marked
+    as the add-on's, so it is never taken for a photo."""
+    image = mark_made(bpy.data.images.new(name, 1, 1), "mask")
     image.pack(data=png, data_len=len(png))
     image.source = "FILE"
     image.filepath_raw = f"//{bpy.path.clean_name(name)}.png"  # a name for the packed file only
@@ -170,7 +236,7 @@ class SAM3D_OT_mask_new(bpy.types.Operator):
         return refuse(cls, why_no_photo(context))
 
     def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
-        photo = photo_of(context)
+        photo = pin_photo(context)
         assert photo is not None
         try:
             w, h = pixels.image_size(photo)
@@ -203,6 +269,7 @@ class SAM3D_OT_masks_split_label_map(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         settings = settings_of(context)
+        pin_photo(context)
         label_map = bpy.data.images.get(self.image) if self.image else settings.mask
         if label_map is None:
             self.report({"ERROR"}, rpt_("Pick the label map as the mask (or name it), then split it."))
@@ -244,7 +311,7 @@ PREVIEW = "SAM3D Mask Preview"
 def show_preview(context: bpy.types.Context, report: Report) -> set[OperatorReturnItems]:
     """The photo with the active mask over it (the rest darkened and tinted), in its own image."""
     settings = settings_of(context)
-    photo = photo_of(context)
+    photo = pin_photo(context)
     if photo is None:
         return {"CANCELLED"}
     listed = listed_masks(settings)
@@ -265,6 +332,7 @@ def show_preview(context: bpy.types.Context, report: Report) -> set[OperatorRetu
         if preview is not None:
             bpy.data.images.remove(preview)
         preview = bpy.data.images.new(PREVIEW, w, h)
+    mark_made(preview, "preview")
     rgba = np.ones((h, w, 4), np.float32)
     rgba[..., :3] = shown
     preview.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())  # type: ignore[attr-defined]
@@ -275,4 +343,4 @@ def show_preview(context: bpy.types.Context, report: Report) -> set[OperatorRetu
 
 
 classes = (SAM3D_OT_mask_add, SAM3D_OT_mask_remove, SAM3D_OT_masks_clear, SAM3D_OT_masks_load_folder,
-           SAM3D_OT_mask_new, SAM3D_OT_masks_split_label_map, SAM3D_OT_mask_preview)
+           SAM3D_OT_mask_open, SAM3D_OT_mask_new, SAM3D_OT_masks_split_label_map, SAM3D_OT_mask_preview)

@@ -17,7 +17,7 @@ from bpy.props import EnumProperty, StringProperty
 
 from ..client import Journal, RunwareError
 from ..client.locks import TaskLocks
-from ..translations import rpt_
+from ..translations import iface_, rpt_
 from . import bake, importing, library, photo_camera
 from .runner import IDLE, RUNNER, TICK, Report, SceneJob, load_history, redraw_panels, refresh_quietly
 
@@ -29,10 +29,12 @@ log = logging.getLogger(__name__)
 
 def finish(context: bpy.types.Context, entry: SceneJob) -> tuple[list[bpy.types.Object], list[str]]:
     """Import a finished job's results into the open file. Raises RunwareError or GlbImportError."""
-    RUNNER.jobs.pop(entry.job.task_uuid, None)
     job, req = entry.job, entry.job.request
     outcome = job.outcome
     assert outcome is not None
+    failed = outcome.error is not None and outcome.error.code != "cancelled"
+    RUNNER.end(entry, iface_("cancelled") if outcome.kind == "failed" and not failed else
+               iface_("failed") if failed else iface_("done"))
     try:
         if outcome.kind == "failed":
             assert outcome.error is not None
@@ -165,6 +167,19 @@ class SAM3D_OT_message(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class SAM3D_OT_messages_clear(bpy.types.Operator):
+    """Clear the messages of background jobs from the Jobs panel"""
+
+    bl_idname = "sam3d.messages_clear"
+    bl_label = "Clear Messages"
+    bl_options = {"INTERNAL"}
+
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
+        RUNNER.messages.clear()
+        redraw_panels()
+        return {"FINISHED"}
+
+
 # --- the app timer: steps every job in the UI, imports the jobs nobody owns -----------------------------
 
 
@@ -186,7 +201,7 @@ def tick() -> float:
     return TICK if RUNNER.jobs or RUNNER.feeders else IDLE
 
 
-classes = (SAM3D_OT_message,)
+classes = (SAM3D_OT_message, SAM3D_OT_messages_clear)
 
 
 def register() -> None:

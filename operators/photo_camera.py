@@ -89,7 +89,9 @@ def photo_camera(context: bpy.types.Context, photo_name: str) -> bpy.types.Objec
     # update, and the first object is laid out before it.
     camera.matrix_world = Matrix.Translation((0.0, 0.0, CAMERA_HEIGHT)) @ TO_CAMERA_FRAME
     scene.collection.objects.link(camera)
-    if scene.camera is None:
+    # The photo's view is the one to look through (Numpad 0) and render (F12): it becomes the scene's camera,
+    # unless the scene already looks through another photo's camera.
+    if scene.camera is None or not scene.camera.get("sam3d_photo"):
         scene.camera = camera
     return camera
 
@@ -285,16 +287,28 @@ def stand_on_ground(context: bpy.types.Context, camera: bpy.types.Object, object
         _following = False
 
 
+def photo_of_object(obj: bpy.types.Object | None) -> str | None:
+    """The photo an object was reconstructed from (its own `sam3d_image`, or its nearest parent's)."""
+    while obj is not None:
+        name = obj.get("sam3d_image")
+        if isinstance(name, str) and name:
+            return name
+        obj = obj.parent
+    return None
+
+
 def camera_of(context: bpy.types.Context) -> bpy.types.Object | None:
-    """The scene's camera when it is a photo's, else the camera of the active object's photo."""
+    """The photo camera to work with: the active object when it is one, else the camera of the active object's
+    photo, else the scene's camera when it is a photo's."""
     scene = scene_of(context)
-    camera = scene.camera
-    if camera is not None and camera.get("sam3d_photo"):
-        return camera
     active = view_layer_of(context).objects.active
-    photo = active.get("sam3d_image") if active is not None else None
-    return next((o for o in scene.objects if o.type == "CAMERA" and photo and o.get("sam3d_photo") == photo),
-                None)
+    if active is not None and active.type == "CAMERA" and active.get("sam3d_photo"):
+        return active
+    photo = photo_of_object(active)
+    found = next((o for o in scene.objects if o.type == "CAMERA" and photo and o.get("sam3d_photo") == photo),
+                 None) if photo else None
+    camera = found or scene.camera
+    return camera if camera is not None and camera.get("sam3d_photo") else None
 
 
 def relayout_photo(context: bpy.types.Context, camera: bpy.types.Object) -> int:
@@ -346,14 +360,13 @@ class SAM3D_OT_relayout(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        camera = scene_of(context).camera
-        mine = camera is not None and camera.get("sam3d_photo")
-        if not mine:
-            cls.poll_message_set(tip_("The scene's camera is not a SAM 3D photo camera"))
-        return bool(mine)
+        if camera_of(context) is None:
+            cls.poll_message_set(tip_("No photo camera here: place a result As in the Photo first"))
+            return False
+        return True
 
     def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
-        camera = scene_of(context).camera
+        camera = camera_of(context)
         assert camera is not None  # poll() made sure
         moved = relayout_photo(context, camera)
         self.report({"INFO"}, rpt_("SAM 3D: laid out {} object(s) again").format(moved))

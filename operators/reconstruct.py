@@ -22,10 +22,10 @@ from ..translations import iface_, rpt_, tip_
 from . import background, photo_camera, pixels
 from .calibration import lowres_mask
 from .checks import is_blocking, refuse, why_not_reconstruct
-from .inputs import chosen_seed, listed_masks, photo_of, settings_of, stem, window_manager_of
+from .inputs import chosen_seed, listed_masks, pin_photo, settings_of, stem, window_manager_of
 from .job_requests import fingerprint, job_request
 from .outcomes import can_import, conclude, run_blocking
-from .runner import RUNNER, TICK, Report, SceneJob, redraw_panels
+from .runner import RUNNER, TICK, Report, SceneJob, keep_quit_asking, redraw_panels
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems
@@ -57,7 +57,7 @@ def plan_jobs(context: bpy.types.Context, allow_duplicate: bool = False) -> list
     """Read the settings and inputs (refusing bad input before anything is paid): one job per mask, the
     enabled masks of the list, else the single mask (or the photo's alpha). Nothing is reserved or sent."""
     settings = settings_of(context)
-    photo = photo_of(context)
+    photo = pin_photo(context)
     assert photo is not None  # poll() made sure
     listed = listed_masks(settings)
     chosen: list[bpy.types.Image | None] = [*listed] or [None if settings.use_photo_alpha else settings.mask]
@@ -101,6 +101,16 @@ def start(context: bpy.types.Context, plans: list[Plan]) -> list[SceneJob]:
             for plan, request in zip(plans, requests, strict=True)]
 
 
+def untick_sent(context: bpy.types.Context, entries: list[SceneJob]) -> None:
+    """Each ticked mask of the list is sent once per press: it is unticked, and remembers its task (the list
+    shows how it went), so the next press sends only what is ticked anew (a new Box, say)."""
+    by_mask = {e.job.request.mask_name: e.job.task_uuid for e in entries if e.photo_collection}
+    for item in settings_of(context).masks:
+        if item.enabled and item.image is not None and item.image.name in by_mask:
+            item.enabled = False
+            item.task_uuid = by_mask[item.image.name]
+
+
 def start_jobs(context: bpy.types.Context, allow_duplicate: bool = False) -> list[SceneJob]:
     return start(context, plan_jobs(context, allow_duplicate))
 
@@ -118,6 +128,7 @@ def begin(context: bpy.types.Context, report: Report, allow_duplicate: bool = Fa
     except (pixels.MaskError, RunwareError) as exc:
         report({"ERROR"}, str(exc))
         return []
+    untick_sent(context, entries)
     for entry in entries:
         for warning in entry.warnings:
             report({"WARNING"}, warning)
@@ -144,6 +155,7 @@ class ModalRun:
             entry.owned = True
         self.task_uuids = [e.job.task_uuid for e in entries]
         if entries:
+            keep_quit_asking()
             self._status(context, entries[0])
         return bool(entries)
 
@@ -176,16 +188,33 @@ class ModalRun:
 
     def _status(self, context: bpy.types.Context, entry: SceneJob) -> None:
         if context.workspace is not None:
-            others = len(RUNNER.jobs) - 1
-            more = iface_(" · {} more job(s)").format(others) if others > 0 else ""
-            context.workspace.status_text_set(
-                f"SAM 3D · {entry.label} · {entry.job.fraction:.0%}{more}  " + iface_("(Esc to cancel)"))
+            context.workspace.status_text_set(status_line(entry))
 
     def _end(self, context: bpy.types.Context, result: set[OperatorReturnItems]) -> set[OperatorReturnItems]:
         if context.workspace is not None:
             context.workspace.status_text_set(None)
         redraw_panels()
         return result
+
+
+def status_line(entry: SceneJob) -> str:
+    """The status bar while a press runs: its newest job, one percentage (the job's own when it says one), how
+    many others run, and how to stop it."""
+    label = entry.label
+    percent = "" if "%" in label else f" · {entry.job.fraction:.0%}"
+    others = len(RUNNER.jobs) - 1
+    more = iface_(" · {} more job(s)").format(others) if others > 0 else ""
+    return f"SAM 3D · {label}{percent}{more}  " + iface_("(Esc to cancel)")
+
+
+def duplicate_question(context: bpy.types.Context) -> str:
+    """What the identical-request question says: what is running, and that OK pays again, and how much."""
+    settings = settings_of(context)
+    model = preferences.get(context).model.strip()
+    listed = len(listed_masks(settings)) or 1
+    price = RUNNER.ledger.estimate("3dInference", model, settings.num_results) * listed
+    return iface_("An identical reconstruction is still running. OK sends it again and pays again "
+                  "(up to ${:.4f}).").format(price)
 
 
 class SAM3D_OT_reconstruct(bpy.types.Operator):
@@ -216,7 +245,9 @@ class SAM3D_OT_reconstruct(bpy.types.Operator):
             return {"CANCELLED"}
         if not self.allow_duplicate and any(RUNNER.in_flight(p.fingerprint) for p in plans):
             self.allow_duplicate = self.confirmed = True  # the confirmation's OK runs execute: in the background
-            return window_manager_of(context).invoke_confirm(self, event)
+            return window_manager_of(context).invoke_confirm(  # type: ignore[call-arg]  # 4.1+: not in older stubs
+                self, event, title=iface_("Pay Again?"), message=duplicate_question(context),
+                confirm_text=iface_("Reconstruct Again"), icon="WARNING")
         return self._start_modal(context, plans)
 
     def _start_modal(self, context: bpy.types.Context, plans: list[Plan] | None = None) -> set[OperatorReturnItems]:
@@ -235,8 +266,12 @@ class SAM3D_OT_reconstruct(bpy.types.Operator):
         return result
 
     def cancel(self, context: bpy.types.Context) -> None:
-        """Blender drops the operator (its window closed): the app timer imports its jobs instead."""
-        for entry in self._run.mine():
+        """Blender drops the operator (its window closed, or No in the identical-request question): the app
+        timer imports its jobs instead."""
+        run: ModalRun | None = getattr(self, "_run", None)
+        if run is None:  # the question was answered No: nothing started
+            return
+        for entry in run.mine():
             entry.owned = False
         window_manager_of(context).event_timer_remove(self._timer)
 

@@ -49,14 +49,30 @@ class SceneJob:
     batch: object | None = None  # the asset-library batch it belongs to (batch.py), if any
     after_import: Callable[[list[bpy.types.Object]], None] | None = None  # e.g. make it an asset (batch.py)
     on_failure: Callable[[str], None] | None = None
+    number: int = 0  # the session's count of jobs: "mask_0 #2" tells two jobs of one mask apart
 
     @property
     def name(self) -> str:
         return self.job.request.name
 
     @property
+    def title(self) -> str:
+        return f"{self.name} #{self.number}" if self.number else self.name
+
+    @property
     def label(self) -> str:
-        return f"{self.name}: {self.job.progress_text(iface_)}"
+        return f"{self.title}: {self.job.progress_text(iface_)}"
+
+
+@dataclass
+class Row:
+    """One line of the panel's list of jobs: a running job, or one that ended while others still run (kept in
+    its place, without its ✕, so the rows under the mouse never move)."""
+
+    task_uuid: str
+    label: str
+    fraction: float
+    running: bool
 
 
 class Runner:
@@ -68,7 +84,11 @@ class Runner:
         self.session_limit = Limit("the Spending Limit set in the preferences")
         self.history: History | None = None
         self.messages: deque[tuple[str, str]] = deque(maxlen=MESSAGES)  # (level, text) of background jobs
+        self.message_time = 0.0  # when the latest came (the panel shows them for a minute, or until cleared)
         self.feeders: list[Callable[[], None]] = []  # called on each tick: a batch starts its next items
+        self.count = 0  # jobs added this session
+        self._ended: dict[str, Row] = {}  # jobs that ended while others run, by task UUID
+        self._order: list[str] = []  # every row's task UUID, in the order the jobs were asked for
 
     # --- jobs ---------------------------------------------------------------------------------------------
 
@@ -78,9 +98,34 @@ class Runner:
         if limit != self._limit:  # jobs holding slots of the old limit give them back to the old semaphore
             self._slots, self._limit = threading.BoundedSemaphore(limit), limit
         entry.job.slots = self._slots
+        self.count += 1
+        entry.number = self.count
         self.jobs[entry.job.task_uuid] = entry
+        self._order.append(entry.job.task_uuid)
         entry.job.start()
         return entry
+
+    def end(self, entry: SceneJob, how: str) -> None:
+        """A job left the list of running ones: its row stays, saying `how`, while others run."""
+        self.jobs.pop(entry.job.task_uuid, None)
+        if self.jobs:
+            self._ended[entry.job.task_uuid] = Row(entry.job.task_uuid, f"{entry.title}: {how}", 1.0, False)
+        else:
+            self._ended.clear()
+            self._order.clear()
+
+    def rows(self) -> list[Row]:
+        """The panel's rows: running jobs and the ones that ended meanwhile, in the order they were asked for."""
+        if not self.jobs:
+            return []
+        rows = []
+        for uuid in self._order:
+            entry = self.jobs.get(uuid)
+            if entry is not None:
+                rows.append(Row(uuid, entry.label, entry.job.fraction, True))
+            elif uuid in self._ended:
+                rows.append(self._ended[uuid])
+        return rows
 
     def active(self) -> int:
         return sum(1 for e in self.jobs.values() if e.job.holds_slot)
@@ -112,6 +157,8 @@ class Runner:
         for entry in list(self.jobs.values()):
             entry.job.join(max(0.0, deadline - time.monotonic()))
         self.jobs.clear()
+        self._ended.clear()
+        self._order.clear()
 
     # --- history (the journal's index; refreshed when a job ends, never while drawing) ------------------
 
@@ -141,6 +188,7 @@ class Runner:
     def post(self, level: str, text: str) -> None:
         """A message of a job no operator reports for: kept for the Jobs panel, printed once."""
         self.messages.append((level, text))
+        self.message_time = time.monotonic()
         print(text if text.startswith("SAM 3D") else f"SAM 3D: {text}", flush=True)
 
 
@@ -179,5 +227,20 @@ def register() -> None:
     pass
 
 
+def clear_status_bar() -> None:
+    """Blender's own status bar again in every workspace (ours stays otherwise, once the add-on is gone)."""
+    for workspace in bpy.data.workspaces:
+        workspace.status_text_set(None)
+
+
+def keep_quit_asking() -> None:
+    """A paid request has gone out from the UI: the file counts as changed, so quitting Blender asks first
+    (Blender's own question) instead of closing at once. Nothing is lost either way: Resume fetches the task
+    after a restart without paying again."""
+    if not bpy.app.background and bpy.ops.ed.undo_push.poll():  # type: ignore[call-arg]
+        bpy.ops.ed.undo_push(message="SAM 3D: request sent")
+
+
 def unregister() -> None:
     RUNNER.shutdown(join=2.0)
+    clear_status_bar()

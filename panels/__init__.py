@@ -1,11 +1,15 @@
 """The "SAM 3D" sidebar tab, in the 3D Viewport and the Image Editor. Draws state only: no logic, no network,
-no operator calls. Strings go through Blender's translation functions (`iface_`), as in every bundled add-on."""
+no operator calls, no file reads. Strings go through Blender's translation functions (`iface_`), as in every
+bundled add-on, and every text is laid out to be read whole at Blender's default sidebar width: long texts
+wrap onto more lines (`text`), and what a row cannot hold goes on a line of its own.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+import blf
 import bpy
 
 from .. import preferences
@@ -17,6 +21,8 @@ from ..operators.inputs import listed_masks, photo_of, settings_of
 from ..operators.runner import RUNNER
 from ..translations import iface_
 
+MESSAGE_SECONDS = 60.0  # how long the latest messages of background jobs stay in the Jobs panel
+
 
 class _Sidebar:
     layout: bpy.types.UILayout
@@ -24,9 +30,70 @@ class _Sidebar:
     bl_category = "SAM 3D"
 
 
-def _label(layout: bpy.types.UILayout, text: str, icon: str = "NONE") -> None:
-    """A label whose text is already translated and formatted."""
-    layout.label(text=text, icon=icon, translate=False)  # type: ignore[arg-type]
+# --- text that fits -----------------------------------------------------------------------------------------
+
+
+def _scale() -> float:
+    prefs = bpy.context.preferences
+    return float(prefs.system.ui_scale) if prefs is not None else 1.0
+
+
+def text_width(text: str) -> float:
+    """The width in pixels of `text` in the UI's font at the UI's scale."""
+    prefs = bpy.context.preferences
+    try:
+        points = float(prefs.ui_styles[0].widget.points) if prefs is not None else 11.0
+    except (AttributeError, IndexError):
+        points = 11.0
+    blf.size(0, points * _scale())
+    return float(blf.dimensions(0, text)[0])
+
+
+def room(icon: bool = False) -> float:
+    """The pixels a label has across the sidebar (its margins, the category tabs and an icon left out)."""
+    region = bpy.context.region
+    width = region.width if region is not None else 300
+    return width - (60 + (22 if icon else 0)) * _scale()
+
+
+def lines(text: str, width: float) -> list[str]:
+    """`text` broken at spaces into lines no wider than `width` (a word wider than that is cut in the middle
+    of itself, as Blender would, rather than lost)."""
+    out: list[str] = []
+    for word in text.split():
+        if out and text_width(f"{out[-1]} {word}") <= width:
+            out[-1] = f"{out[-1]} {word}"
+        else:
+            out.append(word)
+    return out or [""]
+
+
+def text(layout: bpy.types.UILayout, value: str, icon: str = "NONE") -> None:
+    """A label whose text is already translated and formatted, on as many lines as it needs."""
+    col = layout.column(align=True)
+    for n, line in enumerate(lines(value, room(icon != "NONE"))):
+        col.label(text=line, icon=icon if n == 0 else "BLANK1" if icon != "NONE" else "NONE",  # type: ignore[arg-type]
+                  translate=False)
+
+
+# --- the main panel -----------------------------------------------------------------------------------------
+
+
+def _image_row(layout: bpy.types.UILayout, settings: Any, name: str, label: str, open_op: str) -> bpy.types.UILayout:
+    """A labelled image field; the image's full name and size on the line below (the field cuts long names)."""
+    split = layout.split(factor=0.27, align=True)
+    split.label(text=label)
+    row = split.row(align=True)
+    row.template_ID(settings, name)
+    row.operator(open_op, text="", icon="FILEBROWSER")
+    return split
+
+
+def _describe(image: bpy.types.Image | None) -> str:
+    if image is None:
+        return ""
+    w, h = image.size
+    return f"{image.name} · {w}×{h}" if w and h else image.name
 
 
 class _MainPanel(_Sidebar):
@@ -35,26 +102,35 @@ class _MainPanel(_Sidebar):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         settings = settings_of(context)
-        layout.use_property_split = True
-        layout.use_property_decorate = False
+        listed = listed_masks(settings)
+        photo = photo_of(context)
 
         col = layout.column()
-        col.template_ID(settings, "image", open="image.open", text="Photo")
-        photo = photo_of(context)
-        if settings.image is None and photo is not None:
-            _label(col, iface_("Using {} from the editor").format(photo.name), "IMAGE_DATA")
-        row = col.row()
-        row.enabled = not settings.use_photo_alpha
-        row.template_ID(settings, "mask", open="image.open", text="Mask")
-        tools = col.row(align=True)
-        tools.operator("sam3d.mask_new", text="New", icon="BRUSH_DATA")
-        tools.operator("sam3d.auto_mask", text="Auto", icon="SHADERFX")
-        tools.operator("sam3d.box_mask", text="Box", icon="SELECT_SET")
-        tools.operator("sam3d.mask_preview", text="Preview", icon="HIDE_OFF")
+        _image_row(col, settings, "image", iface_("Photo"), "image.open")
+        if photo is not None:
+            shown = _describe(photo)
+            text(col, shown if settings.image else iface_("From the editor: {}").format(shown), "IMAGE_DATA")
+        mask = _image_row(col, settings, "mask", iface_("Mask"), "sam3d.mask_open")
+        mask.enabled = not settings.use_photo_alpha and not listed
+        if listed:
+            text(col, iface_("The list's {} ticked mask(s) are sent, not this one").format(len(listed)), "INFO")
+        elif settings.mask is not None and not settings.use_photo_alpha:
+            text(col, _describe(settings.mask), "IMAGE_ALPHA")
+        tools = col.column(align=True)
+        row = tools.row(align=True)
+        row.operator("sam3d.mask_new", text="New", icon="BRUSH_DATA")
+        row.operator("sam3d.auto_mask", text="Auto", icon="SHADERFX")
+        row = tools.row(align=True)
+        row.operator("sam3d.box_mask", text="Box", icon="SELECT_SET")
+        row.operator("sam3d.mask_preview", text="Preview", icon="HIDE_OFF")
         col.prop(settings, "use_photo_alpha")
         _draw_masks_list(layout.column(), settings)
+
+        col = layout.column()
+        col.use_property_split = True
+        col.use_property_decorate = False
         row = col.row()
-        row.enabled = not listed_masks(settings)  # with a list, each mask's name is its prompt
+        row.enabled = not listed  # with a list, each mask's name is its prompt
         row.prop(settings, "prompt")
         row = col.row(heading="Seed")
         row.prop(settings, "use_random_seed", text="Random")
@@ -67,33 +143,40 @@ class _MainPanel(_Sidebar):
         prefs = preferences.get(context)
         for name, label in (("webhook_url", "Webhook"), ("upload_endpoint", "Upload Endpoint")):
             if getattr(prefs, name):  # a destination of results is never hidden
-                _label(layout, iface_("{}: results are also sent to {}").format(iface_(label), getattr(prefs, name)),
-                       "EXPORT")
+                text(layout, iface_("{}: results are also sent to {}").format(iface_(label), getattr(prefs, name)),
+                     "EXPORT")
         reason = why_not_reconstruct(context)
-        listed = len(listed_masks(settings))
         big = layout.row()
         big.scale_y = 1.5
         big.operator("sam3d.reconstruct", icon="MESH_MONKEY",
-                     text=iface_("Reconstruct {} Objects").format(listed) if listed > 1 else iface_("Reconstruct"))
+                     text=iface_("Reconstruct {} Objects").format(len(listed)) if len(listed) > 1
+                     else iface_("Reconstruct"))
         if reason:
-            _label(layout, reason, "INFO")
+            text(layout, reason, "INFO")
+        self._draw_running(layout)
 
-        for entry in list(RUNNER.jobs.values()):
+    @staticmethod
+    def _draw_running(layout: bpy.types.UILayout) -> None:
+        for row_state in RUNNER.rows():  # ended ones keep their place while others run: no row moves
             row = layout.row(align=True)
-            row.progress(factor=entry.job.fraction, type="BAR", text=entry.label)
-            row.operator("sam3d.cancel", text="", icon="X").task_uuid = entry.job.task_uuid
+            if row_state.running:
+                row.progress(factor=row_state.fraction, type="BAR", text=row_state.label)
+                row.operator("sam3d.cancel", text="", icon="X").task_uuid = row_state.task_uuid
+            else:
+                text(row, row_state.label, "CHECKMARK")
         for call in list(background.CALLS.values()):
             row = layout.row(align=True)
-            _label(row, iface_("{}: waiting for Runware…").format(iface_(call.label)), "SORTTIME")
+            text(row, iface_("{}: waiting for Runware…").format(iface_(call.label)), "SORTTIME")
             row.operator("sam3d.cancel", text="", icon="X").task_uuid = call.id
         if bake.PROGRESS.get("active"):
-            layout.progress(factor=bake.PROGRESS["fraction"], type="BAR", text=bake.PROGRESS["text"])
+            row = layout.row()
+            row.progress(factor=bake.PROGRESS["fraction"], type="BAR", text=bake.PROGRESS["text"])
 
 
 def _draw_masks_list(layout: bpy.types.UILayout, settings: Any) -> None:
     header = layout.row(align=True)
     count = len(settings.masks)
-    _label(header, iface_("Masks of the photo") + (f" ({count})" if count else ""))
+    header.label(text=iface_("Masks") + (f" ({count})" if count else ""), translate=False)
     header.operator("sam3d.mask_add", text="", icon="ADD")
     header.operator("sam3d.mask_remove", text="", icon="REMOVE")
     header.operator("sam3d.masks_load_folder", text="", icon="FILE_FOLDER")
@@ -103,9 +186,35 @@ def _draw_masks_list(layout: bpy.types.UILayout, settings: Any) -> None:
         layout.template_list("SAM3D_UL_masks", "", settings, "masks", settings, "active_mask_index", rows=3)
 
 
+class SAM3D_UL_masks(bpy.types.UIList):
+    """The masks of the photo: ticked ones are sent at the next Reconstruct (and unticked once sent)."""
+
+    def draw_item(  # type: ignore[no-untyped-def]
+            self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0) -> None:
+        row = layout.row(align=True)
+        row.prop(item, "enabled", text="")
+        running = bool(item.task_uuid) and item.task_uuid in RUNNER.jobs
+        record = RUNNER.record(item.task_uuid) if item.task_uuid and not running else None
+        done = record is not None and record.status == "imported"
+        row.prop(item, "image", text="", icon="TIME" if running else "CHECKMARK" if done else "IMAGE_ALPHA")
+        row.operator("sam3d.mask_open", text="", icon="FILEBROWSER").index = index
+
+
+# --- the Jobs panel -----------------------------------------------------------------------------------------
+
 STATUS_ICONS = {"imported": "CHECKMARK", "failed": "ERROR", "cancelled": "CANCEL", "created": "TIME",
                 "submitted": "TIME", "processed": "TIME", "downloaded": "IMPORT", "interrupted": "ERROR"}
 MESSAGE_ICONS = {"ERROR": "ERROR", "WARNING": "ERROR", "INFO": "INFO"}
+
+
+def status_words(task: TaskRecord) -> str:
+    """A history row's status, for a person: a sent task not running here waits for Resume."""
+    running = task.task_uuid in RUNNER.jobs
+    if task.unfinished and not running:
+        return iface_("sent, not imported: Resume fetches it")
+    if running:
+        return iface_("running")
+    return iface_(task.status)
 
 
 class _JobsPanel(_Sidebar):
@@ -116,25 +225,25 @@ class _JobsPanel(_Sidebar):
         layout = self.layout
         if len(RUNNER.jobs) > 1:
             row = layout.row()
-            _label(row, iface_("{} running, {} waiting").format(RUNNER.active(), len(RUNNER.jobs) - RUNNER.active()))
+            row.label(text=iface_("{} running, {} waiting").format(RUNNER.active(), len(RUNNER.jobs) - RUNNER.active()),
+                      translate=False)
             row.operator("sam3d.cancel", text="Cancel All", icon="X").task_uuid = ""
         unfinished = RUNNER.unfinished()
         if unfinished:
             box = layout.box()
-            _label(box, iface_("{} job(s) were sent but never imported").format(len(unfinished)), "ERROR")
+            text(box, iface_("{} job(s) were sent but never imported").format(len(unfinished)), "ERROR")
             box.operator("sam3d.resume", icon="PLAY").task_uuid = ""
-        prefs = preferences.get(context)
-        ledger = RUNNER.ledger
-        spent = iface_("Spent: ${:.4f} this session (${:.4f} reserved), ${:.4f} in all").format(
-            ledger.spent / 1e6, ledger.reserved / 1e6, RUNNER.total_cost())
-        if prefs.session_budget > 0:
-            spent += iface_(" (limit ${:.4f})").format(prefs.session_budget)
-        _label(layout, spent)
-        for level, text in list(RUNNER.messages)[-3:]:
-            _label(layout, text, MESSAGE_ICONS.get(level, "INFO"))
+        self._draw_money(layout, context)
+        if RUNNER.messages and time.monotonic() - RUNNER.message_time < MESSAGE_SECONDS:
+            box = layout.box()
+            row = box.row()
+            row.label(text="Messages")
+            row.operator("sam3d.messages_clear", text="", icon="X", emboss=False)
+            for level, message in list(RUNNER.messages)[-3:]:
+                text(box, message, MESSAGE_ICONS.get(level, "INFO"))
         history = RUNNER.history
         if history is not None and history.broken:
-            _label(layout, iface_("{} broken journal line(s) skipped").format(history.broken), "INFO")
+            text(layout, iface_("{} broken journal line(s) skipped").format(history.broken), "INFO")
         recent = history.recent(self.RECENT) if history is not None else []
         for task in recent:
             self._draw_task(layout.box(), task)
@@ -143,36 +252,45 @@ class _JobsPanel(_Sidebar):
         layout.operator("sam3d.open_folder", icon="FILE_FOLDER").task_uuid = ""
 
     @staticmethod
+    def _draw_money(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+        """This session's money (settled, and held for requests whose price is not known yet) and the result
+        folder's, which counts what this session holds too: the second is never less than the first."""
+        ledger = RUNNER.ledger
+        col = layout.column(align=True)
+        held = iface_(" + ${:.4f} held").format(ledger.reserved / 1e6) if ledger.reserved else ""
+        text(col, iface_("This session: ${:.4f}{}").format(ledger.spent / 1e6, held), "FUND")
+        text(col, iface_("All jobs here: ${:.4f}").format(RUNNER.total_cost() + ledger.reserved / 1e6), "BLANK1")
+        budget = preferences.get(context).session_budget
+        if budget > 0:
+            text(col, iface_("Spending Limit: ${:.4f}").format(budget), "BLANK1")
+
+    @staticmethod
     def _draw_task(box: bpy.types.UILayout, task: TaskRecord) -> None:
         info = task.info
-        row = box.row()
-        _label(row, f"{info.get('name', '?')} · {iface_(task.status)}", STATUS_ICONS.get(task.status, "DOT"))
-        _label(row, time.strftime("%d %b %H:%M", time.localtime(task.time)))
         col = box.column(align=True)
-        _label(col, f"{info.get('image', '')} · {info.get('mask', '')}")
+        text(col, f"{info.get('name', '?')}: {status_words(task)}", STATUS_ICONS.get(task.status, "DOT"))
         seeds = ", ".join(str(f.get("seed")) for f in task.files if f.get("seed")) or info.get("seed") or "random"
-        _label(col, iface_("Seed {}").format(seeds) + (f" · ${task.cost:.4f}" if task.cost else ""))
+        when = time.strftime("%d %b %H:%M", time.localtime(task.time))
+        text(col, when + " · " + iface_("seed {}").format(seeds) + (f" · ${task.cost:.4f}" if task.cost else ""),
+             "BLANK1")
+        text(col, f"{info.get('image', '')} · {info.get('mask', '')}", "BLANK1")
         if task.status in ("failed", "interrupted") and task.code:
-            _label(col, sentence_for(task.code), "ERROR")
+            text(col, sentence_for(task.code), "ERROR")
         running = task.task_uuid in RUNNER.jobs
         row = box.row(align=True)
+        if task.unfinished and not running:
+            row.operator("sam3d.resume", text="Resume", icon="PLAY").task_uuid = task.task_uuid
         sub = row.row(align=True)
         sub.enabled = bool(task.files) and not running
         sub.operator("sam3d.reimport", text="Re-import", icon="IMPORT").task_uuid = task.task_uuid
-        sub = row.row(align=True)
-        sub.enabled = not running and task.status in ("imported", "failed", "cancelled", "created")
-        sub.operator("sam3d.retry", text="Retry", icon="FILE_REFRESH").task_uuid = task.task_uuid
+        if not task.unfinished:
+            sub = row.row(align=True)
+            sub.enabled = not running and task.status in ("imported", "failed", "cancelled", "created")
+            sub.operator("sam3d.retry", text="Retry", icon="FILE_REFRESH").task_uuid = task.task_uuid
         row.operator("sam3d.open_folder", text="", icon="FILE_FOLDER").task_uuid = task.task_uuid
 
 
-class SAM3D_UL_masks(bpy.types.UIList):
-    """The masks of the photo, each with a checkbox."""
-
-    def draw_item(  # type: ignore[no-untyped-def]
-            self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0) -> None:
-        row = layout.row(align=True)
-        row.prop(item, "enabled", text="")
-        row.template_ID(item, "image", open="image.open")
+# --- the sub-panels -----------------------------------------------------------------------------------------
 
 
 def _settings_column(layout: bpy.types.UILayout, settings: Any, names: tuple[str, ...]) -> bpy.types.UILayout:
@@ -192,23 +310,29 @@ class _LayoutPanel(_Sidebar):
         layout = self.layout
         camera = photo_camera.camera_of(context)
         if camera is None:
-            layout.label(text="Placement As in the Photo makes the photo's camera", icon="INFO")
-            return
+            text(layout, iface_("Placement As in the Photo makes the photo's camera"), "INFO")
+        else:
+            self._draw_camera(layout, context, camera)
+        layout.operator("sam3d.bake", icon="TEXTURE")
+
+    @staticmethod
+    def _draw_camera(layout: bpy.types.UILayout, context: bpy.types.Context, camera: bpy.types.Object) -> None:
         col = layout.column(align=True)
         lens = photo_camera.camera_data(camera).lens
-        _label(col, iface_("Camera {}: {:.1f} mm").format(camera.name, lens), "CAMERA_DATA")
+        text(col, iface_("Camera {}: {:.1f} mm").format(camera.name, lens), "CAMERA_DATA")
+        if context.scene is not None and context.scene.camera != camera:
+            text(col, iface_("Not the scene's camera: Numpad 0 and F12 use another"), "INFO")
         implied = camera.get("sam3d_focal_mm")
         if implied and abs(float(implied) - lens) > 0.05:
-            _label(col, iface_("The results' poses imply {:.1f} mm").format(float(implied)), "INFO")
+            text(col, iface_("The results' poses imply {:.1f} mm").format(float(implied)), "INFO")
         col.prop(camera.data, "sam3d_lens_locked")
         fits = camera.get("sam3d_fit") or {}
-        for name in sorted(fits.keys()):
-            _label(col, iface_("{}: silhouette IoU {:.2f}").format(name, float(fits[name])))
+        for name in sorted(n for n in fits if n in bpy.data.objects):  # a deleted object is no fit
+            text(col, iface_("{}: silhouette IoU {:.2f}").format(name, float(fits[name])))
         row = layout.row(align=True)
         row.operator("sam3d.relayout", icon="FILE_REFRESH")
         row.operator("sam3d.set_real_size", icon="DRIVER_DISTANCE")
         layout.operator("sam3d.composite", icon="NODE_COMPOSITING")
-        layout.operator("sam3d.bake", icon="TEXTURE")
 
 
 class _LibraryPanel(_Sidebar):
@@ -226,14 +350,14 @@ class _LibraryPanel(_Sidebar):
             finished = total - counts["pending"]
             row = layout.row(align=True)
             row.progress(factor=finished / total if total else 1.0, type="BAR",
-                         text=f"{finished}/{total} · {time.monotonic() - job.started:.0f} s · ${job.cost():.4f}")
+                         text=f"{finished}/{total} · {job.elapsed:.0f} s · ${job.cost():.4f}")
             if job.running:
                 row.operator("sam3d.batch_cancel", text="", icon="X")
             shown = [i for i in job.items if i.status != "pending"][-12:]  # the latest: thousands do not fit
             for item in shown:
                 icon = {"done": "CHECKMARK", "failed": "ERROR", "skipped": "FORWARD"}[item.status]
-                _label(layout, f"{item.name}: {iface_(item.status)}" + (f" ({item.reason})" if item.reason else ""),
-                       icon)
+                text(layout, f"{item.name}: {iface_(item.status)}" + (f" ({item.reason})" if item.reason else ""),
+                     icon)
 
 
 class _AdvancedPanel(_Sidebar):
@@ -247,9 +371,10 @@ class _AdvancedPanel(_Sidebar):
         sub.enabled = settings.bake_to_texture
         sub.prop(settings, "bake_resolution")
         col.prop(settings, "triangle_budget")
-        col.separator()
-        _label(col, iface_("Model: {}").format(preferences.get(context).model))
-        col.label(text="Output: URL, GLB (the only values the model allows)")
+        self.layout.operator("sam3d.bake", text="Bake Selected Now", icon="TEXTURE")
+        col = self.layout.column()
+        text(col, iface_("Model: {}").format(preferences.get(context).model))
+        text(col, iface_("Output: URL, GLB (the only values the model allows)"))
 
 
 def _in_both_editors(base: type, suffix: str, child: bool = False) -> list[type]:

@@ -443,6 +443,27 @@ def test_sample_colour_fidelity(sample_bake: SimpleNamespace) -> None:
     assert sample_bake.psnr_srgb >= PSNR_FLOOR
 
 
+@pytest.mark.parametrize("budget", [0, 1500])
+def test_a_flat_shaded_mesh_each_face_with_its_own_vertices_bakes_its_colours(bake: ModuleType,
+                                                                             scene: bpy.types.Scene,
+                                                                             budget: int) -> None:
+    import bmesh
+
+    obj = small_result("flat", 0.3)
+    bm = bmesh.new()
+    bm.from_mesh(obj.data)
+    bmesh.ops.split_edges(bm, edges=bm.edges[:])  # every face its own vertices, as a flat-shaded export has
+    bm.to_mesh(obj.data)
+    bm.free()
+    assert len(obj.data.vertices) == 3 * len(obj.data.polygons)
+    original = triangles(obj.data)
+    which, bary, points = surface_samples(original, 4000)
+    expected = interpolate(corner_colours(obj.data, "Col"), original, which, bary)
+    bake.bake_object(bpy.context, obj, resolution=256, max_triangles=budget)
+    assert budget == 0 or obj["sam3d_triangles"] <= budget
+    assert psnr(baked_colours(obj, points), expected) >= PSNR_FLOOR
+
+
 def test_baked_sample_exports_to_gltf(sample_bake: SimpleNamespace) -> None:
     doc = sample_bake.gltf
     line = next(line for line in sample_bake.child.splitlines() if line.startswith("PACKED"))
