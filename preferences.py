@@ -21,9 +21,14 @@ ENV_KEY = "RUNWARE_API_KEY"
 
 
 def _absolute(prefs: Any, _context: bpy.types.Context) -> None:
-    """A `//` path would follow whichever .blend is open, and the journal with it: fix it now."""
+    """A `//` path would follow whichever .blend is open, and the journal with it: fix it now. Then the Jobs
+    panel shows the new folder's history (and what it offers to resume)."""
     if prefs.result_dir.startswith("//"):
         prefs.result_dir = bpy.path.abspath(prefs.result_dir)
+        return  # that assignment calls this again
+    from .operators import runner  # here: preferences register before the operators
+
+    runner.refresh_quietly(result_folder(prefs))
 
 
 def _https_only(name: str) -> Any:

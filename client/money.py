@@ -81,6 +81,7 @@ class Ledger:
         self._prices: dict[tuple[str, str], int] = {}
         self.spent = 0  # settled this session, micro-dollars
         self.reserved = 0  # open reservations, micro-dollars
+        self.unreported: dict[str, int] = {}  # of `spent`, by task type: kept at the estimate, no price reported
 
     def price(self, task_type: str, model: str) -> int:
         """Worst-case price of one result, micro-dollars."""
@@ -123,6 +124,9 @@ class Ledger:
                 limit.committed += final - reservation.amount
             self.reserved -= reservation.amount
             self.spent += final
+            if reported_usd is None:
+                kind = reservation.task_type
+                self.unreported[kind] = self.unreported.get(kind, 0) + final
 
     def release(self, reservation: Reservation) -> None:
         with self._lock:

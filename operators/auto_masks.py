@@ -123,7 +123,13 @@ class SAM3D_OT_auto_mask(bpy.types.Operator):
             if mask.shape != (h, w):  # made at the size sent: the mask is the photo's size, like every mask
                 mask = pixels.resize(mask.astype(np.float32), h, w) >= 0.5
             image = new_mask_image(f"{Path(name).stem}_auto_mask", mask)
-            settings_of(bpy.context).mask = image
+            scene_settings = settings_of(bpy.context)
+            if len(scene_settings.masks):  # the list is what is sent: the new mask goes there, ticked
+                item = scene_settings.masks.add()
+                item.image, item.enabled = image, True
+                scene_settings.active_mask_index = len(scene_settings.masks) - 1
+            else:
+                scene_settings.mask = image
             (report if blocking else tell)({"INFO"}, rpt_("SAM 3D: auto mask covers {:.1%} of the photo").format(
                 mask.mean()))
             show_preview(bpy.context, report if blocking else tell)

@@ -66,5 +66,7 @@ def why_not_reconstruct(context: bpy.types.Context) -> str:
     if 0 < settings.ttl < 60:
         return tip_("URL Lifetime must be at least 60 seconds (or 0 for Runware's default)")
     if not settings.use_photo_alpha and settings.mask is None and not listed_masks(settings):
+        if len(settings.masks):
+            return tip_("Tick the masks of the list to send (sent ones are unticked), or pick a mask image")
         return tip_("Pick a mask image, or tick Use Photo Alpha")
     return ""

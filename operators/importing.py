@@ -45,10 +45,10 @@ class Provenance:
 def import_results(context: bpy.types.Context, paths: list[Path], provenance: list[Provenance], *,
                    name: str, placement: str = "CURSOR", photo: str = "",
                    arrange: Callable[[list[bpy.types.Object]], None] | None = None) -> list[bpy.types.Object]:
-    """Import every GLB as one object each, in a new collection named `name`, or with `photo` (an image
-    name) in that photo's collection, shared by every mask of the photo; all or nothing."""
+    """Import every GLB as one object each, in the collection named `name` (made on first use), or with
+    `photo` (an image name) in that photo's collection, shared by every mask of the photo; all or nothing."""
     before = _snapshot()
-    collection = _photo_collection(context, photo) if photo else None
+    collection = _photo_collection(context, photo) if photo else _own_collection(context, name)
     made_collection = collection is None
     if collection is None:
         collection = bpy.data.collections.new(Path(photo).stem if photo else name)
@@ -81,6 +81,15 @@ def import_results(context: bpy.types.Context, paths: list[Path], provenance: li
         raise GlbImportError(rpt_("Blender could not import the result ({}). Nothing was added; the file is kept "
                                   "at {}.").format(why, kept)) from exc
     return roots
+
+
+def _own_collection(context: bpy.types.Context, name: str) -> bpy.types.Collection | None:
+    """The collection an earlier import of the same name made in this scene: a mask reconstructed again
+    lands beside its earlier results, not in "mask_0.001"."""
+    for collection in scene_of(context).collection.children:
+        if collection.name == name and collection.get("sam3d_made") and not collection.get("sam3d_photo"):
+            return collection
+    return None
 
 
 def _photo_collection(context: bpy.types.Context, photo: str) -> bpy.types.Collection | None:

@@ -53,7 +53,7 @@ def room(icon: bool = False) -> float:
     """The pixels a label has across the sidebar (its margins, the category tabs and an icon left out)."""
     region = bpy.context.region
     width = region.width if region is not None else 300
-    return width - (60 + (22 if icon else 0)) * _scale()
+    return width - (84 + (22 if icon else 0)) * _scale()  # room for a box's margins too
 
 
 def lines(text: str, width: float) -> list[str]:
@@ -153,24 +153,24 @@ class _MainPanel(_Sidebar):
                      else iface_("Reconstruct"))
         if reason:
             text(layout, reason, "INFO")
-        self._draw_running(layout)
+        draw_running(layout)
 
-    @staticmethod
-    def _draw_running(layout: bpy.types.UILayout) -> None:
-        for row_state in RUNNER.rows():  # ended ones keep their place while others run: no row moves
-            row = layout.row(align=True)
-            if row_state.running:
-                row.progress(factor=row_state.fraction, type="BAR", text=row_state.label)
-                row.operator("sam3d.cancel", text="", icon="X").task_uuid = row_state.task_uuid
-            else:
-                text(row, row_state.label, "CHECKMARK")
-        for call in list(background.CALLS.values()):
-            row = layout.row(align=True)
-            text(row, iface_("{}: waiting for Runware…").format(iface_(call.label)), "SORTTIME")
-            row.operator("sam3d.cancel", text="", icon="X").task_uuid = call.id
-        if bake.PROGRESS.get("active"):
-            row = layout.row()
-            row.progress(factor=bake.PROGRESS["fraction"], type="BAR", text=bake.PROGRESS["text"])
+
+def draw_running(layout: bpy.types.UILayout) -> None:
+    for row_state in RUNNER.rows():  # ended ones keep their place while others run: no row moves
+        row = layout.row(align=True)
+        if row_state.running:
+            row.progress(factor=row_state.fraction, type="BAR", text=row_state.label)
+            row.operator("sam3d.cancel", text="", icon="X").task_uuid = row_state.task_uuid
+        else:
+            text(row, row_state.label, "CHECKMARK")
+    for call in list(background.CALLS.values()):
+        row = layout.row(align=True)
+        text(row, iface_("{}: waiting for Runware…").format(iface_(call.label)), "SORTTIME")
+        row.operator("sam3d.cancel", text="", icon="X").task_uuid = call.id
+    if bake.PROGRESS.get("active"):
+        row = layout.row()
+        row.progress(factor=bake.PROGRESS["fraction"], type="BAR", text=bake.PROGRESS["text"])
 
 
 def _draw_masks_list(layout: bpy.types.UILayout, settings: Any) -> None:
@@ -219,7 +219,6 @@ def status_words(task: TaskRecord) -> str:
 
 class _JobsPanel(_Sidebar):
     bl_label = "Jobs"
-    RECENT = 8
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -233,7 +232,7 @@ class _JobsPanel(_Sidebar):
             box = layout.box()
             text(box, iface_("{} job(s) were sent but never imported").format(len(unfinished)), "ERROR")
             box.operator("sam3d.resume", icon="PLAY").task_uuid = ""
-        self._draw_money(layout, context)
+        draw_money(layout, context)
         if RUNNER.messages and time.monotonic() - RUNNER.message_time < MESSAGE_SECONDS:
             box = layout.box()
             row = box.row()
@@ -244,50 +243,62 @@ class _JobsPanel(_Sidebar):
         history = RUNNER.history
         if history is not None and history.broken:
             text(layout, iface_("{} broken journal line(s) skipped").format(history.broken), "INFO")
-        recent = history.recent(self.RECENT) if history is not None else []
-        for task in recent:
-            self._draw_task(layout.box(), task)
-        if not recent:
-            layout.label(text="No jobs yet")
         layout.operator("sam3d.open_folder", icon="FILE_FOLDER").task_uuid = ""
 
-    @staticmethod
-    def _draw_money(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
-        """This session's money (settled, and held for requests whose price is not known yet) and the result
-        folder's, which counts what this session holds too: the second is never less than the first."""
-        ledger = RUNNER.ledger
-        col = layout.column(align=True)
-        held = iface_(" + ${:.4f} held").format(ledger.reserved / 1e6) if ledger.reserved else ""
-        text(col, iface_("This session: ${:.4f}{}").format(ledger.spent / 1e6, held), "FUND")
-        text(col, iface_("All jobs here: ${:.4f}").format(RUNNER.total_cost() + ledger.reserved / 1e6), "BLANK1")
-        budget = preferences.get(context).session_budget
-        if budget > 0:
-            text(col, iface_("Spending Limit: ${:.4f}").format(budget), "BLANK1")
 
-    @staticmethod
-    def _draw_task(box: bpy.types.UILayout, task: TaskRecord) -> None:
-        info = task.info
-        col = box.column(align=True)
-        text(col, f"{info.get('name', '?')}: {status_words(task)}", STATUS_ICONS.get(task.status, "DOT"))
-        seeds = ", ".join(str(f.get("seed")) for f in task.files if f.get("seed")) or info.get("seed") or "random"
-        when = time.strftime("%d %b %H:%M", time.localtime(task.time))
-        text(col, when + " · " + iface_("seed {}").format(seeds) + (f" · ${task.cost:.4f}" if task.cost else ""),
-             "BLANK1")
-        text(col, f"{info.get('image', '')} · {info.get('mask', '')}", "BLANK1")
-        if task.status in ("failed", "interrupted") and task.code:
-            text(col, sentence_for(task.code), "ERROR")
-        running = task.task_uuid in RUNNER.jobs
-        row = box.row(align=True)
-        if task.unfinished and not running:
-            row.operator("sam3d.resume", text="Resume", icon="PLAY").task_uuid = task.task_uuid
+class _HistoryPanel(_Sidebar):
+    """The latest jobs of the result folder, this session's and earlier ones', each with what can be done."""
+
+    bl_label = "History"
+    RECENT = 8
+
+    def draw(self, context: bpy.types.Context) -> None:
+        history = RUNNER.history
+        recent = history.recent(self.RECENT) if history is not None else []
+        for task in recent:
+            draw_task(self.layout.box(), task)
+        if not recent:
+            self.layout.label(text="No jobs yet")
+
+
+def draw_money(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    """This session's money (every paid request: settled, and held for those whose price is not known yet), and
+    what the result folder's reconstructions cost over all sessions, which counts what this session holds too."""
+    ledger = RUNNER.ledger
+    col = layout.column(align=True)
+    held = iface_(" + ${:.4f} held").format(ledger.reserved / 1e6) if ledger.reserved else ""
+    text(col, iface_("This session: ${:.4f}{}").format(ledger.spent / 1e6, held), "FUND")
+    unpriced = ledger.unreported.get("3dInference", 0) + ledger.reserved  # not in the journal's reported costs
+    text(col, iface_("Reconstructions here, all sessions: ${:.4f}").format(
+        RUNNER.total_cost() + unpriced / 1e6), "BLANK1")
+    budget = preferences.get(context).session_budget
+    if budget > 0:
+        text(col, iface_("Spending Limit: ${:.4f}").format(budget), "BLANK1")
+
+
+def draw_task(box: bpy.types.UILayout, task: TaskRecord) -> None:
+    info = task.info
+    col = box.column(align=True)
+    text(col, f"{info.get('name', '?')}: {status_words(task)}", STATUS_ICONS.get(task.status, "DOT"))
+    seeds = ", ".join(str(f.get("seed")) for f in task.files if f.get("seed")) or info.get("seed") or "random"
+    when = time.strftime("%d %b %H:%M", time.localtime(task.time))
+    text(col, when + " · " + iface_("seed {}").format(seeds) + (f" · ${task.cost:.4f}" if task.cost else ""),
+         "BLANK1")
+    text(col, f"{info.get('image', '')} · {info.get('mask', '')}", "BLANK1")
+    if task.status in ("failed", "interrupted") and task.code:
+        text(col, sentence_for(task.code), "ERROR")
+    running = task.task_uuid in RUNNER.jobs
+    row = box.row(align=True)
+    if task.unfinished and not running:
+        row.operator("sam3d.resume", text="Resume", icon="PLAY").task_uuid = task.task_uuid
+    sub = row.row(align=True)
+    sub.enabled = bool(task.files) and not running
+    sub.operator("sam3d.reimport", text="Re-import", icon="IMPORT").task_uuid = task.task_uuid
+    if not task.unfinished:
         sub = row.row(align=True)
-        sub.enabled = bool(task.files) and not running
-        sub.operator("sam3d.reimport", text="Re-import", icon="IMPORT").task_uuid = task.task_uuid
-        if not task.unfinished:
-            sub = row.row(align=True)
-            sub.enabled = not running and task.status in ("imported", "failed", "cancelled", "created")
-            sub.operator("sam3d.retry", text="Retry", icon="FILE_REFRESH").task_uuid = task.task_uuid
-        row.operator("sam3d.open_folder", text="", icon="FILE_FOLDER").task_uuid = task.task_uuid
+        sub.enabled = not running and task.status in ("imported", "failed", "cancelled", "created")
+        sub.operator("sam3d.retry", text="Retry", icon="FILE_REFRESH").task_uuid = task.task_uuid
+    row.operator("sam3d.open_folder", text="", icon="FILE_FOLDER").task_uuid = task.task_uuid
 
 
 # --- the sub-panels -----------------------------------------------------------------------------------------
@@ -312,27 +323,28 @@ class _LayoutPanel(_Sidebar):
         if camera is None:
             text(layout, iface_("Placement As in the Photo makes the photo's camera"), "INFO")
         else:
-            self._draw_camera(layout, context, camera)
+            draw_camera(layout, context, camera)
         layout.operator("sam3d.bake", icon="TEXTURE")
 
-    @staticmethod
-    def _draw_camera(layout: bpy.types.UILayout, context: bpy.types.Context, camera: bpy.types.Object) -> None:
-        col = layout.column(align=True)
-        lens = photo_camera.camera_data(camera).lens
-        text(col, iface_("Camera {}: {:.1f} mm").format(camera.name, lens), "CAMERA_DATA")
-        if context.scene is not None and context.scene.camera != camera:
-            text(col, iface_("Not the scene's camera: Numpad 0 and F12 use another"), "INFO")
-        implied = camera.get("sam3d_focal_mm")
-        if implied and abs(float(implied) - lens) > 0.05:
-            text(col, iface_("The results' poses imply {:.1f} mm").format(float(implied)), "INFO")
-        col.prop(camera.data, "sam3d_lens_locked")
-        fits = camera.get("sam3d_fit") or {}
-        for name in sorted(n for n in fits if n in bpy.data.objects):  # a deleted object is no fit
-            text(col, iface_("{}: silhouette IoU {:.2f}").format(name, float(fits[name])))
-        row = layout.row(align=True)
-        row.operator("sam3d.relayout", icon="FILE_REFRESH")
-        row.operator("sam3d.set_real_size", icon="DRIVER_DISTANCE")
-        layout.operator("sam3d.composite", icon="NODE_COMPOSITING")
+
+
+def draw_camera(layout: bpy.types.UILayout, context: bpy.types.Context, camera: bpy.types.Object) -> None:
+    col = layout.column(align=True)
+    lens = photo_camera.camera_data(camera).lens
+    text(col, iface_("Camera {}: {:.1f} mm").format(camera.name, lens), "CAMERA_DATA")
+    if context.scene is not None and context.scene.camera != camera:
+        text(col, iface_("Not the scene's camera: Numpad 0 and F12 use another"), "INFO")
+    implied = camera.get("sam3d_focal_mm")
+    if implied and abs(float(implied) - lens) > 0.05:
+        text(col, iface_("The results' poses imply {:.1f} mm").format(float(implied)), "INFO")
+    col.prop(camera.data, "sam3d_lens_locked")
+    fits = camera.get("sam3d_fit") or {}
+    for name in sorted(n for n in fits if n in bpy.data.objects):  # a deleted object is no fit
+        text(col, iface_("{}: silhouette IoU {:.2f}").format(name, float(fits[name])))
+    row = layout.row(align=True)
+    row.operator("sam3d.relayout", icon="FILE_REFRESH")
+    row.operator("sam3d.set_real_size", icon="DRIVER_DISTANCE")
+    layout.operator("sam3d.composite", icon="NODE_COMPOSITING")
 
 
 class _LibraryPanel(_Sidebar):
@@ -391,7 +403,7 @@ def _in_both_editors(base: type, suffix: str, child: bool = False) -> list[type]
 
 classes = (SAM3D_UL_masks, *_in_both_editors(_MainPanel, ""), *_in_both_editors(_JobsPanel, "_jobs", True),
            *_in_both_editors(_LayoutPanel, "_layout", True), *_in_both_editors(_LibraryPanel, "_library", True),
-           *_in_both_editors(_AdvancedPanel, "_advanced", True))
+           *_in_both_editors(_AdvancedPanel, "_advanced", True), *_in_both_editors(_HistoryPanel, "_history", True))
 
 
 def register() -> None:

@@ -128,7 +128,7 @@ class Recorder:
     def _child(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         return Recorder(self.calls)
 
-    row = column = box = _child
+    row = column = box = split = _child
 
     def prop(self, data, name, **kwargs):  # noqa: ANN001, ANN003, ANN201
         assert name in data.bl_rna.properties, f"no property {name}"

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import bpy
 import pytest
-from conftest import MODULE, load, tick, use_inputs, wait_until, zip_names
+from conftest import MODULE, tick, use_inputs, wait_until, zip_names
 
 ADDON_FILES = {"blender_manifest.toml", "__init__.py", "preferences.py", "properties.py", "translations.py", "LICENSE"}
 
@@ -48,7 +48,7 @@ class Layout:
     def _child(self, *args, **kwargs):  # noqa: ANN002, ANN003
         return Layout(self.calls)
 
-    row = column = box = _child
+    row = column = box = split = _child
 
     def prop(self, data, name, **kwargs):  # noqa: ANN001, ANN003
         assert name in data.bl_rna.properties, f"no property {name}"
@@ -82,7 +82,7 @@ class Layout:
 def draw(panel: str) -> list:
     calls: list = []
     cls = getattr(bpy.types, panel)
-    helpers = {name: getattr(cls, name) for name in ("RECENT", "_draw_task") if hasattr(cls, name)}
+    helpers = {name: getattr(cls, name) for name in ("RECENT",) if hasattr(cls, name)}
     cls.draw(SimpleNamespace(layout=Layout(calls), **helpers), bpy.context)
     return calls
 
@@ -110,14 +110,14 @@ def test_the_jobs_panel_shows_history_resume_costs_and_messages(sam3d):
     with pytest.raises(RuntimeError):
         bpy.ops.sam3d.reconstruct(allow_duplicate=True)
     sys.modules[f"{MODULE}.operators.runner"].RUNNER.post("WARNING", "a background job said this")
-    calls = draw("SAM3D_PT_view3d_jobs")
+    calls = draw("SAM3D_PT_view3d_jobs") + draw("SAM3D_PT_view3d_history")
     labels = [text for kind, text in calls if kind == "label"]
     assert any("were sent but never imported" in text for text in labels), "Resume is offered"
     assert ("operator", "sam3d.resume") in calls
-    assert any("Spent: $0.0076 this session" in text and "$0.0076 in all" in text for text in labels), labels
+    assert "This session: $0.0076" in labels and "Reconstructions here, all sessions: $0.0076" in labels, labels
     assert any("a background job said this" in text for text in labels)
     assert sum(1 for kind, name in calls if kind == "operator" and name == "sam3d.reimport") == 2, "two tasks"
-    assert any("mask_0 · imported" in text for text in labels) and any("interrupted" in text for text in labels)
+    assert "mask_0: imported" in labels and "mask_0: sent, not imported: Resume fetches it" in labels, labels
 
 
 def test_panel_shows_a_running_job_with_progress_and_cancel(sam3d, monkeypatch):
@@ -185,20 +185,26 @@ def test_poll_explains_itself(sam3d):
         bpy.ops.sam3d.reconstruct()
 
 
-def test_the_image_open_in_the_image_editor_is_the_photo_when_none_is_chosen(sam3d):
+def test_the_image_open_in_the_image_editor_is_the_photo_until_one_is_chosen_never_a_mask_or_ours(sam3d):
     inputs = sys.modules[f"{MODULE}.operators.inputs"]
     checks = sys.modules[f"{MODULE}.operators.checks"]
     photo = bpy.data.images.new("in the editor", 64, 48)
     sam3d.settings.image = None
-    sam3d.settings.mask = photo
+    sam3d.settings.mask = bpy.data.images.new("the mask", 64, 48)
     common = {"scene": bpy.context.scene, "preferences": bpy.context.preferences}
     editor = SimpleNamespace(space_data=SimpleNamespace(type="IMAGE_EDITOR", image=photo), **common)
     viewport = SimpleNamespace(space_data=SimpleNamespace(type="VIEW_3D"), **common)
     assert inputs.photo_of(editor) is photo and inputs.photo_of(viewport) is None
     assert "Pick a photo" in checks.why_not_reconstruct(viewport)
-    assert "the mask is the photo itself" in checks.why_not_reconstruct(editor).lower(), "the editor's photo is used"
-    sam3d.settings.image = load("human_object/image.png")
-    assert inputs.photo_of(editor) is sam3d.settings.image, "a chosen photo wins over the editor's image"
+    assert checks.why_not_reconstruct(editor) == "", "the editor's photo is used"
+    editor.space_data.image = sam3d.settings.mask
+    assert inputs.photo_of(editor) is None, "the mask shown in the editor is not the photo"
+    editor.space_data.image = inputs.mark_made(bpy.data.images.new("a preview", 64, 48), "preview")
+    assert inputs.photo_of(editor) is None, "an image the add-on made is never the photo"
+    editor.space_data.image = photo
+    assert inputs.pin_photo(editor) is photo and sam3d.settings.image is photo, "its first use pins it"
+    editor.space_data.image = bpy.data.images.new("another", 64, 48)
+    assert inputs.photo_of(editor) is photo, "the pinned photo wins over what the editor shows next"
 
 
 def test_esc_cancels_only_the_newest_press(sam3d):

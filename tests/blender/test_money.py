@@ -412,17 +412,17 @@ class Recording:
 
 
 def draw_jobs_panel() -> dict[tuple[str, str], bool]:
-    """{(operator, task UUID): enabled} of the Jobs panel's buttons."""
+    """{(operator, task UUID): enabled} of the Jobs and History panels' buttons."""
     buttons: list = []
-    panel = bpy.types.SAM3D_PT_view3d_jobs
+    for panel in (bpy.types.SAM3D_PT_view3d_jobs, bpy.types.SAM3D_PT_view3d_history):
 
-    class Drawing:  # the panel as draw() sees it: our layout, the panel's own attributes
-        layout = Recording(buttons)
+        class Drawing:  # the panel as draw() sees it: our layout, the panel's own attributes
+            layout = Recording(buttons)
 
-        def __getattr__(self, name: str):  # noqa: ANN204
-            return getattr(panel, name)
+            def __getattr__(self, name: str, panel=panel):  # noqa: ANN204, ANN001
+                return getattr(panel, name)
 
-    panel.draw(Drawing(), bpy.context)
+        panel.draw(Drawing(), bpy.context)
     return {(idname, getattr(props, "task_uuid", "")): layout.is_enabled() for idname, _, props, layout in buttons}
 
 
@@ -459,8 +459,10 @@ def test_the_jobs_panel_disables_retry_for_tasks_that_may_still_finish(sam3d):
     for status in ("imported", "failed", "cancelled"):
         assert enabled[("sam3d.retry", uuids[status])], f"Retry of a task {status} is offered"
     for status in ("submitted", "processed", "downloaded", "interrupted"):
-        assert not enabled[("sam3d.retry", uuids[status])], f"Retry of a task {status} is disabled"
-    assert not enabled[("sam3d.retry", running)], "a task running here may still finish"
+        assert not enabled.get(("sam3d.retry", uuids[status])), f"Retry of a task {status} is not offered"
+        assert enabled[("sam3d.resume", uuids[status])], f"a task {status} may still finish: Resume it is"
+    assert not enabled.get(("sam3d.retry", running)), "a task running here may still finish"
+    assert ("sam3d.resume", running) not in enabled, "a task running here is not offered for Resume"
     assert enabled[("sam3d.resume", "")], "what may still finish is offered for Resume instead"
 
 

@@ -70,8 +70,12 @@ def window(stage: Stage, emulator: Emulator, request: pytest.FixtureRequest, tmp
     return SimpleNamespace(play=play, emu=emulator, user=user, results=results, stage=stage, tmp=tmp_path)
 
 
-def played(run: Run) -> dict:
-    """The play's facts, once it ran to its end with no Python error anywhere in Blender's output."""
+def played(run: Run, quits: bool = False) -> dict:
+    """The play's facts, once it ran to its end (or, for a play that quits Blender itself, once Blender quit
+    cleanly) with no Python error anywhere in Blender's output."""
     assert not run.errors, "\n".join(run.errors)[-6000:]
-    assert "driver:" in run.out, f"Blender ended before the play did (status {run.code}):\n{run.err[-3000:]}"
+    if quits:
+        assert run.code == 0 and "Blender quit" in run.out, f"Blender did not quit cleanly:\n{run.err[-3000:]}"
+    else:
+        assert "driver:" in run.out, f"Blender ended before the play did (status {run.code}):\n{run.err[-3000:]}"
     return run.facts

@@ -39,8 +39,12 @@ class UI:
     def __init__(self, shots: Path) -> None:
         self.facts: dict[str, Any] = {}
         self.shots = shots
-        self.window = bpy.context.window_manager.windows[0]
         self.facts_path = Path()
+
+    @property
+    def window(self) -> bpy.types.Window:
+        """The main window, looked up anew each time: loading a file replaces what Python held of it."""
+        return bpy.context.window_manager.windows[0]
 
     # --- time -------------------------------------------------------------------------------------------
 
@@ -143,6 +147,26 @@ class UI:
                 raise AssertionError(f"no button {wanted!r} in the {region.type} region")
             self.redraw()
             yield 0.2
+
+    def open_panel(self, region: bpy.types.Region, expect: str, after: str = 'open_folder(task_uuid="")',
+                   index: int = 0) -> Steps:
+        """Open a closed sub-panel with a click on its header, as a person does: the `index`-th closed header
+        under the button `after`; `expect` (a button the panel draws) tells that it opened."""
+        x, y = yield from self.find(region, after)
+        while after in (yield from self.button_at(region, x, y - 3)):  # down to the button's bottom edge
+            y -= 3
+        for offset in (20, 16, 24, 12, 28):
+            header = y - offset - index * 26
+            yield from self.click((region.x + 60, header))
+            yield from self.frames(3)
+            for probe in range(header - 8, max(region.y + 4, header - 480), -STEP):
+                for fraction in (0.3, 0.7):
+                    x = region.x + int((region.width - TABS) * fraction)
+                    if expect in (yield from self.button_at(region, x, probe)):
+                        return header
+            yield from self.click((region.x + 60, header))  # not that one: closed again
+        yield from self.shot("open-panel-failed")
+        raise AssertionError(f"no sub-panel showing {expect!r} opened")
 
     def buttons(self, region: bpy.types.Region, fraction: float = 0.5) -> Steps:
         """Every button met going down one column of the region: {command or path: [y, …]}."""
@@ -267,6 +291,12 @@ class UI:
     def flush(self) -> None:
         """Write the facts now (a play that quits Blender itself, or gets it killed)."""
         self.facts_path.write_text(json.dumps(self.facts, default=str))
+
+    def call(self, operator: Callable[..., Any], area: bpy.types.Area | str = "VIEW_3D", **props: Any) -> Any:
+        """Run an operator as from that editor's main region (a play's setup, not what is being tested)."""
+        where = self.area(area) if isinstance(area, str) else area
+        with bpy.context.temp_override(window=self.window, area=where, region=self.region(where, "WINDOW")):
+            return operator(**props)
 
     # --- the add-on -------------------------------------------------------------------------------------
 

@@ -137,4 +137,9 @@ class Stage:
                 str(ROOT / "tests" / "window" / "driver.py"), "--", target, str(params_path), str(facts_path)]
         done = self.run(argv, env={"BLENDER_USER_RESOURCES": str(user), **(env or {})}, timeout=timeout)
         facts = json.loads(facts_path.read_text()) if facts_path.is_file() else {}
-        return Run(done.returncode, done.stdout, done.stderr, facts)
+        err = done.stderr
+        crash = self.tmp / "blender.crash.txt"  # Blender's own report when it crashed: part of what we show
+        if crash.is_file():
+            err += "\n[stage] Blender crashed:\n" + crash.read_text(errors="replace")
+            crash.unlink()
+        return Run(done.returncode, done.stdout, err, facts)

@@ -50,3 +50,26 @@ def inputs(params: dict[str, Any], photo: str = "human_object/image.png", mask: 
     settings().image = image(params, photo)
     settings().mask = image(params, mask) if mask else None
     bpy.ops.ed.undo_push(message="Pick the photo and mask")
+
+
+def drawn(ui: Any, region: Any) -> Any:
+    """Every text the add-on's panels draw into `region` at its next redraw (panels.text is where each one goes):
+    [(text, available pixels, widest line's pixels)]."""
+    panels = addon("panels")
+    seen: list[tuple[str, float, float]] = []
+    original = panels.text
+
+    def recording(layout: Any, value: str, icon: str = "NONE") -> None:
+        if bpy.context.region == region:
+            width = panels.room(icon != "NONE")
+            widest = max(panels.text_width(line) for line in panels.lines(value, width))
+            seen.append((value, width, widest))
+        original(layout, value, icon)
+
+    panels.text = recording
+    try:
+        region.tag_redraw()
+        yield from ui.frames(4)
+    finally:
+        panels.text = original
+    return seen
