@@ -177,8 +177,9 @@ class _Scene:
         # What every Image Editor shows: in Edit Mode an editor follows the active object's image node (the
         # bake target's), and would be left empty when that image goes.
         wm = bpy.context.window_manager
-        self.editors = [(space, space.image) for window in (wm.windows if wm else []) for area in window.screen.areas
-                        if area.type == "IMAGE_EDITOR" for space in area.spaces if space.type == "IMAGE_EDITOR"]
+        spaces = [space for window in (wm.windows if wm else []) for area in window.screen.areas
+                  for space in area.spaces if isinstance(space, bpy.types.SpaceImageEditor)]
+        self.editors = [(space, space.image) for space in spaces]
         tool_settings = scene.tool_settings
         self.uv_sync = tool_settings.use_uv_select_sync
         tool_settings.use_uv_select_sync = True  # UVs selected with the faces: no UV operator needs a UV editor
