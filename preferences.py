@@ -106,36 +106,44 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
-        layout.use_property_split = True
-        col = layout.column()
+        col = _group(layout, "Runware", "WORLD")
         col.prop(self, "api_key")
         if not self.api_key:
             col.label(text=iface_("Using {} from the environment").format(ENV_KEY) if os.environ.get(ENV_KEY)
                       else iface_("No key: paste one, or set {}").format(ENV_KEY), icon="INFO")
         col.prop(self, "api_url")
         col.prop(self, "model")
-        row = col.row()
-        row.operator("sam3d.test_connection", icon="WORLD")
+        col.operator("sam3d.test_connection", icon="WORLD")
         for level, text in CONNECTION_REPORT:
             col.label(text=text, icon="ERROR" if level == "ERROR" else "CHECKMARK")
-        col = layout.column(heading="Network")
+        if not bpy.app.online_access:
+            col.label(text=iface_("Online access is off: Preferences › System › Network"), icon="ERROR")
+        col = _group(layout, "Network", "URL")
         col.prop(self, "proxy")
         col.prop(self, "ca_bundle")
-        col = layout.column(heading="Limits")
-        col.prop(self, "request_timeout")
-        col.prop(self, "job_timeout")
-        col.prop(self, "max_download_mb")
-        col.prop(self, "max_triangles")
-        col.prop(self, "max_photo_megapixels")
-        col.prop(self, "max_jobs")
-        col.prop(self, "session_budget")
-        col = layout.column(heading="Results")
+        col = _group(layout, "Limits", "LOCKED")
+        for name in ("request_timeout", "job_timeout", "max_download_mb", "max_triangles", "max_photo_megapixels",
+                     "max_jobs", "session_budget"):
+            col.prop(self, name)
+        col.label(text=iface_("Spending Limit 0: no limit"), icon="INFO")
+        col = _group(layout, "Results", "FILE_FOLDER")
         col.prop(self, "result_dir")
         col.label(text=iface_("Results go to {}").format(result_folder(self)), icon="FILE_FOLDER")
         col.prop(self, "webhook_url")
         col.prop(self, "upload_endpoint")
-        if not bpy.app.online_access:
-            layout.label(text=iface_("Online access is off: Preferences › System › Network"), icon="ERROR")
+        col.label(text=iface_("Empty: none (https only; kept here, never in a .blend file)"), icon="INFO")
+        layout.label(text=iface_("Disabling the add-on forgets these settings (Blender's rule for add-ons); a key in "
+                                 "{} stays").format(ENV_KEY), icon="INFO")
+
+
+def _group(layout: bpy.types.UILayout, heading: str, icon: str) -> bpy.types.UILayout:
+    """A box with its heading drawn, holding a column of labelled settings."""
+    box = layout.box()
+    box.label(text=heading, icon=icon)  # type: ignore[arg-type]
+    col = box.column()
+    col.use_property_split = True
+    col.use_property_decorate = False
+    return col
 
 
 CONNECTION_REPORT: list[tuple[str, str]] = []  # the last Test Connection's lines, drawn above

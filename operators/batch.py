@@ -353,8 +353,11 @@ class Batch:
         self.save_report()
 
     def save_report(self, force: bool = False) -> None:
-        """The report, replaced atomically; at most every REPORT_EVERY seconds while the batch runs."""
+        """The report, replaced atomically; at most every REPORT_EVERY seconds while the batch runs. Called as
+        each item ends: the batch's clock stops with its last one."""
         now = time.monotonic()
+        if self.ended is None and not self.running:
+            self.ended = now
         if not force and self.running and now - self._reported < REPORT_EVERY:
             return
         self._reported = now
@@ -456,7 +459,6 @@ def _run_blocking(context: bpy.types.Context, batch: Batch, report: Report) -> N
 def _feed_in_background(batch: Batch) -> None:
     batch.feed(bpy.context)
     if not batch.running:
-        batch.ended = time.monotonic()
         RUNNER.feeders[:] = []
         batch.save_report(force=True)
         counts = batch.counts()

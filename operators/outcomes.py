@@ -194,6 +194,7 @@ def tick() -> float:
             if can_import(bpy.context, entry):
                 adopt(entry)
                 changed = True
+                break  # one import per tick: the window redraws between two
         if changed:
             redraw_panels()
     except Exception:

@@ -172,18 +172,22 @@ class ModalRun:
             return {"RUNNING_MODAL"}  # consumed: one Esc cancels the newest press only, and nothing else
         if kind != "TIMER":
             return {"PASS_THROUGH"}
-        RUNNER.step()
+        changed = RUNNER.step()
         for entry in mine:
             job = entry.job
             if job.done and job.outcome is not None and job.outcome.kind == "done" and job.phase != "importing":
                 job.show("importing", 0.95, "Importing")  # shown before it blocks
+                changed = True
             elif job.done and can_import(context, entry):
                 self.results |= conclude(context, entry, self.report)
+                changed = True
+                break  # one import per turn of Blender's main loop: the window redraws between two
         mine = self.mine()
         if not mine:  # every job of this press imported (or failed): one undo step for them all
             return self._end(context, {"FINISHED"} if "FINISHED" in self.results else {"CANCELLED"})
-        self._status(context, mine[0])
-        redraw_panels()
+        if changed:  # only then: a panel redrawn while a button is pressed can lose the press (or move it)
+            self._status(context, mine[0])
+            redraw_panels()
         return {"PASS_THROUGH"}
 
     def _status(self, context: bpy.types.Context, entry: SceneJob) -> None:

@@ -67,7 +67,7 @@ class SceneJob:
 @dataclass
 class Row:
     """One line of the panel's list of jobs: a running job, or one that ended while others still run (kept in
-    its place, without its ✕, so the rows under the mouse never move)."""
+    its place, its ✕ greyed, so the rows under the mouse never move)."""
 
     task_uuid: str
     label: str

@@ -57,14 +57,20 @@ def room(icon: bool = False) -> float:
 
 
 def lines(text: str, width: float) -> list[str]:
-    """`text` broken at spaces into lines no wider than `width` (a word wider than that is cut in the middle
-    of itself, as Blender would, rather than lost)."""
+    """`text` broken at spaces into lines no wider than `width`; a word wider than a line (a URL, a path) is
+    broken where it must, so all of it can be read."""
     out: list[str] = []
     for word in text.split():
         if out and text_width(f"{out[-1]} {word}") <= width:
             out[-1] = f"{out[-1]} {word}"
-        else:
-            out.append(word)
+            continue
+        while len(word) > 1 and text_width(word) > width:
+            cut = max(1, len(word) - 1)
+            while cut > 1 and text_width(word[:cut]) > width:
+                cut -= 1
+            out.append(word[:cut])
+            word = word[cut:]
+        out.append(word)
     return out or [""]
 
 
@@ -157,13 +163,15 @@ class _MainPanel(_Sidebar):
 
 
 def draw_running(layout: bpy.types.UILayout) -> None:
-    for row_state in RUNNER.rows():  # ended ones keep their place while others run: no row moves
+    # Ended rows keep their place, and their widgets (a full bar, a greyed ✕), while others run: Blender pairs a
+    # redrawn panel's buttons with the old ones by kind and order, so a row turned into a label would hand the ✕
+    # under the hand to its neighbour, and a click aimed at one job would be lost.
+    for row_state in RUNNER.rows():
         row = layout.row(align=True)
-        if row_state.running:
-            row.progress(factor=row_state.fraction, type="BAR", text=row_state.label)
-            row.operator("sam3d.cancel", text="", icon="X").task_uuid = row_state.task_uuid
-        else:
-            text(row, row_state.label, "CHECKMARK")
+        row.progress(factor=row_state.fraction, type="BAR", text=row_state.label)
+        cancel = row.row(align=True)
+        cancel.enabled = row_state.running
+        cancel.operator("sam3d.cancel", text="", icon="X").task_uuid = row_state.task_uuid
     for call in list(background.CALLS.values()):
         row = layout.row(align=True)
         text(row, iface_("{}: waiting for Runware…").format(iface_(call.label)), "SORTTIME")

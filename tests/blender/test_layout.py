@@ -102,12 +102,11 @@ def lay_out_socrates(sam3d, posed: bool, count: int = 8) -> list[bpy.types.Objec
 
 def mask_boxes(settings) -> dict[str, tuple[float, float, float, float]]:  # noqa: ANN001
     boxes = {}
-    for item in settings.masks:
-        if item.enabled:
-            w, h = item.image.size
-            buf = np.empty(w * h * 4, np.float32)
-            item.image.pixels.foreach_get(buf)
-            boxes[item.image.name] = box_of(buf.reshape(h, w, 4)[::-1][..., 3] >= 0.5)
+    for item in settings.masks:  # every one (the ones sent are unticked by now)
+        w, h = item.image.size
+        buf = np.empty(w * h * 4, np.float32)
+        item.image.pixels.foreach_get(buf)
+        boxes[item.image.name] = box_of(buf.reshape(h, w, 4)[::-1][..., 3] >= 0.5)
     return boxes
 
 

@@ -144,6 +144,7 @@ class UI:
                             return x, y - STEP // 2
                     inside = hit
             if time.monotonic() > deadline:
+                yield from self.shot("find-failed")
                 raise AssertionError(f"no button {wanted!r} in the {region.type} region")
             self.redraw()
             yield 0.2
@@ -151,7 +152,8 @@ class UI:
     def open_panel(self, region: bpy.types.Region, expect: str, after: str = 'open_folder(task_uuid="")',
                    index: int = 0) -> Steps:
         """Open a closed sub-panel with a click on its header, as a person does: the `index`-th closed header
-        under the button `after`; `expect` (a button the panel draws) tells that it opened."""
+        under the button `after`; `expect` (a button the panel draws) tells that it opened, the sidebar scrolled
+        with the mouse wheel to see it when it lies below, and back to the top afterwards."""
         x, y = yield from self.find(region, after)
         while after in (yield from self.button_at(region, x, y - 3)):  # down to the button's bottom edge
             y -= 3
@@ -159,14 +161,34 @@ class UI:
             header = y - offset - index * 26
             yield from self.click((region.x + 60, header))
             yield from self.frames(3)
-            for probe in range(header - 8, max(region.y + 4, header - 480), -STEP):
-                for fraction in (0.3, 0.7):
-                    x = region.x + int((region.width - TABS) * fraction)
-                    if expect in (yield from self.button_at(region, x, probe)):
-                        return header
+            seen = yield from self._scrolled_to(region, expect, header)
+            yield from self.scroll(region, up=40)
+            if seen:
+                return header
             yield from self.click((region.x + 60, header))  # not that one: closed again
         yield from self.shot("open-panel-failed")
         raise AssertionError(f"no sub-panel showing {expect!r} opened")
+
+    def _scrolled_to(self, region: bpy.types.Region, expect: str, below: int) -> Steps:
+        for page in range(4):
+            top = below - 8 if page == 0 else region.y + region.height - 6
+            for probe in range(top, region.y + 4, -STEP):
+                for fraction in (0.3, 0.7):
+                    x = region.x + int((region.width - TABS) * fraction)
+                    if expect in (yield from self.button_at(region, x, probe)):
+                        return True
+            yield from self.scroll(region, down=8)
+        return False
+
+    def scroll(self, region: bpy.types.Region, down: int = 0, up: int = 0) -> Steps:
+        """Turn the mouse wheel over the region."""
+        x, y = self.center(region)
+        yield from self.move(x, y)
+        for kind, count in (("WHEELDOWNMOUSE", down), ("WHEELUPMOUSE", up)):
+            for _ in range(count):
+                self.window.event_simulate(type=kind, value="PRESS", x=x, y=y)
+            if count:
+                yield from self.frames(2)
 
     def buttons(self, region: bpy.types.Region, fraction: float = 0.5) -> Steps:
         """Every button met going down one column of the region: {command or path: [y, …]}."""
@@ -186,6 +208,7 @@ class UI:
 
     def click(self, at: tuple[int, int], button: str = "LEFTMOUSE", **modifiers: bool) -> Steps:
         x, y = at
+        yield from self.move(x + 1, y)  # a hand arrives at the button (Blender highlights what it moves onto)
         yield from self.move(x, y)
         self.window.event_simulate(type=button, value="PRESS", x=x, y=y, **modifiers)
         yield 0.02

@@ -116,7 +116,8 @@ class Stage:
         assert installed.returncode == 0 and "Installed" in installed.stdout, installed.stdout + installed.stderr
         expr = ("import bpy; p = bpy.context.preferences; p.view.show_splash = False; "
                 "p.system.use_online_access = True; bpy.ops.wm.save_userpref()")
-        saved = self.run(["blender", "-b", "--python-expr", expr], env=user, display=False)
+        saved = self.run(["blender", "-b", "--python-exit-code", "1", "--python-expr", expr], env=user,
+                         display=False)
         assert saved.returncode == 0, saved.stdout + saved.stderr
         return zips[-1]
 

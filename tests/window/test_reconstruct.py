@@ -55,5 +55,6 @@ def test_three_jobs_of_one_mask_are_told_apart_and_the_aimed_cancel_hits_its_job
     facts = played(window.play("reconstruct:three_of_one_mask", timeout=300))
     assert len(set(facts["labels"])) == 3, facts["labels"]
     first, second, third = facts["order"]
+    assert facts["rows"][0].endswith(": done") and facts["rows"][2].endswith("Processing"), facts["rows"]
     assert facts["imported"] == sorted([first, second])  # the third one, aimed at, was cancelled
     assert len(re.findall(r"\d+%", facts["status"])) <= 1, facts["status"]

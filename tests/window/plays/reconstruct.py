@@ -131,7 +131,7 @@ def three_of_one_mask(ui, **params):
             yield from ui.key("RET")  # yes, again
         yield from ui.until(lambda n=n: asked() == n + 1 and jobs()[-1].job.submitted, 30, "sent")
         order.append(jobs()[-1].job.task_uuid)
-        yield 0.8
+        yield 6.0 if n == 1 else 0.8  # the third one ends well after the second: the click has time to land
     labels = [e.label for e in jobs()]
     yield from ui.shot("three-jobs")
     third = yield from ui.find(region, f'cancel(task_uuid="{order[2]}")', columns=(0.93,), below=button[1])
@@ -139,7 +139,10 @@ def three_of_one_mask(ui, **params):
     yield from ui.until(lambda: order[0] not in {e.job.task_uuid for e in jobs()}, 60, "the first one ended")
     yield from ui.frames(6)
     status = ui.module("operators.reconstruct").status_line(jobs()[0]) if jobs() else ""
+    yield from ui.shot("three-jobs-one-ended")
+    rows = [r.label for r in addon("operators.runner").RUNNER.rows()]
+    yield from ui.move(third[0] - 60, third[1] + 40)  # the hand leaves (a tooltip closes) and comes back
     yield from ui.click(third)
     yield from ui.until(lambda: not jobs(), 60, "all ended")
-    ui.record(labels=labels, order=order, status=status,
+    ui.record(labels=labels, order=order, status=status, rows=rows,
               imported=sorted({o.get("sam3d_task_uuid") for o in added(before)}))
