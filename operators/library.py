@@ -175,7 +175,9 @@ def render_preview(obj: bpy.types.Object, path: Path, size: int = 128) -> None:
         scene.collection.objects.link(obj)
         radius = max(_longest(obj), 1e-3) * 0.9
         centre = obj.matrix_world.translation + Vector((0, 0, obj.dimensions.z / 2))
-        camera = bpy.data.objects.new("SAM3D Preview Camera", bpy.data.cameras.new("SAM3D Preview Camera"))
+        lens = bpy.data.cameras.new("SAM3D Preview Camera")
+        lens.clip_start, lens.clip_end = radius * 0.1, radius * 10  # a 2 cm ring or a tower: never cut
+        camera = bpy.data.objects.new("SAM3D Preview Camera", lens)
         camera.location = centre + Vector((radius * 1.4, -radius * 2.0, radius * 1.1))
         camera.rotation_euler = (centre - camera.location).to_track_quat("-Z", "Y").to_euler()
         sun = bpy.data.objects.new("SAM3D Preview Sun", bpy.data.lights.new("SAM3D Preview Sun", "SUN"))

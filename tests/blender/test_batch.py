@@ -103,6 +103,22 @@ def test_a_folder_becomes_an_asset_library_with_previews_catalogs_and_provenance
         "SAM 3D/props")
 
 
+@pytest.mark.parametrize("height", [0.02, 0.45, 120.0])
+def test_an_asset_preview_shows_the_whole_object_at_any_real_size(sam3d, height):
+    """A photo named with its real size (a 2 cm ring, a 120 m tower) gives an asset of that size: its preview
+    neither clips it at the camera's near or far plane nor cuts it at the frame."""
+    bpy.ops.mesh.primitive_monkey_add()
+    monkey = bpy.context.object
+    monkey.scale *= height / monkey.dimensions.z
+    bpy.context.view_layer.update()
+    monkey.location.z = -min((monkey.matrix_world @ v.co).z for v in monkey.data.vertices) + monkey.location.z
+    module("operators.library").render_preview(monkey, sam3d.tmp / "preview.png", size=48)
+    alpha = np.array(monkey.preview.image_pixels_float[:]).reshape(48, 48, 4)[..., 3] > 0.5
+    assert alpha.mean() > 0.08, f"{alpha.mean():.0%} of the preview shows the object"
+    border = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])
+    assert not border.any(), "the object touches the preview's frame: it is cut"
+
+
 def test_the_open_file_keeps_nothing_of_the_batch(sam3d):
     bpy.ops.mesh.primitive_cube_add()
     before = {kind: len(getattr(bpy.data, kind)) for kind in ("objects", "meshes", "materials", "images",
