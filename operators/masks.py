@@ -8,7 +8,6 @@ format); a file that is the photo itself is skipped.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +16,7 @@ import numpy as np
 from bpy.props import StringProperty
 
 from .. import preferences
+from ..client.folders import walk
 from ..translations import rpt_
 from . import pixels
 from .checks import refuse, why_no_photo
@@ -27,11 +27,6 @@ if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".exr", ".tga"}
-
-
-def natural_order(path: Path) -> list[object]:
-    """2.png before 10.png."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
 class SAM3D_OT_mask_add(bpy.types.Operator):
@@ -103,7 +98,11 @@ class SAM3D_OT_masks_load_folder(bpy.types.Operator):
             return {"CANCELLED"}
         settings = settings_of(context)
         photo = pin_photo(context)
-        files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_order)
+        try:  # each real file once (a mask linked under two names is one mask, sent and paid once)
+            files = walk(folder, IMAGE_SUFFIXES, recursive=False)[0].files
+        except OSError as exc:
+            self.report({"ERROR"}, rpt_("{} cannot be read ({}).").format(folder, exc.strerror or exc))
+            return {"CANCELLED"}
         added = skipped = 0
         for path in files:
             if photo is not None and is_file_of(photo, path):

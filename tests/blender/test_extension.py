@@ -29,8 +29,12 @@ def test_installed_as_an_extension_with_its_interface(addon):
     for panel in ("SAM3D_PT_view3d", "SAM3D_PT_image"):
         cls = getattr(bpy.types, panel)
         assert cls.bl_category == "SAM 3D" and cls.bl_region_type == "UI"
-    settings = bpy.context.scene.sam3d
-    assert (settings.num_results, settings.placement, settings.use_random_seed) == (1, "CURSOR", True)
+    fresh = bpy.data.scenes.new("fresh")  # the defaults, whatever an earlier test set on the open scene
+    try:
+        settings = fresh.sam3d
+        assert (settings.num_results, settings.placement, settings.use_random_seed) == (1, "CURSOR", True)
+    finally:
+        bpy.data.scenes.remove(fresh)
     prefs = bpy.context.preferences.addons[MODULE].preferences
     assert prefs.bl_rna.properties["api_key"].subtype == "PASSWORD"
     assert prefs.bl_rna.properties["api_url"].default == "https://api.runware.ai/v1"
