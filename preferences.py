@@ -14,7 +14,7 @@ import bpy
 from bpy.props import FloatProperty, IntProperty, StringProperty
 
 from .client import DEFAULT_API_URL, DEFAULT_MODEL, RunwareError
-from .client.http import check_url
+from .client.http import check_url, host_of, is_loopback
 from .translations import iface_, tip_
 
 ENV_KEY = "RUNWARE_API_KEY"
@@ -36,7 +36,7 @@ def _https_only(name: str) -> Any:
 
     def check(prefs: Any, _context: bpy.types.Context) -> None:
         value = getattr(prefs, name).strip()
-        if value and not is_secure_destination(value):
+        if value and not is_secure_destination(value, prefs.api_url):
             setattr(prefs, name, "")
             print(f"SAM 3D: {name} must start with https:// ({tip_('it was cleared')})")
 
@@ -44,9 +44,10 @@ def _https_only(name: str) -> Any:
     return check
 
 
-def is_secure_destination(url: str) -> bool:
+def is_secure_destination(url: str, api_url: str) -> bool:
+    """https, or this machine only when the API is on it too (client/http.py's one rule for loopback)."""
     try:
-        check_url(url, "result URL")
+        check_url(url, "result URL", local=is_loopback(host_of(api_url)))
     except RunwareError:
         return False
     return True

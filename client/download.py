@@ -63,13 +63,15 @@ def download(
     guard: Guard | None = None,
     transport: Transport | None = None,
     on_progress: Callable[[int, int | None], None] | None = None,
+    api_url: str = "",
 ) -> Path:
     """Stream `url` to `dest` (through a partial file of our own, renamed when whole and valid). A transfer cut
     short, or a file that is not a GLB yet, is fetched again, resuming with a Range request when the host
-    honours it (a host that answers a Range with the whole body starts the file over)."""
+    honours it (a host that answers a Range with the whole body starts the file over). Without a `transport`,
+    `api_url` says whether the result may be on this machine (only when the API is: client/http.py)."""
     guard = guard or Guard()
     own = transport is None
-    transport = transport or Transport()
+    transport = transport or Transport(api_url=api_url)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = partial_path(dest)
     last: RunwareError | None = None

@@ -34,6 +34,12 @@ _SENTENCES = {
     "resultExpired": "The result's download link has expired. Run the reconstruction again.",
     "insecureUrl": "Refusing to send the API key over plain HTTP: the API URL must start with https://.",
     "insecureResultUrl": "Runware gave a result address that is not https://, so it was not downloaded.",
+    "localResultUrl": "Runware gave a result address on this computer, which only an API on this computer may do, "
+                      "so it was not fetched.",
+    "keyInResultUrl": "Runware gave a result address that holds your API key, so it was not downloaded (the key "
+                      "goes only to the API host). Resume fetches the task again.",
+    "badTaskUuid": "That is not a task UUID this add-on made (8-4-4-4-12 lower-case hexadecimal digits), so nothing "
+                   "was done.",
     "badResponse": "Runware sent an answer this add-on does not understand.",
     "cancelled": "Cancelled.",
     "invalidTtl": "The result lifetime (ttl) must be at least 60 seconds, or 0 for Runware's default.",
@@ -108,7 +114,16 @@ def redact(text: str, secret: str | None) -> str:
 
 
 def scrubbed(error: RunwareError, secret: str | None) -> RunwareError:
-    """The same error with a secret taken out of its sentence (servers sometimes quote the request)."""
+    """The same error with a secret taken out of every field: its sentence, its code, its parameter and its task
+    UUID (servers sometimes quote the request, in any field they send back)."""
+    if not secret or len(secret) < 4:
+        return error
+    if secret in error.code:
+        error.code = redact(error.code, secret)
+    for name in ("parameter", "task_uuid"):
+        value = getattr(error, name)
+        if isinstance(value, str) and secret in value:
+            setattr(error, name, redact(value, secret))
     clean = redact(error.sentence, secret)
     if clean != error.sentence:
         error.sentence = clean

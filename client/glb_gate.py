@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
-from . import imagesize
+from . import files, imagesize
 from .errors import RunwareError
 
 GLB_MAGIC = b"glTF"
@@ -87,11 +87,13 @@ def inspect_glb(
     """Check the GLB at `path` before Blender imports it; its summary, or `RunwareError` with code `notGlb`,
     `glbExternalFile`, `glbMalformed`, `glbTooLarge` or `glbUnknownExtension`. Opens no other file."""
     limits = _Limits(max_triangles, max_vertices, max_image_pixels, max_nodes, max_json_bytes)
-    try:
-        with open(path, "rb") as f:
+    try:  # a regular file, never through a link (a shared folder's file may be a link to anything)
+        with os.fdopen(files.open_regular(path), "rb") as f:
             return _Gate(f, limits, frozenset(known_extensions)).run()
     except RunwareError:
         raise
+    except files.UnsafeFileError as exc:
+        raise RunwareError("notGlb", exc.why) from exc
     except OSError as exc:
         raise RunwareError("notGlb", "it could not be read") from exc
     except Exception as exc:  # a bug here must still refuse the file, never let it through

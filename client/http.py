@@ -59,20 +59,42 @@ REDIRECTS = {301, 302, 303, 307, 308}
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
+    """Whether `host` names this machine: `localhost` (and its subdomains), a loopback or unspecified address,
+    in any form a resolver accepts (`127.1`, `2130706433`, `::ffff:127.0.0.1`, `0.0.0.0`)."""
+    host = host.strip("[]").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
         return True
+    return _local_ip(host)
+
+
+def _local_ip(text: str) -> bool:
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        address = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
-        return False
+        if not text or not text[0].isdigit():
+            return False
+        try:  # the shorthand IPv4 forms inet_aton (and so the resolver) accepts: 127.1, 0x7f000001
+            address = ipaddress.ip_address(socket.inet_aton(text))
+        except (OSError, ValueError):
+            return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified
 
 
-def check_url(url: str, what: str = "API URL") -> None:
-    """HTTPS only, except plain HTTP to this machine (the emulator, a local proxy)."""
+def check_url(url: str, what: str = "API URL", *, local: bool = False) -> None:
+    """HTTPS only, except plain HTTP to this machine for the API URL itself (the emulator, a local proxy). Any
+    other address (a result URL, a redirect, a cut-out, a webhook) may be on this machine only when the API is
+    (`local`): a server elsewhere never makes the add-on send a request to a port of this machine."""
     parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
+    host = parts.hostname or ""
+    on_this_machine = bool(host) and is_loopback(host)
+    if what != "API URL" and on_this_machine and not local:
+        raise RunwareError("localResultUrl", f"{parts.scheme}://{host}")
+    if parts.scheme == "https" and host:
         return
-    if parts.scheme == "http" and is_loopback(parts.hostname or ""):
+    if parts.scheme == "http" and on_this_machine:
         return
     code = "insecureUrl" if what == "API URL" else "insecureResultUrl"
     raise RunwareError(code, f"The {what} must start with https:// (got {parts.scheme or 'nothing'}://).")
@@ -114,9 +136,11 @@ class Guard:
 class _Exchange:
     """One request in flight: its guard, its own deadline, and the connections it opened."""
 
-    def __init__(self, guard: Guard, seconds: float) -> None:
+    def __init__(self, guard: Guard, seconds: float, local: bool = True) -> None:
         self.guard = guard
         self.deadline = min(guard.deadline, time.monotonic() + seconds)
+        self.local = local  # may it connect to this machine (its API is here, or it goes through a proxy)?
+        self.refused_local = False  # a name that resolved to this machine was not connected to
         self.tripped = ""  # "cancelled", "timeout" or the guard's timeout code
         self._conns: list[Any] = []
         self._lock = threading.Lock()
@@ -267,6 +291,9 @@ def _connect(conn: Any, address: tuple[str, int], timeout: float | None, options
     if isinstance(found[0], OSError):
         raise found[0]
     last: OSError = OSError(f"no address for {address[0]}")
+    if exchange is not None and not exchange.local and any(_local_ip(str(a[4][0])) for a in found[0]):
+        exchange.refused_local = True  # a name of a server elsewhere that resolves to this machine
+        raise OSError(f"{address[0]} is this machine")
     for family, kind, proto, _, sockaddr in found[0]:
         sock = socket.socket(family, kind, proto)
         conn._sam3d_sock = sock
@@ -380,10 +407,14 @@ class Transport:
     """Sessions for one set of network preferences. The API client and the downloads share it; only the API
     client ever adds its key (to requests for the API host)."""
 
-    def __init__(self, *, proxy: str = "", ca_bundle: str = "", user_agent: str = "sam3d-blender") -> None:
+    def __init__(self, *, proxy: str = "", ca_bundle: str = "", user_agent: str = "sam3d-blender",
+                 api_url: str = "") -> None:
         self.proxy = proxy.strip()
         self.ca_bundle = ca_bundle.strip()
         self.user_agent = user_agent
+        # Requests to this machine only for an API on this machine (the emulator): `check_url`'s `local`.
+        self.local = bool(api_url) and is_loopback(host_of(api_url))
+        self.api_host = host_of(api_url)  # the API itself may be a name that resolves here (a local gateway)
         self._configured = self._session(trust_env=not self.proxy)
         if self.proxy:
             self._configured.proxies = {"http": self.proxy, "https": self.proxy}
@@ -422,7 +453,9 @@ class Transport:
         guard.check()
         if self.ca_bundle and not os.path.isfile(self.ca_bundle):
             raise RunwareError("caBundleMissing", self.ca_bundle)
-        exchange = _Exchange(guard, timeout)
+        # Connecting to this machine: only for an API here, or through a proxy (the user's; it connects on).
+        local = self.local or host_of(url) == self.api_host or bool(self.proxy_for(url))
+        exchange = _Exchange(guard, timeout, local=local)
         sent = {"User-Agent": self.user_agent, "Accept-Encoding": "identity", **(headers or {})}
         connect = max(0.1, min(10.0, exchange.deadline - time.monotonic()))
         with _in_exchange(exchange):
@@ -438,6 +471,8 @@ class Transport:
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if exchange.tripped:
                     raise exchange.error() from None
+                if exchange.refused_local:
+                    raise RunwareError("localResultUrl", host_of(url)) from None
                 timed_out = isinstance(exc, requests.Timeout) and not isinstance(exc, requests.ConnectionError)
                 raise RunwareError("timeout" if timed_out else "network", retryable=True) from None
             except requests.RequestException as exc:  # a malformed URL or header
@@ -465,7 +500,7 @@ def get_following(transport: Transport, url: str, *, guard: Guard, timeout: floa
     """GET `url`, following up to MAX_HOPS redirects by hand; every hop must pass `check_url` (no https →
     http downgrade, no plain http off this machine). The answer of the last hop, body unread."""
     for _hop in range(MAX_HOPS + 1):
-        check_url(url, what)
+        check_url(url, what, local=transport.local)
         with transport.open("GET", url, guard=guard, timeout=timeout, headers=headers) as (resp, exchange):
             if resp.status_code in REDIRECTS and resp.headers.get("Location"):
                 url = urljoin(url, resp.headers["Location"])

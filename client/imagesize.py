@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from . import files
+
 # How far into a file the parsers may look (JPEG frame headers can follow megabytes of EXIF and ICC data).
 MAX_HEADER_BYTES = 16 * 2**20
 # Hops between JPEG segments / EXR attributes / HDR header lines before giving up (each one reads a little).
@@ -75,8 +77,8 @@ def file_dimensions(path: str | os.PathLike[str], max_header_bytes: int = MAX_HE
     means TGA when no signature matches."""
     if kind is None and Path(path).suffix.lower() == ".tga":
         kind = "tga"
-    try:
-        with open(path, "rb") as f:
+    try:  # a regular file only (the user's pick may be a link; a FIFO or a device never blocks or streams)
+        with os.fdopen(files.open_regular(path, follow_links=True), "rb") as f:
             return stream_dimensions(f, max_header_bytes=max_header_bytes, kind=kind)
     except OSError:
         return None
@@ -388,3 +390,66 @@ _PARSERS: dict[str, Callable[[Reader, int, int, bytes], Size | None]] = {
     "png": _png, "jpeg": _jpeg, "gif": _gif, "bmp": _bmp, "webp": _webp, "tiff": _tiff, "exr": _exr,
     "hdr": _hdr,
 }
+
+
+# --- EXIF orientation ---------------------------------------------------------------------------------------
+# A phone stores a photo as its sensor saw it and says in EXIF's Orientation tag (1–8) how to show it upright;
+# every viewer and mask tool applies it, Blender's image loader does not. 5–8 swap width and height.
+
+MAX_ORIENTATION_BYTES = 1 << 20  # EXIF sits in the first segments of a JPEG, before IDAT in a PNG
+
+
+def _tiff_orientation(data: bytes) -> int:
+    """The Orientation tag (0x0112) of IFD0 of TIFF-structured EXIF data, or 1."""
+    if len(data) < 8 or data[:4] not in (b"II*\0", b"MM\0*"):
+        return 1
+    order = "<" if data[:2] == b"II" else ">"
+    ifd = struct.unpack(order + "I", data[4:8])[0]
+    if ifd + 2 > len(data):
+        return 1
+    count = struct.unpack(order + "H", data[ifd:ifd + 2])[0]
+    for n in range(min(count, 512)):
+        at = ifd + 2 + 12 * n
+        entry = data[at:at + 12]
+        if len(entry) < 12:
+            return 1
+        tag, kind_, _count = struct.unpack(order + "HHI", entry[:8])
+        if tag == 0x0112 and kind_ == 3:  # SHORT
+            value = struct.unpack(order + "H", entry[8:10])[0]
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def orientation(head: bytes) -> int:
+    """The EXIF orientation (1–8) a JPEG (APP1 Exif) or PNG (eXIf) declares in `head`, else 1 (as stored)."""
+    if head.startswith(b"\xff\xd8"):
+        pos = 2
+        while pos + 4 <= len(head) and head[pos] == 0xFF:
+            marker = head[pos + 1]
+            if marker in (0xD9, 0xDA) or marker in _SOF:  # the image data starts: no EXIF after it counts
+                return 1
+            length = struct.unpack(">H", head[pos + 2:pos + 4])[0]
+            segment = head[pos + 4:pos + 2 + length]
+            if marker == 0xE1 and segment.startswith(b"Exif\0\0"):
+                return _tiff_orientation(segment[6:])
+            pos += 2 + length
+        return 1
+    if head.startswith(_PNG_SIGNATURE):
+        pos = 8
+        while pos + 8 <= len(head):
+            length, chunk = struct.unpack(">I4s", head[pos:pos + 8])
+            if chunk == b"eXIf":
+                return _tiff_orientation(head[pos + 8:pos + 8 + length])
+            if chunk in (b"IDAT", b"IEND"):
+                return 1
+            pos += 12 + length
+    return 1
+
+
+def file_orientation(path: str | os.PathLike[str]) -> int:
+    """`orientation` of the image file at `path` (its first megabyte, a regular file only), else 1."""
+    try:
+        with os.fdopen(files.open_regular(path, follow_links=True), "rb") as f:
+            return orientation(f.read(MAX_ORIENTATION_BYTES))
+    except (OSError, struct.error):
+        return 1

@@ -9,6 +9,7 @@ tick (`Job.drain`). `Job.cancel()` stops it within a fraction of a second wherev
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import queue
 import threading
@@ -19,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import glb_gate, tasks
+from . import files, glb_gate, tasks
 from .cache import OnceCache
 from .download import download, save_inline
-from .errors import RunwareError
+from .errors import RunwareError, redact
 from .http import Guard, Transport
-from .journal import Journal
+from .journal import Journal, TaskRecord, clean_entries, task_files
 from .locks import TaskLocks
 from .money import Reservation, refused_before_billing
 from .runware import DEFAULT_API_URL, RunwareClient
@@ -49,7 +50,8 @@ UPLOADS: OnceCache[str] = OnceCache(32)
 CLIENT_SIDE = {"jobTimeout", "network", "timeout", "downloadFailed", "downloadTooLarge", "notGlb", "resultExpired",
                "rateLimitExceeded", "serviceUnavailable", "internalServerError", "badResponse", "diskError",
                "internal", "responseTooLarge", "proxyRefused", "tlsUntrusted", "glbExternalFile", "glbMalformed",
-               "glbTooLarge", "glbUnknownExtension", "insecureResultUrl"}
+               "glbTooLarge", "glbUnknownExtension", "insecureResultUrl", "keyInResultUrl",
+               "localResultUrl"}
 
 
 @dataclass
@@ -253,14 +255,22 @@ class Job:
             if self.slots is not None:
                 self.slots.release()
 
+    def _note(self, journal: Journal, event: str, **fields: Any) -> None:
+        """One journal line: whatever a server sent that it holds (a code, a URL, a seed) never holds the key,
+        in any field (the journal and its index are shared files)."""
+        key = self.request.api_key
+        if key and len(key) >= 4 and key in json.dumps(fields, default=str):
+            fields = json.loads(redact(json.dumps(fields, default=str), key))
+        journal.append(event, self.task_uuid, **fields)
+
     def _failed(self, journal: Journal, exc: RunwareError) -> None:
         """Journal the end of a job. A task that was sent stays resumable unless the server said it failed:
         a time limit, the network or the download failing on our side must not lose a paid result."""
         if exc.code == "cancelled" and not self.submitted:
-            _try(journal.append, "cancelled", self.task_uuid)
+            _try(self._note, journal, "cancelled")
         elif exc.code != "cancelled":  # a cancelled paid task stays unfinished: it can be resumed
             ours = self.submitted and not self.refused and exc.code in CLIENT_SIDE
-            _try(journal.append, "failed", self.task_uuid, code=exc.code, resumable=ours)
+            _try(self._note, journal, "failed", code=exc.code, resumable=ours)
         self._settle_money(exc)
         self.events.put(Event("failed", error=exc))
 
@@ -293,8 +303,10 @@ class Job:
         journal = Journal(req.result_dir)
         locks = TaskLocks(req.result_dir)
         guard = Guard(self.cancel_event, req.job_timeout)  # the whole job, from here to the last file
-        transport = Transport(proxy=req.proxy, ca_bundle=req.ca_bundle, user_agent=req.user_agent)
+        transport = Transport(proxy=req.proxy, ca_bundle=req.ca_bundle, user_agent=req.user_agent, api_url=req.api_url)
         try:
+            if not files.is_uuid(self.task_uuid):  # it names the task's folder: never a path
+                raise RunwareError("badTaskUuid")
             if not locks.acquire(self.task_uuid):
                 raise RunwareError("taskLocked", f"Another Blender is fetching the task {self.task_uuid} from the "
                                    "same result folder; its result lands there.")
@@ -306,11 +318,11 @@ class Job:
                 return
             state = self._fetch(client) if req.resume else self._submit(client, journal)
             self._settle_money(None, state)
-            _try(journal.append, "results", self.task_uuid, results=[
+            _try(self._note, journal, "results", results=[
                 {"index": g.index, "url": g.url, "seed": None if g.seed is None else str(g.seed), "cost": g.cost}
                 for g in state.results])
             results = self._download(state.results, guard, transport)
-            _try(journal.append, "downloaded", self.task_uuid, files=[
+            _try(self._note, journal, "downloaded", files=[
                 {"path": str(r.path), "index": r.index, "seed": None if r.seed is None else str(r.seed),
                  "cost": r.cost} for r in results])
             if self.slots is not None:  # free the slot before the main thread imports: the next job starts now
@@ -318,7 +330,7 @@ class Job:
                 self.slots = None
             self.events.put(Event("done", results=results, warnings=[e.sentence for e in state.errors]))
         except RunwareError as exc:
-            if exc.code == "taskLocked":  # another Blender's task: its journal lines are that Blender's to write
+            if exc.code in ("taskLocked", "badTaskUuid"):  # another Blender's task (its lines are its own), or none
                 self._settle_money(exc)
                 self.events.put(Event("failed", error=exc))
                 return
@@ -343,9 +355,9 @@ class Job:
             raise RunwareError("internal", "no inputs")
         image_png, mask_png = req.prepare()
         client.check_cancel()
-        req.folder.mkdir(parents=True, exist_ok=True)
+        files.ensure_dir(req.result_dir, self.task_uuid)  # a real folder: never a link planted in its place
         for name, data in zip(INPUT_FILES, (image_png, mask_png), strict=True):
-            (req.folder / name).write_bytes(data)
+            files.write_atomically(req.folder / name, data, root=req.result_dir)
         self._emit("uploading", 0.0, "Uploading the photo ({:.1f} MB)", len(image_png) / 1e6)
         image_ref, reused = self._photo(client, image_png)
         task = tasks.inference_task(
@@ -426,13 +438,17 @@ class Job:
         glb_gate.inspect_glb(path, max_triangles=budget, max_vertices=budget)
 
     def _from_disk(self) -> list[Result]:
+        """The files of an earlier run, each looked for by its name in this task's own folder (never at a path
+        the journal gives), and gated again: the result folder is shared, its files may have changed."""
+        record = TaskRecord(self.task_uuid, files=clean_entries(self.request.downloaded, "files"))
+        found = task_files(record, self.request.result_dir)
+        if found is None:
+            raise RunwareError("notGlb", "the files of the earlier run are not in the task's folder any more")
         results = []
-        for f in sorted(self.request.downloaded, key=lambda f: int(f.get("index") or 0)):
-            path = Path(str(f.get("path", "")))
+        for path, f in found:
             self._gate(path)
             seed = f.get("seed")
-            results.append(Result(path, self.task_uuid, int(f.get("index") or 0),
-                                  int(seed) if isinstance(seed, str) and seed.isdigit() else None, f.get("cost"), None))
+            results.append(Result(path, self.task_uuid, f["index"], int(seed) if seed else None, f.get("cost"), None))
         return results
 
     def _download(self, generations: list[tasks.Generation], guard: Guard, transport: Transport) -> list[Result]:
@@ -441,8 +457,11 @@ class Job:
         req = self.request
         results = []
         total = len(generations)
+        files.ensure_dir(req.result_dir, self.task_uuid)  # a real folder: never a link planted in its place
         for n, gen in enumerate(sorted(generations, key=lambda g: g.index)):
             dest = req.folder / f"{_safe(req.name)}_{n}.glb"
+            if gen.url and len(req.api_key) >= 4 and req.api_key in gen.url:  # it would go to the file host
+                raise RunwareError("keyInResultUrl")
 
             def progress(got: int, size: int | None, n: int = n) -> None:
                 self._emit("downloading", (n + (got / size if size else 0.5)) / total, "Downloading {}/{} ({:.1f} MB)",

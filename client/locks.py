@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import secrets
 import socket
 import time
 from pathlib import Path
 
+from . import files
+
 FOLDER = "locks"
 STALE = 24 * 3600.0
+MAX_LOCK_BYTES = 4096  # what a holder writes is a hundred bytes: a lock file larger than this is not one of ours
 
 
 def _start_time(pid: int) -> str:
@@ -45,19 +50,24 @@ ME = {"host": socket.gethostname(), "pid": os.getpid(), "start": _start_time(os.
 
 
 class TaskLocks:
+    """The locks of one result folder. Lock files are read as everything in the shared folder is (client.files):
+    regular files only, never through a link, a few KB at most; a task UUID of another form has no lock."""
+
     def __init__(self, result_dir: Path) -> None:
-        self.folder = Path(result_dir) / FOLDER
+        self.root = Path(result_dir)
+        self.folder = self.root / FOLDER
 
     def path(self, task_uuid: str) -> Path:
+        if not files.is_uuid(task_uuid):
+            raise files.UnsafeFileError(task_uuid, "it is not a task UUID")
         return self.folder / f"{task_uuid}.lock"
 
     def acquire(self, task_uuid: str) -> bool:
         """Take the task's lock (or keep it, when this process holds it). False when a live holder has it."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         path = self.path(task_uuid)
         for _ in range(3):
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                fd = files.create_exclusive(path, root=self.root)  # never through a link (the folder's either)
             except FileExistsError:
                 holder = self.holder(task_uuid)
                 if holder is None:
@@ -67,8 +77,9 @@ class TaskLocks:
                 if not self._dead(holder):
                     return False
                 try:  # a dead holder's lock: only one taker can rename it away
-                    os.rename(path, path.with_name(f"{path.name}.{os.getpid()}.stale"))
-                    path.with_name(f"{path.name}.{os.getpid()}.stale").unlink(missing_ok=True)
+                    stale = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.stale")
+                    os.rename(path, stale)
+                    stale.unlink(missing_ok=True)
                 except FileNotFoundError:
                     pass
                 continue
@@ -79,37 +90,53 @@ class TaskLocks:
 
     def release(self, task_uuid: str) -> None:
         """Give the lock back, if this process holds it (a folder that cannot be read has none to give)."""
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # UnsafeFileError too: a task UUID of another form holds no lock
             holder = self.holder(task_uuid)
             if holder is not None and _is_me(holder):
                 self.path(task_uuid).unlink(missing_ok=True)
 
     def holder(self, task_uuid: str) -> dict | None:
+        """Who holds the task's lock: its host, pid, start and time (each of its type), or None when free. A lock
+        being written, broken, too large or not a regular file counts as another's, as old as the file."""
         path = self.path(task_uuid)
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(files.read_bytes(path, max_bytes=MAX_LOCK_BYTES, root=self.root))
             if isinstance(data, dict):
-                return data
+                return _holder(data)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             pass
-        try:  # being written, or broken: another's, as old as the file
-            return {"host": "?", "pid": -1, "start": "", "time": path.stat().st_mtime}
+        try:
+            return {"host": "?", "pid": -1, "start": "", "time": os.lstat(path).st_mtime}
         except OSError:
             return None
 
     def held_elsewhere(self, task_uuid: str) -> bool:
         """Another live process holds this task: do not offer or start it here."""
-        holder = self.holder(task_uuid)
+        try:
+            holder = self.holder(task_uuid)
+        except OSError:  # a folder on the way that is a link: nobody can hold the task through it
+            return False
         return holder is not None and not _is_me(holder) and not self._dead(holder)
 
     @staticmethod
     def _dead(holder: dict) -> bool:
         if holder.get("host") != ME["host"]:
-            return time.time() - float(holder.get("time") or 0.0) > STALE
+            return time.time() - holder["time"] > STALE
         pid = holder.get("pid")
-        return not isinstance(pid, int) or pid <= 0 or not _alive(pid, str(holder.get("start") or ""))
+        return not isinstance(pid, int) or pid <= 0 or not _alive(pid, holder["start"])
+
+
+def _holder(data: dict) -> dict:
+    """A lock's fields, each of its type (a lock another host wrote is data, never trusted for more)."""
+    stamp = data.get("time")
+    pid = data.get("pid")
+    return {"host": data["host"] if isinstance(data.get("host"), str) else "?",
+            "pid": pid if isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2**31 else -1,
+            "start": data["start"] if isinstance(data.get("start"), str) else "",
+            "time": float(stamp) if isinstance(stamp, (int, float)) and not isinstance(stamp, bool)
+            and math.isfinite(stamp) else 0.0}
 
 
 def _is_me(holder: dict) -> bool:

@@ -11,6 +11,7 @@ by the API before any task was created). Amounts are kept in micro-dollars, so l
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 
@@ -24,6 +25,27 @@ FALLBACK_PRICE = 0.01  # a task type or model we know no price for: a cautious g
 # A 4xx answer refuses the request itself (a key, credit, a parameter): no task exists, nothing was billed.
 # Except these: a conflict means an earlier send of the same task got through; the others are transient.
 SENT_ANYWAY = {"conflictTaskUUID", "rateLimitExceeded", "timeout"}
+# What one result of a paid task can cost, USD. A reported price outside this (negative, NaN, infinite, a
+# hundredth of a cent or less, a hundred dollars or more) cannot be right: it is treated as unknown, so the
+# worst-case estimate stays (never learnt as the next reservation's price, never settled as the cost).
+MIN_PRICE = 0.0001
+MAX_PRICE = 100.0
+
+
+def checked(value: object, results: int = 1) -> float | None:
+    """A reported cost of `results` results (a server's answer, the journal, its index), when it can be right;
+    else None. The one check every price passes before it reaches the ledger, the journal's totals or an
+    object's `sam3d_cost`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        usd_value = float(value)
+    except (ValueError, OverflowError):
+        return None
+    results = max(1, int(results))
+    if not math.isfinite(usd_value) or not MIN_PRICE * results <= usd_value <= MAX_PRICE * results:
+        return None
+    return usd_value
 
 
 def refused_before_billing(error: RunwareError) -> bool:
@@ -44,11 +66,15 @@ class Limit:
 
     def __init__(self, name: str, usd_limit: float = 0.0) -> None:
         self.name = name
-        self.limit = micro(usd_limit)
+        self.limit = 0
+        self.set(usd_limit)
         self.committed = 0  # settled costs plus open reservations, micro-dollars
 
     def set(self, usd_limit: float) -> None:
-        self.limit = micro(usd_limit)
+        """0 or infinite: no limit. A limit that cannot be meant (negative, NaN) refuses every paid request."""
+        if usd_limit == math.inf:
+            usd_limit = 0.0
+        self.limit = micro(usd_limit) if math.isfinite(usd_limit) and usd_limit >= 0 else 1
 
 
 @dataclass
@@ -93,9 +119,11 @@ class Ledger:
         return micro(FALLBACK_PRICE if default is None else default)
 
     def learn(self, task_type: str, model: str, per_result_usd: float) -> None:
-        if per_result_usd > 0:
+        """The price of one result for the next reservations, when it can be right (`checked`)."""
+        price = checked(per_result_usd)
+        if price is not None:
             with self._lock:
-                self._prices[(task_type, model)] = micro(per_result_usd)
+                self._prices[(task_type, model)] = micro(price)
 
     def estimate(self, task_type: str, model: str, results: int = 1) -> float:
         return usd(self.price(task_type, model) * results)
@@ -113,7 +141,9 @@ class Ledger:
         return Reservation(self, task_type, model, results, amount, list(limits))
 
     def settle(self, reservation: Reservation, reported_usd: float | None, results: int) -> None:
-        if reported_usd is not None and results:
+        if reported_usd is not None:  # a cost that cannot be right is no report: the estimate stays
+            reported_usd = checked(reported_usd, results) if results else None
+        if reported_usd is not None:
             self.learn(reservation.task_type, reservation.model, reported_usd / results)
         with self._lock:
             if reservation.settled:

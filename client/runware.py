@@ -70,7 +70,7 @@ class RunwareClient:
         self.guard = guard or Guard()
         self.max_answer_bytes = max_answer_bytes
         self._own_transport = transport is None
-        self.transport = transport or Transport(user_agent=user_agent)
+        self.transport = transport or Transport(user_agent=user_agent, api_url=api_url)
         self._key = api_key
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
                          "Accept": "application/json", "User-Agent": user_agent}

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import RunwareError
+from .money import checked as checked_cost
 
 DEFAULT_MODEL = "meta:sam@3d"
 MAX_SEED = 2**63 - 1
@@ -127,7 +129,7 @@ def cutout_of(body: Any, task_uuid: str) -> tuple[bytes | None, str | None, floa
         inline = _inline_bytes({"base64": item.get("imageBase64Data"), "dataURI": item.get("imageDataURI")})
         url = item.get("imageURL") if isinstance(item.get("imageURL"), str) else None
         if inline or url:
-            return inline, url, _as_float(item.get("cost"))
+            return inline, url, checked_cost(item.get("cost"))
     raise RunwareError("badResponse", "The background removal answer held no image.")
 
 
@@ -142,7 +144,9 @@ def account_of(body: Any, task_uuid: str) -> dict[str, Any]:
         raise error_from(err)
     for item in items:
         if item.get("taskUUID") in (None, task_uuid):
-            return {"balance": _as_float(item.get("balance")), "organization": str(item.get("organizationName") or "")}
+            balance = _as_float(item.get("balance"))
+            return {"balance": balance if balance is not None and math.isfinite(balance) else None,
+                    "organization": str(item.get("organizationName") or "")[:200]}
     raise RunwareError("badResponse", "The account answer held no account.")
 
 
@@ -186,16 +190,18 @@ def split_envelope(body: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]
 
 
 def error_from(obj: dict[str, Any], status: int | None = None) -> RunwareError:
-    code = str(obj.get("code") or obj.get("error") or "unknown")
+    """The error an error object describes; its texts bounded (a server may send megabytes in any of them)."""
+    code = str(obj.get("code") or obj.get("error") or "unknown")[:100]
     parameter = obj.get("parameter")
     if isinstance(parameter, list):
-        parameter = ", ".join(str(p) for p in parameter)
+        parameter = ", ".join(str(p) for p in parameter[:20])
+    task_uuid = obj.get("taskUUID")
     return RunwareError(
         code,
-        str(obj.get("message") or ""),
+        str(obj.get("message") or "")[:1000],
         status=status,
-        task_uuid=obj.get("taskUUID"),
-        parameter=str(parameter) if parameter else None,
+        task_uuid=task_uuid[:100] if isinstance(task_uuid, str) else None,
+        parameter=str(parameter)[:200] if parameter else None,
     )
 
 
@@ -225,12 +231,12 @@ def _add_generations(state: TaskState, item: dict[str, Any]) -> None:
     apart by `resultIndex`, then by file UUID/URL; two items that differ in `resultIndex` are never merged."""
     base = item.get("resultIndex")
     seed = _as_int(item.get("seed"))
-    cost = _as_float(item.get("cost"))
     files = (item.get("outputs") or {}).get("files") if isinstance(item.get("outputs"), dict) else None
     entries: list[dict[str, Any]] = [f for f in files or [] if isinstance(f, dict)]
     if not entries and any(k in item for k in ("modelURL", "modelBase64Data", "modelDataURI")):
         entries = [{"uuid": item.get("modelUUID"), "url": item.get("modelURL"),
                     "base64": item.get("modelBase64Data"), "dataURI": item.get("modelDataURI")}]
+    cost = checked_cost(item.get("cost"), len(entries))  # an item's cost covers its files: NaN, -1 or 1e309 is none
     for offset, entry in enumerate(entries):
         # The server's index tells generations apart; ours numbers the files. A missing, repeated or absurd
         # index (a string, negative, past 32 bits) still leaves every paid result its own file.
@@ -238,7 +244,7 @@ def _add_generations(state: TaskState, item: dict[str, Any]) -> None:
                  else len(state.results)) + offset
         gen = Generation(state.task_uuid, index, url=_text(entry.get("url")), uuid=_text(entry.get("uuid")),
                          data=_inline_bytes(entry), seed=_first(_as_int(entry.get("seed")), seed),
-                         cost=_first(_as_float(entry.get("cost")), cost if offset == 0 else None))
+                         cost=_first(checked_cost(entry.get("cost")), cost if offset == 0 else None))
         if gen.url is None and gen.data is None:
             continue
         if not any(_same(gen, old) for old in state.results):

@@ -55,7 +55,8 @@ def remove_background(context: bpy.types.Context, label: str, png: bytes, expect
         return {"CANCELLED"}
 
     def work(call: BackgroundCall) -> Cutout:  # the worker: network only, no bpy
-        transport = Transport(proxy=net["proxy"], ca_bundle=net["ca_bundle"], user_agent=net["user_agent"])
+        transport = Transport(proxy=net["proxy"], ca_bundle=net["ca_bundle"], user_agent=net["user_agent"],
+                              api_url=net["api_url"])
         try:
             client = RunwareClient(key, net["api_url"], timeout=net["request_timeout"], guard=call.guard,
                                    transport=transport, user_agent=net["user_agent"])

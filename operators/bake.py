@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -681,12 +683,22 @@ def _pull_push(premultiplied: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 
 def _save_png(image: bpy.types.Image, path: Path) -> Path:
-    """The image as a PNG at `path`, kept as an external file at that absolute path."""
+    """The image as a PNG at `path`, kept as an external file at that absolute path. Saved to a new file of an
+    unpredictable name beside it, then renamed over it: a link planted at `path` (a shared library) is
+    replaced, never written through."""
     try:
-        image.filepath_raw = str(path)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name[:60]}.", suffix=".png", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise BakeError(rpt_("The texture could not be saved as {} ({}).").format(path, exc.strerror or exc)) from exc
+    try:
+        image.filepath_raw = name
         image.file_format = "PNG"
         image.save()
-    except RuntimeError as exc:
+        os.replace(name, path)
+    except (RuntimeError, OSError) as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
         raise BakeError(rpt_("The texture could not be saved as {} ({}).").format(path, _short(exc))) from exc
     image.filepath = str(path)
     image.source = "FILE"

@@ -23,6 +23,8 @@ import functools
 import gc
 import hashlib
 import json
+import logging
+import math
 import re
 import sys
 import time
@@ -35,7 +37,9 @@ import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
 from .. import preferences
-from ..client import Job, RunwareError
+from ..client import Job, RunwareError, files
+from ..client.folders import walk
+from ..client.journal import task_files
 from ..client.money import Limit
 from ..translations import iface_, rpt_, tip_
 from . import pixels
@@ -43,13 +47,14 @@ from .checks import is_blocking, refuse, why_offline
 from .inputs import settings_of, window_manager_of
 from .job_requests import job_request
 from .library import ROOT_CATALOG, Library, make_asset, remove_from_file
-from .masks import IMAGE_SUFFIXES, natural_order
+from .masks import IMAGE_SUFFIXES
 from .outcomes import conclude, tell
 from .runner import RUNNER, TICK, Report, SceneJob
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems
 
+log = logging.getLogger(__name__)
 SIZE_IN_NAME = re.compile(r"^(?P<name>.+)@(?P<size>\d+(?:\.\d+)?)m$")
 REPORT_EVERY = 2.0  # seconds between rewrites of the report while a batch runs
 
@@ -69,21 +74,19 @@ class Item:
 
 
 def find_items(folder: Path) -> list[Item]:
-    """Every photo and mask pair under `folder`, in a stable order."""
+    """Every photo and mask pair under `folder`, in a stable order: one walk (client/folders.py) that sees each
+    real file once, whatever links the folder holds, so no photo is reconstructed (or billed) twice."""
     items: list[Item] = []
-    for directory in sorted([folder, *(p for p in folder.rglob("*") if p.is_dir() and not _hidden(p, folder))],
-                            key=natural_order):
-        images = sorted((p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-                        key=natural_order)
-        relative = directory.relative_to(folder)
-        sizes = _sizes(directory)
+    for directory in walk(folder, IMAGE_SUFFIXES):
+        images, relative = directory.files, directory.relative
+        sizes = _sizes(directory.path)
         photo = next((p for p in images if p.stem == "image"), None)
-        if photo is not None and directory != folder:  # name/image.png + masks: one asset per mask
+        if photo is not None and directory.relative != Path("."):  # name/image.png + masks: one asset per mask
             catalog = "/".join([ROOT_CATALOG, *relative.parent.parts]) if relative.parent.parts else ROOT_CATALOG
             for mask in (m for m in images if m != photo):
-                name, height = _named(mask.stem, sizes)
-                items.append(Item(f"{directory.name}_{name}", (relative / mask.name).as_posix(), str(photo),
-                                  str(mask), catalog, height))
+                name, height, why = _named(mask.stem, sizes)
+                items.append(_item(Item(f"{relative.name}_{name}", (relative / mask.name).as_posix(), str(photo),
+                                        str(mask), catalog, height), why))
             continue
         catalog = "/".join([ROOT_CATALOG, *relative.parts])
         stems = {p.stem: p for p in images}
@@ -91,37 +94,64 @@ def find_items(folder: Path) -> list[Item]:
             if image.stem.endswith("_mask"):
                 continue
             partner = stems.get(f"{image.stem}_mask")
-            name, height = _named(image.stem, sizes)
-            items.append(Item(name, (relative / image.name).as_posix(), str(image), str(partner) if partner else "",
-                              catalog, height))
+            name, height, why = _named(image.stem, sizes)
+            items.append(_item(Item(name, (relative / image.name).as_posix(), str(image),
+                                    str(partner) if partner else "", catalog, height), why))
     return items
 
 
-def _hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
+def _item(item: Item, why: str) -> Item:
+    """An item, refused at once (with its sentence) when its real size cannot be right."""
+    if why:
+        item.status, item.reason = "failed", why
+    return item
 
 
-def _named(stem: str, sizes: dict[str, float]) -> tuple[str, float]:
-    """(asset name, real height): `chair@0.9m` → ("chair", 0.9); else the height sizes.csv gives, or 0."""
+MIN_HEIGHT, MAX_HEIGHT = 0.001, 1000.0  # metres: a real size between a millimetre and a kilometre
+
+
+def _height(value: str) -> float | None:
+    """A height in metres from a file name or sizes.csv, when it can be a real object's (finite, in range)."""
+    try:
+        height = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return height if math.isfinite(height) and MIN_HEIGHT <= height <= MAX_HEIGHT else None
+
+
+def _named(stem: str, sizes: dict[str, str]) -> tuple[str, float, str]:
+    """(asset name, real height, why the height is refused): `chair@0.9m` → ("chair", 0.9, ""); else the height
+    sizes.csv gives, or 0 (unknown)."""
     match = SIZE_IN_NAME.match(stem)
-    if match:
-        return match["name"], float(match["size"])
-    return stem, sizes.get(stem, 0.0)
+    name, given, where = (match["name"], match["size"], "its file name") if match else \
+        (stem, sizes.get(stem), "sizes.csv")
+    if given is None:
+        return name, 0.0, ""
+    height = _height(given)
+    if height is None:
+        return name, 0.0, rpt_("{} gives {} a height of {} m: a real height is between {:g} and {:g} m").format(
+            where, name, given[:40], MIN_HEIGHT, MAX_HEIGHT)
+    return name, height, ""
 
 
-def _sizes(directory: Path) -> dict[str, float]:
-    """`sizes.csv` beside the photos: `name,height` in metres (a header line and other columns are ignored)."""
-    path = directory / "sizes.csv"
-    if not path.is_file():
+def _sizes(directory: Path) -> dict[str, str]:
+    """`sizes.csv` beside the photos: `name,height` in metres (a header line and other columns are ignored). Read
+    as a regular file of at most a megabyte (a FIFO or a device never hangs the batch)."""
+    try:
+        data = files.read_bytes(directory / "sizes.csv", max_bytes=1 << 20, follow_links=True)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        log.warning("SAM 3D: sizes.csv in %s is not read: %s", directory, exc)
         return {}
     sizes = {}
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        for row in csv.reader(f):
-            if len(row) >= 2:
-                try:
-                    sizes[Path(row[0].strip()).stem] = float(row[1])
-                except ValueError:
-                    continue  # a header, or a typo: that photo keeps SAM 3D's size
+    for row in csv.reader(data.decode("utf-8", errors="replace").splitlines()):
+        if len(row) >= 2 and row[1].strip():
+            try:
+                float(row[1])
+            except ValueError:
+                continue  # a header, or a typo: that photo keeps SAM 3D's size
+            sizes[Path(row[0].strip()).stem] = row[1].strip()
     return sizes
 
 
@@ -223,6 +253,8 @@ class Batch:
         while not self.cancelled and self._next < len(self.items) and len(self._active) < room:
             item = self.items[self._next]
             self._next += 1
+            if item.status != "pending":  # refused when found (a real size that cannot be right)
+                continue
             entry = self._start(context, item)
             if entry is not None:
                 self._active[entry.job.task_uuid] = item
@@ -282,15 +314,17 @@ class Batch:
     def _earlier(self, context: bpy.types.Context, item: Item, hashes: dict[str, str]) -> dict:
         """How to bring this item's earlier task, when one was sent and may still bring its result: from the
         files on disk (`downloaded`), or fetched by its UUID (`task_uuid`). Empty: send a new task."""
-        state = self.library.state(item.key)
+        state = self.library.state(item.key)  # a task UUID of UUID form only (Library.state)
         uuid = state.get("task_uuid")
-        if state.get("state") != "claimed" or state.get("hashes") != hashes or not isinstance(uuid, str):
+        if state.get("state") != "claimed" or state.get("hashes") != hashes or not files.is_uuid(uuid):
             return {}
-        RUNNER.refresh_history(preferences.result_folder(preferences.get(context)))
+        assert isinstance(uuid, str)
+        folder = preferences.result_folder(preferences.get(context))
+        RUNNER.refresh_history(folder)
         record = RUNNER.record(uuid)
         if record is None:  # another machine's journal: Runware knows the task by its UUID
             return {"task_uuid": uuid, "resume": True}
-        if record.files and all(Path(str(f.get("path", ""))).is_file() for f in record.files):
+        if task_files(record, folder) is not None:  # its files, in its own folder of this result folder
             return {"task_uuid": uuid, "resume": True, "downloaded": list(record.files)}
         return {"task_uuid": uuid, "resume": True} if record.unfinished else {}
 
@@ -325,12 +359,13 @@ class Batch:
                                "sam3d_source_photo": item.photo},
                    target_size=self.options.target_size, real_height=item.height,
                    triangle_budget=0 if self.options.bake else self.options.triangle_budget,
-                   preview=self.library.folder / ".sam3d" / "previews" / f"{item.key}.png")
+                   preview=True)
         if self.options.bake:
             from .bake import bake_object  # only batches that bake need it
 
+            textures = files.ensure_dir(self.library.folder, *Path(item.key).parent.parts, "textures")  # no link
             bake_object(bpy.context, root, resolution=self.options.bake, max_triangles=self.options.triangle_budget,
-                        save_dir=self.library.asset_path(item.key).parent / "textures")
+                        save_dir=textures)
         try:
             with _lent_name(root, item.name):
                 self.library.write_asset(item.key, root)
@@ -365,7 +400,7 @@ class Batch:
                 "cost": self.cost(), "items": [asdict(i) for i in self.items]}
         from .library import write_atomically
 
-        write_atomically(self.report_path, json.dumps(data, indent=1).encode())
+        write_atomically(self.report_path, json.dumps(data, indent=1).encode(), self.library.folder)
 
 
 @contextlib.contextmanager
@@ -579,6 +614,9 @@ def cli(argv: list[str]) -> int:
             raise ValueError
     except ValueError:
         print(f"sam3d: --shard takes K/N with 1 ≤ K ≤ N (got {args.shard!r})")
+        return 2
+    if not (math.isfinite(args.max_cost) and args.max_cost >= 0 and math.isfinite(args.size) and args.size >= 0):
+        print("sam3d: --max-cost and --size take a number of 0 or more (0: none)")
         return 2
     reason = why_offline(bpy.context)
     if reason:  # the user's choice stands: Blender's own --online-mode allows it for this run

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 def check(call: BackgroundCall, key: str, net: dict[str, Any]) -> dict[str, Any]:
     """The worker's part: one free request, timed (no bpy)."""
-    transport = Transport(proxy=net["proxy"], ca_bundle=net["ca_bundle"], user_agent=net["user_agent"])
+    transport = Transport(proxy=net["proxy"], ca_bundle=net["ca_bundle"], user_agent=net["user_agent"],
+                              api_url=net["api_url"])
     try:
         client = RunwareClient(key, net["api_url"], timeout=net["request_timeout"], guard=call.guard,
                                transport=transport, user_agent=net["user_agent"], max_retries=0)

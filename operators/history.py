@@ -10,11 +10,13 @@ import bpy
 from bpy.props import StringProperty
 
 from .. import preferences
-from ..client import Job, RunwareError, TaskRecord
+from ..client import Job, RunwareError, TaskRecord, files
+from ..client.imagesize import dimensions
 from ..client.jobs import INPUT_FILES
+from ..client.journal import task_files
 from ..client.locks import TaskLocks
 from ..translations import rpt_
-from . import importing
+from . import importing, pixels
 from .checks import is_blocking, refuse, why_offline
 from .job_requests import job_request
 from .outcomes import note_imported, run_blocking
@@ -26,9 +28,18 @@ if TYPE_CHECKING:
 ENDED = {"imported", "failed", "cancelled", "created"}  # what Retry may send again: nothing can still be billed
 
 
+MAX_INPUT_BYTES = 64 * 1024 * 1024  # a photo sent is a PNG of at most 2048 px a side: far less than this
+
+
 def _record(context: bpy.types.Context, task_uuid: str) -> TaskRecord | None:
+    if not files.is_uuid(task_uuid):  # a task UUID names a folder: only of UUID form
+        return None
     RUNNER.refresh_history(preferences.result_folder(preferences.get(context)))
     return RUNNER.record(task_uuid)
+
+
+def _folder(context: bpy.types.Context) -> Path:
+    return preferences.result_folder(preferences.get(context))
 
 
 def why_not_retry(record: TaskRecord | None, task_uuid: str) -> str:
@@ -43,8 +54,9 @@ def why_not_retry(record: TaskRecord | None, task_uuid: str) -> str:
     return ""
 
 
-def _on_disk(record: TaskRecord) -> bool:
-    return bool(record.files) and all(Path(f.get("path", "")).is_file() for f in record.files)
+def _on_disk(context: bpy.types.Context, record: TaskRecord) -> bool:
+    """Its GLBs are in its own folder of the result folder (regular files, reached without a link)."""
+    return task_files(record, _folder(context)) is not None
 
 
 def _seed(value: object) -> int | None:
@@ -54,13 +66,15 @@ def _seed(value: object) -> int | None:
 def import_record(context: bpy.types.Context, record: TaskRecord) -> list[bpy.types.Object]:
     """The GLBs a task left on disk, imported like a fresh result (no request)."""
     info = record.info
-    files = sorted(record.files, key=lambda f: f.get("index", 0))
+    folder = _folder(context)
+    found = task_files(record, folder)  # each GLB by its name in the task's own folder, never where a line says
+    if found is None:
+        raise importing.GlbImportError(rpt_("The result of this task is not on disk."))
     provenance = [importing.Provenance(record.task_uuid, _seed(f.get("seed")), f.get("cost"), info.get("prompt", ""),
                                        info.get("image", ""), info.get("mask", ""), info.get("model", ""),
-                                       int(f.get("index", 0))) for f in files]
-    objects = importing.import_results(context, [Path(f["path"]) for f in files], provenance,
+                                       f["index"]) for _, f in found]
+    objects = importing.import_results(context, [path for path, _ in found], provenance,
                                        name=info.get("name", "object"), placement=info.get("placement", "CURSOR"))
-    folder = preferences.result_folder(preferences.get(context))
     note_imported(folder, record.task_uuid, [o.name for o in objects], info)
     RUNNER.refresh_history(folder)
     return objects
@@ -74,6 +88,23 @@ def start_from_record(context: bpy.types.Context, record: TaskRecord, **fields: 
                           prompt=info.get("prompt", ""), seed=_seed(info.get("seed")),
                           number_results=int(info.get("number_results", 1)), **fields)  # type: ignore[arg-type]
     return RUNNER.add(SceneJob(Job(request)))
+
+
+def retry_inputs(result_dir: Path, task_uuid: str) -> tuple[bytes, bytes] | None:
+    """The photo and mask a task sent, from its own folder: regular files reached without a link, within a bound,
+    two PNGs of one size no larger than what is ever sent. None otherwise (the panel's sentence says so)."""
+    found = []
+    for name in INPUT_FILES:
+        try:
+            data = files.read_bytes(Path(result_dir) / task_uuid / name, max_bytes=MAX_INPUT_BYTES, root=result_dir)
+        except OSError:
+            return None
+        size = dimensions(data[:4096]) if data.startswith(b"\x89PNG") else None
+        if size is None or max(size) > pixels.MAX_SIDE:
+            return None
+        found.append((data, size))
+    (photo, photo_size), (mask, mask_size) = found
+    return (photo, mask) if photo_size == mask_size else None
 
 
 class SAM3D_OT_reimport(bpy.types.Operator):
@@ -90,7 +121,7 @@ class SAM3D_OT_reimport(bpy.types.Operator):
         if record is None:
             self.report({"ERROR"}, rpt_("The journal has no task {}.").format(self.task_uuid))
             return {"CANCELLED"}
-        if not _on_disk(record):
+        if not _on_disk(context, record):
             self.report({"ERROR"}, rpt_("The result of this task is not on disk: use Resume to fetch it.")
                         if record.unfinished else rpt_("The result of this task is not on disk."))
             return {"CANCELLED"}
@@ -122,7 +153,7 @@ class SAM3D_OT_resume(bpy.types.Operator):
             return {"CANCELLED"}
         entries, imported = [], 0
         for record in todo:
-            if _on_disk(record):  # downloaded before the crash: only the import is missing
+            if _on_disk(context, record):  # downloaded before the crash: only the import is missing
                 try:
                     imported += len(self._from_disk(context, record))
                 except importing.GlbImportError as exc:
@@ -181,17 +212,17 @@ class SAM3D_OT_retry(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         record = _record(context, self.task_uuid)
-        folder = preferences.result_folder(preferences.get(context)) / self.task_uuid
         reason = why_not_retry(record, self.task_uuid)
         if reason:
             self.report({"ERROR"}, reason)
             return {"CANCELLED"}
         assert record is not None
-        if not all((folder / name).is_file() for name in INPUT_FILES):
+        inputs = retry_inputs(_folder(context), record.task_uuid)
+        if inputs is None:
             self.report({"ERROR"}, rpt_("The inputs of this job are not on disk any more: reconstruct it from the "
                                         "panel."))
             return {"CANCELLED"}
-        photo, mask = ((folder / name).read_bytes() for name in INPUT_FILES)
+        photo, mask = inputs
         try:
             entry = start_from_record(context, record, prepare=lambda: (photo, mask))
         except RunwareError as exc:
@@ -212,8 +243,9 @@ class SAM3D_OT_open_folder(bpy.types.Operator):
     task_uuid: StringProperty(name="Task", default="", options={"HIDDEN", "SKIP_SAVE"})  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
-        folder = preferences.result_folder(preferences.get(context))
-        if self.task_uuid and (folder / self.task_uuid).is_dir():
+        folder = _folder(context)
+        if files.is_uuid(self.task_uuid) and (folder / self.task_uuid).is_dir() and \
+                not (folder / self.task_uuid).is_symlink():
             folder = folder / self.task_uuid
         bpy.ops.wm.path_open(filepath=str(folder))
         return {"FINISHED"}

@@ -2,12 +2,22 @@
 
 Main thread only. Either every result of a job lands, or nothing does (no half-imported scene); the GLBs
 stay on disk whatever happens, so nothing paid for is lost.
+
+Every GLB that reaches Blender's importer comes through `import_glb`, the one door: its bytes are copied (a
+regular file, never through a link, within the Largest Download) into a private folder of this process, that
+copy passes the GLB gate (client/glb_gate.py), and the importer reads that copy, so a file of the shared result
+folder changed between the check and the import changes nothing. A fresh result, Re-import, Resume from disk
+and every batch item go through it alike.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import struct
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -16,6 +26,8 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
+from .. import preferences
+from ..client import RunwareError, files, glb_gate
 from ..translations import rpt_
 from .inputs import scene_of, view_layer_of
 
@@ -73,6 +85,8 @@ def import_results(context: bpy.types.Context, paths: list[Path], provenance: li
         _remove_new(before)
         if made_collection:
             bpy.data.collections.remove(collection)
+        if isinstance(exc, GlbRefusedError):
+            raise
         kept = ", ".join(str(p) for p in paths)
         why = _short(exc)
         if any(uses_draco(p) for p in paths):
@@ -118,12 +132,48 @@ def _import_one(context: bpy.types.Context, path: Path, label: str,
     return root
 
 
+class GlbRefusedError(GlbImportError):
+    """The GLB gate refused the file: its sentence says why (nothing of it reached Blender)."""
+
+
+@contextlib.contextmanager
+def gated_copy(path: Path) -> Iterator[Path]:
+    """A private copy of the GLB at `path` that passed the gate (raises GlbRefusedError otherwise)."""
+    prefs = preferences.get()
+    limit = prefs.max_download_mb * 1024 * 1024
+    folder = tempfile.mkdtemp(prefix="sam3d-import-")  # this process's own (0700)
+    copy = Path(folder) / "result.glb"
+    try:
+        try:
+            fd = files.open_regular(path, max_bytes=limit)
+        except files.UnsafeFileError as exc:
+            raise GlbRefusedError(rpt_("The result {} was not imported: {}.").format(path, exc.why)) from None
+        except OSError as exc:
+            raise GlbRefusedError(rpt_("The result {} cannot be read ({}).").format(path, exc.strerror or exc)) \
+                from None
+        with os.fdopen(fd, "rb") as source, open(copy, "xb") as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+            if target.tell() > limit:  # grown while copied
+                raise GlbRefusedError(rpt_("The result {} is larger than the download limit set in the preferences."
+                                      ).format(path))
+        budget = prefs.max_triangles
+        try:
+            glb_gate.inspect_glb(copy, max_triangles=budget, max_vertices=budget)
+        except RunwareError as exc:
+            raise GlbRefusedError(rpt_("{} The file is kept at {}.").format(exc.sentence, path)) from None
+        yield copy
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def import_glb(path: Path) -> list[bpy.types.Object]:
-    """Blender's glTF importer; returns what it made (found by difference, not by selection)."""
+    """Blender's glTF importer on a gated private copy of `path`; returns what it made (found by difference,
+    not by selection)."""
     props = bpy.ops.import_scene.gltf.get_rna_type().properties.keys()  # type: ignore[call-arg]
     options = {k: v for k, v in _IMPORT_OPTIONS.items() if k in props}
     before = set(bpy.data.objects)
-    bpy.ops.import_scene.gltf(filepath=str(path), **options)  # type: ignore[arg-type]
+    with gated_copy(path) as copy:
+        bpy.ops.import_scene.gltf(filepath=str(copy), **options)  # type: ignore[arg-type]
     made = [o for o in bpy.data.objects if o not in before]
     if not any(o.type == "MESH" for o in made):
         raise GlbImportError(rpt_("the file holds no mesh"))
@@ -287,7 +337,7 @@ def _remove_new(before: dict[str, set[bpy.types.ID]]) -> None:
 def uses_draco(path: Path) -> bool:
     """Whether a GLB's JSON chunk asks for Draco mesh compression."""
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(files.open_regular(path), "rb") as f:
             header = f.read(20)
             length = struct.unpack("<I", header[12:16])[0] if len(header) == 20 else 0
             return b"KHR_draco_mesh_compression" in f.read(min(length, 1 << 24))

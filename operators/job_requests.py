@@ -49,7 +49,7 @@ def job_request(context: bpy.types.Context, *, paid: bool = True, limits: tuple[
     request (not a Resume) holds its reservation from here on."""
     prefs = preferences.get(context)
     destinations = {"webhook_url": prefs.webhook_url.strip(), "upload_endpoint": prefs.upload_endpoint.strip()}
-    if not all(preferences.is_secure_destination(url) for url in destinations.values() if url):
+    if not all(preferences.is_secure_destination(url, prefs.api_url.strip()) for url in destinations.values() if url):
         raise RunwareError("insecureHook")
     history = RUNNER.history
     request = JobRequest(

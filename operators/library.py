@@ -17,6 +17,8 @@ import contextlib
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,12 +28,14 @@ from typing import Any
 import bpy
 from mathutils import Matrix, Vector
 
+from ..client import files
 from . import pixels
 from .importing import mesh_of
 
 CATS_FILE = "blender_assets.cats.txt"
 ROOT_CATALOG = "SAM 3D"
 STATE_DIR = ".sam3d"
+MAX_STATE_BYTES = 16 * 1024 * 1024  # an item's provenance is a few hundred bytes; the catalogs a few KB
 _NAMESPACE = uuid.UUID("6f1f6a1e-3d0b-4a57-9a44-5a3d0bdc0f3d")  # catalog UUIDs stable across runs
 
 
@@ -39,27 +43,21 @@ def catalog_id(path: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, path))
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write a file so that readers see the old one or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def write_atomically(path: Path, data: bytes, root: Path | None = None) -> None:
+    """Write a file so that readers see the old one or the new one, never half of one (client/files.py: a
+    temporary file of an unpredictable name, renamed over it; never through a link below `root`)."""
+    files.write_atomically(path, data, root=root)
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, wait: float = 30.0) -> Iterator[None]:
+def file_lock(path: Path, root: Path, wait: float = 30.0) -> Iterator[None]:
     """A short-lived lock between processes (shards) writing one shared file; a stale one (a killed holder)
     is broken after `wait` seconds."""
     lock = path.with_name(path.name + ".lock")
     deadline = time.monotonic() + wait
     while True:
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            os.close(fd)
+            os.close(files.create_exclusive(lock, root=root))
             break
         except FileExistsError:
             if time.monotonic() > deadline:
@@ -83,24 +81,35 @@ class Library:
         return self.folder / STATE_DIR / f"{key}.json"  # one file per key: keys are distinct relative paths
 
     def state(self, key: str) -> dict[str, Any]:
+        """An item's provenance (another machine may have written it: read as every shared file is, and its
+        task UUID kept only in UUID form); {} when there is none, or none that can be read."""
         try:
-            data = json.loads(self.state_path(key).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(files.read_bytes(self.state_path(key), max_bytes=MAX_STATE_BYTES, root=self.folder))
+        except (OSError, ValueError, RecursionError):
             return {}
-        return data if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            return {}
+        if "task_uuid" in data and not files.is_uuid(data["task_uuid"]):
+            data.pop("task_uuid")
+        return data
 
     def set_state(self, key: str, **fields: Any) -> None:
-        write_atomically(self.state_path(key), json.dumps({"key": key, "time": time.time(), **fields}).encode())
+        write_atomically(self.state_path(key), json.dumps({"key": key, "time": time.time(), **fields}).encode(),
+                         self.folder)
 
     def is_done(self, key: str, hashes: dict[str, str]) -> bool:
         state = self.state(key)
-        return state.get("state") == "done" and state.get("hashes") == hashes and self.asset_path(key).is_file()
+        return state.get("state") == "done" and state.get("hashes") == hashes and \
+            files.is_regular(self.asset_path(key), root=self.folder)
 
     def write_asset(self, key: str, root: bpy.types.Object) -> Path:
-        """The asset and what it uses (mesh, materials, packed images) as its own .blend, atomically."""
+        """The asset and what it uses (mesh, materials, packed images) as its own .blend, atomically: written
+        to a new file of an unpredictable name beside it, then renamed over it (never through a link)."""
         path = self.asset_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.blend")
+        files.ensure_dir(self.folder, *Path(key).parent.parts)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name[:60]}.", suffix=".tmp.blend", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
         try:
             # Paths relative to the asset (a baked texture beside it): the library can move, or be shared.
             bpy.data.libraries.write(str(tmp), {root}, fake_user=True, path_remap="RELATIVE_ALL")
@@ -112,13 +121,17 @@ class Library:
     def add_catalogs(self, paths: set[str]) -> None:
         """The library's catalog file (Blender's format), keeping catalogs anyone else wrote there."""
         cats = self.folder / CATS_FILE
-        with file_lock(cats):
-            lines = cats.read_text(encoding="utf-8").splitlines() if cats.exists() else ["VERSION 1", ""]
+        with file_lock(cats, self.folder):
+            try:
+                text = files.read_bytes(cats, max_bytes=MAX_STATE_BYTES, root=self.folder).decode("utf-8", "replace")
+                lines = text.splitlines()
+            except FileNotFoundError:
+                lines = ["VERSION 1", ""]
             known = {line.split(":")[0] for line in lines if ":" in line and not line.startswith("#")}
             missing = [p for p in sorted(paths) if catalog_id(p) not in known]
             if missing:
                 lines += [f"{catalog_id(p)}:{p}:{p.replace('/', '-')}" for p in missing]
-                write_atomically(cats, ("\n".join(lines) + "\n").encode())
+                write_atomically(cats, ("\n".join(lines) + "\n").encode(), self.folder)
 
 
 # --- one asset ------------------------------------------------------------------------------------------
@@ -126,7 +139,7 @@ class Library:
 
 def make_asset(root: bpy.types.Object, *, catalog: str, description: str, tags: list[str],
                provenance: dict[str, Any], target_size: float = 0.0, real_height: float = 0.0,
-               triangle_budget: int = 0, preview: Path | None = None) -> None:
+               triangle_budget: int = 0, preview: bool = False) -> None:
     """Clean the object for reuse and mark it as an asset with its metadata and a rendered preview."""
     root.location = (0.0, 0.0, 0.0)  # the origin is at the base already (placement on the cursor)
     if root.type == "MESH":
@@ -147,8 +160,8 @@ def make_asset(root: bpy.types.Object, *, catalog: str, description: str, tags: 
             meta.tags.new(tag)
     for key, value in provenance.items():
         meta[key] = value
-    if preview is not None:
-        render_preview(root, preview)
+    if preview:
+        render_preview(root)
 
 
 def decimate(obj: bpy.types.Object, budget: int) -> None:
@@ -168,7 +181,7 @@ def decimate(obj: bpy.types.Object, budget: int) -> None:
         bpy.data.meshes.remove(old)
 
 
-def render_preview(obj: bpy.types.Object, path: Path, size: int = 128) -> None:
+def render_preview(obj: bpy.types.Object, size: int = 128) -> None:
     """A small Cycles render of the object alone, set as its asset preview (not Blender's blank icon)."""
     scene = bpy.data.scenes.new("SAM3D Preview")
     try:
@@ -192,13 +205,16 @@ def render_preview(obj: bpy.types.Object, path: Path, size: int = 128) -> None:
         cycles.device = "CPU"
         scene.render.resolution_x = scene.render.resolution_y = size
         scene.render.film_transparent = True
-        scene.render.filepath = str(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private = Path(tempfile.mkdtemp(prefix="sam3d-preview-"))  # never a file of the shared library
+        scene.render.filepath = str(private / "preview.png")
         had_result = "Render Result" in bpy.data.images
         # No temp_override around operators here: Blender 4.2–5.0 read an override without holding Python's
         # lock, which crashes while our download threads run Python (tests/blender/test_threads.py).
-        bpy.ops.render.render(write_still=True, scene=scene.name)
-        set_preview(obj, path)
+        try:
+            bpy.ops.render.render(write_still=True, scene=scene.name)
+            set_preview(obj, private / "preview.png")
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
         if not had_result and "Render Result" in bpy.data.images:  # leave the file as it was
             bpy.data.images.remove(bpy.data.images["Render Result"])
     finally:

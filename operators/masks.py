@@ -8,15 +8,16 @@ format); a file that is the photo itself is skipped.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import bpy
 import numpy as np
 from bpy.props import StringProperty
 
 from .. import preferences
+from ..client.folders import walk
 from ..translations import rpt_
 from . import pixels
 from .checks import refuse, why_no_photo
@@ -27,11 +28,6 @@ if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".exr", ".tga"}
-
-
-def natural_order(path: Path) -> list[object]:
-    """2.png before 10.png."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
 class SAM3D_OT_mask_add(bpy.types.Operator):
@@ -103,7 +99,11 @@ class SAM3D_OT_masks_load_folder(bpy.types.Operator):
             return {"CANCELLED"}
         settings = settings_of(context)
         photo = pin_photo(context)
-        files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_order)
+        try:  # each real file once (a mask linked under two names is one mask, sent and paid once)
+            files = walk(folder, IMAGE_SUFFIXES, recursive=False)[0].files
+        except OSError as exc:
+            self.report({"ERROR"}, rpt_("{} cannot be read ({}).").format(folder, exc.strerror or exc))
+            return {"CANCELLED"}
         added = skipped = 0
         for path in files:
             if photo is not None and is_file_of(photo, path):
@@ -190,10 +190,15 @@ class SAM3D_OT_mask_open(bpy.types.Operator):
 # --- making masks in Blender -----------------------------------------------------------------------------
 
 
+def mask_png(mask: np.ndarray) -> bytes:
+    """The PNG of a (h, w) bool mask, white = object (a few kilobytes: the mask itself is freed)."""
+    return pixels.encode_png(np.where(mask, 255, 0).astype(np.uint8))
+
+
 def new_mask_image(name: str, mask: np.ndarray) -> bpy.types.Image:
     """A Blender image of a (h, w) bool mask given top row first (white = object), packed as an 8-bit PNG:
     saved with the .blend, and small (never a float buffer of the photo's size)."""
-    return packed_png(name, pixels.encode_png(np.where(mask, 255, 0).astype(np.uint8)))
+    return packed_png(name, mask_png(mask))
 
 
 def packed_png(name: str, png: bytes) -> bpy.types.Image:
@@ -215,13 +220,47 @@ def show(context: bpy.types.Context, image: bpy.types.Image) -> None:
 def label_masks(rgb: np.ndarray, limit: int = 64) -> list[np.ndarray]:
     """One bool mask per flat colour of a label map, the background (black, else the commonest colour)
     left out, in order of first appearance from the top left."""
-    codes = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
-    values, first, counts = np.unique(codes, return_index=True, return_counts=True)
+    return list(iter_label_masks(colour_codes(rgb), limit))
+
+
+def colour_codes(rgb: np.ndarray) -> np.ndarray:
+    """(h, w) int32 colour codes of (h, w, ≥3) uint8 pixels."""
+    return (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+
+
+def iter_label_masks(codes: np.ndarray, limit: int = 64) -> Iterator[np.ndarray]:
+    """`label_masks` from colour codes, one mask at a time (each made when asked for): a sort of the codes and one
+    bool mask at a time, never an index per pixel or every mask at once."""
+    values, counts = np.unique(codes, return_counts=True)
     if len(values) > limit + 1:
         raise ValueError(rpt_("it has {} colours: a label map has one flat colour per object").format(len(values)))
     background = 0 if 0 in values else values[np.argmax(counts)]
-    order = [v for _, v in sorted(zip(first, values, strict=True)) if v != background]
-    return [codes == v for v in order]
+    flat = codes.reshape(-1)
+    first = {int(v): int(np.argmax(flat == v)) for v in values if v != background}
+    for value in sorted(first, key=first.__getitem__):
+        yield codes == value
+
+
+def label_codes(image: bpy.types.Image) -> np.ndarray:
+    """(h, w) colour codes of a label map upright: its float pixels read once (Blender fills one array), coded
+    band by band, so the peak is about 24 bytes per pixel (Blender's own image, the floats, the codes), never a
+    second float copy, an index per pixel or every mask at once."""
+    w, h = image.size
+    if not (w and h):
+        raise pixels.MaskError(rpt_("it has no pixels (is its file missing?)"))
+    buf = np.empty(w * h * 4, np.float32)  # Blender fills one array: read whole, then coded band by band
+    stored: Any = image.pixels  # the stubs say float: it is a float array
+    stored.foreach_get(buf)
+    rows = buf.reshape(h, w, 4)
+    codes = np.empty((h, w), np.int32)
+    band = max(1, (1 << 22) // max(w, 1))
+    for y in range(0, h, band):
+        rgb = rows[y:y + band, :, :3]
+        if image.is_float:
+            rgb = pixels.linear_to_srgb(rgb)
+        codes[y:y + band] = colour_codes(pixels.to_uint8(rgb))
+    del buf, rows
+    return pixels.upright(codes[::-1], pixels.orientation_of(image))
 
 
 class SAM3D_OT_mask_new(bpy.types.Operator):
@@ -277,14 +316,13 @@ class SAM3D_OT_masks_split_label_map(bpy.types.Operator):
         try:
             w, h = pixels.image_size(label_map)
             pixels.check_size(label_map, w, h, preferences.get(context).max_photo_megapixels)
-            rgb = pixels.to_uint8(pixels.pixels(label_map))[..., :3]  # whole: its colours must stay exact
-            found = label_masks(rgb)
+            found = [mask_png(mask) for mask in iter_label_masks(label_codes(label_map))]
         except (pixels.MaskError, ValueError) as exc:
             self.report({"ERROR"}, rpt_("Cannot split '{}': {}.").format(label_map.name, exc))
             return {"CANCELLED"}
         stem = Path(label_map.name).stem
-        for n, mask in enumerate(found):
-            settings.masks.add().image = new_mask_image(f"{stem}_{n}", mask)
+        for n, png in enumerate(found):
+            settings.masks.add().image = packed_png(f"{stem}_{n}", png)
         settings.active_mask_index = len(settings.masks) - 1
         self.report({"INFO"}, rpt_("{} masks from {}.").format(len(found), label_map.name))
         return {"FINISHED"} if found else {"CANCELLED"}

@@ -14,14 +14,14 @@ import hashlib
 import os
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import bpy
 import numpy as np
 
 from ..client.cache import OnceCache
-from ..client.imagesize import dimensions, file_dimensions
+from ..client.imagesize import dimensions, file_dimensions, file_orientation, orientation
 from ..translations import rpt_
 
 MAX_SIDE = 2048  # Runware keeps images at most this long on the longer side
@@ -53,6 +53,19 @@ class Inputs:
         return _digest(self.photo) + _digest(self.mask)
 
 
+def packed(given: Inputs) -> Callable[[], tuple[bytes, bytes]]:
+    """`given.encode`, holding its mask as bits (1/8 of a bool array) until a worker encodes it: a press of
+    hundreds of masks holds the photo once and a few hundred kilobytes per mask, not megabytes."""
+    photo, shape, warnings = given.photo, given.mask.shape, given.warnings
+    bits = np.packbits(given.mask)
+
+    def encode() -> tuple[bytes, bytes]:
+        mask = np.unpackbits(bits, count=shape[0] * shape[1]).reshape(shape).astype(bool)
+        return Inputs(photo, mask, warnings).encode()
+
+    return encode
+
+
 # The same photo is sent again and again (several masks, variants, retries): encode it once. Keyed by a
 # hash of the pixels themselves, so an edited image is never served stale.
 _PNGS: OnceCache[bytes] = OnceCache(8)
@@ -69,18 +82,72 @@ def _cached(pixels: np.ndarray, make: Callable[[], bytes]) -> bytes:
 # --- sizing and reading Blender images (main thread) ----------------------------------------------------
 
 
+def orientation_of(image) -> int:  # type: ignore[no-untyped-def]
+    """The EXIF orientation (1–8) its file declares: how a viewer shows it upright. Blender shows and holds the
+    pixels as stored; everything the add-on reads, sends and sizes is upright (`upright`)."""
+    if image.source != "FILE":
+        return 1
+    if image.packed_file is not None:
+        try:
+            return orientation(bytes(image.packed_file.data[:1 << 20]))
+        except struct.error:
+            return 1
+    if not image.filepath:
+        return 1
+    return file_orientation(bpy.path.abspath(image.filepath, library=image.library))
+
+
+def swaps(turn: int) -> bool:
+    """Whether the orientation swaps width and height (a quarter turn, with or without a mirror)."""
+    return turn in (5, 6, 7, 8)
+
+
+def upright(rgba: np.ndarray, turn: int) -> np.ndarray:
+    """(h, w, …) pixels, top row first, as stored → as shown upright for EXIF orientation `turn`."""
+    if turn == 2:
+        return rgba[:, ::-1]
+    if turn == 3:
+        return rgba[::-1, ::-1]
+    if turn == 4:
+        return rgba[::-1]
+    t = rgba.swapaxes(0, 1)
+    if turn == 5:
+        return t
+    if turn == 6:  # a quarter turn clockwise
+        return t[:, ::-1]
+    if turn == 7:
+        return t[::-1, ::-1]
+    if turn == 8:  # a quarter turn counter-clockwise
+        return t[::-1]
+    return rgba
+
+
 def image_size(image) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-    """(width, height) of a bpy Image without decoding it: the generated size, the packed file's header, the
-    file's header; the decoded size only when Blender holds the pixels already."""
+    """(width, height) of a bpy Image upright (its EXIF orientation applied), without decoding it."""
+    w, h = stored_size(image)
+    return (h, w) if swaps(orientation_of(image)) else (w, h)
+
+
+def stored_size(image) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """(width, height) of a bpy Image as stored, without decoding it: the generated size, the packed file's
+    header, the file's header; the decoded size only when Blender holds the pixels already."""
     if image.source == "GENERATED" or image.has_data or image.is_dirty:
         w, h = image.size
-    elif image.packed_file is not None:
-        found = dimensions(bytes(image.packed_file.data[:1 << 20]), "tga" if image.filepath.lower().endswith(
-            ".tga") else None)
-        w, h = found or (0, 0)
-    elif image.source == "FILE" and image.filepath:
-        found = file_dimensions(bpy.path.abspath(image.filepath, library=image.library))
-        w, h = found if found else image.size  # a format whose header we do not read: Blender's word
+    elif image.packed_file is not None or image.source == "FILE" and image.filepath:
+        if image.packed_file is not None:
+            found = dimensions(bytes(image.packed_file.data[:1 << 20]), "tga" if image.filepath.lower().endswith(
+                ".tga") else None)
+        else:
+            path = bpy.path.abspath(image.filepath, library=image.library)
+            if not os.path.isfile(path):
+                raise MaskError(rpt_("The image '{}' has no pixels (is its file missing?).").format(image.name))
+            found = file_dimensions(path)
+        if not found:  # a format whose header we do not read, or a broken one: Blender would decode it to size it
+            raise MaskError(rpt_(
+                "The image '{}' is in a format whose size the add-on cannot read before Blender decodes it (which "
+                "could take any amount of memory): save it as PNG, JPEG, WebP, TIFF, BMP, TGA or OpenEXR.").format(
+                image.name))
+        w, h = found
     else:
         raise MaskError(rpt_("The image '{}' is a {}, not a still image.").format(image.name, image.source.lower()))
     if not (w and h):
@@ -110,17 +177,18 @@ def pixels(image) -> np.ndarray:  # type: ignore[no-untyped-def]
 
 
 def pixels_at(image, size: tuple[int, int]) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """(h, w, 4) float32 RGBA at `size` (w, h). A file or packed image is scaled by Blender on a copy, so only
-    its decoded bytes and the small copy exist; one edited in memory is read whole and resampled here."""
-    w, h = size
+    """(h, w, 4) float32 RGBA upright at `size` (w, h). A file or packed image is scaled by Blender on a copy, so
+    only its decoded bytes and the small copy exist; one edited in memory is read whole and resampled here."""
+    turn = orientation_of(image)
+    w, h = (size[1], size[0]) if swaps(turn) else size  # the size as stored
     if image.is_dirty or image.source != "FILE" or image.has_data and tuple(image.size) == (w, h):
         rgba = pixels(image)
-        return rgba if rgba.shape[:2] == (h, w) else resize(rgba, h, w)
+        return upright(rgba if rgba.shape[:2] == (h, w) else resize(rgba, h, w), turn)
     copy = image.copy()  # not yet decoded: the copy decodes the file, the original stays untouched
     try:
         if tuple(copy.size) != (w, h):
             copy.scale(w, h)
-        return pixels(copy)
+        return upright(pixels(copy), turn)
     finally:
         bpy.data.images.remove(copy)
 
@@ -177,6 +245,13 @@ def read_many(photo_image, mask_images: list, *, use_photo_alpha: bool = False, 
               max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> list[Inputs]:
     """`read_inputs` for several masks of one photo, reading the photo once. All are checked before any
     is returned: one bad mask refuses the lot, before anything is paid."""
+    return list(iter_inputs(photo_image, mask_images, use_photo_alpha=use_photo_alpha, max_megapixels=max_megapixels))
+
+
+def iter_inputs(photo_image, mask_images: list, *, use_photo_alpha: bool = False,  # type: ignore[no-untyped-def]
+                max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> Iterator[Inputs]:
+    """`read_many` one mask at a time (the photo is read first, once): a caller that keeps each mask small
+    (`packed`) holds one full-size mask at a time, however many there are."""
     w, h = image_size(photo_image)
     check_size(photo_image, w, h, max_megapixels)
     size = fit_size(w, h)
@@ -185,8 +260,8 @@ def read_many(photo_image, mask_images: list, *, use_photo_alpha: bool = False, 
     if size != (w, h):
         warnings.append(rpt_("The photo is {}×{}; it is sent at {}×{} (Runware's limit is {} px), with the mask "
                              "scaled to match.").format(w, h, size[0], size[1], MAX_SIDE))
-    return [_inputs(photo_image, opaque, photo, m, use_photo_alpha, (w, h), max_megapixels, list(warnings))
-            for m in mask_images]
+    for mask in mask_images:
+        yield _inputs(photo_image, opaque, photo, mask, use_photo_alpha, (w, h), max_megapixels, list(warnings))
 
 
 def _inputs(photo_image, opaque: np.ndarray, photo: np.ndarray, mask_image, use_photo_alpha: bool,  # type: ignore[no-untyped-def]
@@ -201,6 +276,11 @@ def _inputs(photo_image, opaque: np.ndarray, photo: np.ndarray, mask_image, use_
             raise MaskError(rpt_("Pick a mask image (white = object), or use the photo's alpha."))
         mw, mh = image_size(mask_image)
         check_size(mask_image, mw, mh, max_megapixels)
+        if (mw, mh) != photo_size and (mh, mw) == photo_size and swaps(orientation_of(photo_image)):
+            raise MaskError(rpt_(
+                "The mask '{}' fits the photo '{}' as it is stored, on its side; the photo's file says it is shown "
+                "turned a quarter (as every viewer shows it, and as it is sent). Draw the mask on the upright "
+                "photo.").format(mask_image.name, photo_image.name))
         mask = mask_from_rgba(pixels_at(mask_image, (photo.shape[1], photo.shape[0])))
         if (mw, mh) != photo_size:
             warnings.append(rpt_("The mask '{}' is {}×{} but the photo is {}×{}: it was stretched to fit. Check that "

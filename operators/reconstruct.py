@@ -63,7 +63,7 @@ def plan_jobs(context: bpy.types.Context, allow_duplicate: bool = False) -> list
     chosen: list[bpy.types.Image | None] = [*listed] or [None if settings.use_photo_alpha else settings.mask]
     alpha = settings.use_photo_alpha and not listed
     prefs = preferences.get(context)
-    inputs = pixels.read_many(photo, chosen, use_photo_alpha=alpha, max_megapixels=prefs.max_photo_megapixels)
+    inputs = pixels.iter_inputs(photo, chosen, use_photo_alpha=alpha, max_megapixels=prefs.max_photo_megapixels)
     camera = settings.placement == "CAMERA"
     plans = []
     for mask, given in zip(chosen, inputs, strict=True):
@@ -73,7 +73,8 @@ def plan_jobs(context: bpy.types.Context, allow_duplicate: bool = False) -> list
                   "placement": settings.placement, "prompt": prompt, "seed": chosen_seed(settings),
                   "number_results": settings.num_results, "delivery": settings.delivery_method.lower(),
                   "ttl": settings.ttl}
-        plan = Plan({**fields, "prepare": given.encode}, fingerprint(given.digest(), "", model=prefs.model, **fields),
+        plan = Plan({**fields, "prepare": pixels.packed(given)}, fingerprint(given.digest(), "", model=prefs.model,
+                                                                             **fields),
                     list(given.warnings), photo_collection=bool(listed),
                     mask_box=photo_camera.mask_box(given.mask) if camera else None,
                     mask_lowres=photo_camera.encode_mask(lowres_mask(given.mask)) if camera else "",
@@ -211,6 +212,16 @@ def status_line(entry: SceneJob) -> str:
     return f"SAM 3D · {label}{percent}{more}  " + iface_("(Esc to cancel)")
 
 
+MANY_TASKS = 24  # a press that sends more paid tasks than this asks first, unless a Spending Limit is set
+
+
+def many_question(context: bpy.types.Context, tasks: int) -> str:
+    model = preferences.get(context).model.strip()
+    price = RUNNER.ledger.estimate("3dInference", model, tasks)
+    return iface_("This sends {} paid reconstructions at once (up to ${:.4f}), and no Spending Limit is set in the "
+                  "preferences.").format(tasks, price)
+
+
 def duplicate_question(context: bpy.types.Context) -> str:
     """What the identical-request question says: what is running, and that OK pays again, and how much."""
     settings = settings_of(context)
@@ -252,6 +263,12 @@ class SAM3D_OT_reconstruct(bpy.types.Operator):
             return window_manager_of(context).invoke_confirm(  # type: ignore[call-arg]  # 4.1+: not in older stubs
                 self, event, title=iface_("Pay Again?"), message=duplicate_question(context),
                 confirm_text=iface_("Reconstruct Again"), icon="WARNING")
+        tasks = len(plans) * settings_of(context).num_results
+        if tasks > MANY_TASKS and preferences.get(context).session_budget <= 0 and not self.confirmed:
+            self.confirmed = True  # the confirmation's OK runs execute: in the background
+            return window_manager_of(context).invoke_confirm(  # type: ignore[call-arg]
+                self, event, title=iface_("Send {} Paid Reconstructions?").format(tasks),
+                message=many_question(context, tasks), confirm_text=iface_("Send Them"), icon="WARNING")
         return self._start_modal(context, plans)
 
     def _start_modal(self, context: bpy.types.Context, plans: list[Plan] | None = None) -> set[OperatorReturnItems]:

@@ -219,7 +219,7 @@ def kb(field):
     return int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith(field)))
 open("/proc/self/clear_refs", "w").write("5")  # reset the peak to now
 base = kb("VmRSS:")
-download(url, pathlib.Path({str(tmp / "big.glb")!r}), max_bytes=1 << 30)
+download(url, pathlib.Path({str(tmp / "big.glb")!r}), max_bytes=1 << 30, api_url="http://127.0.0.1/v1")
 print(kb("VmHWM:") - base)
 """
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -102,6 +102,8 @@ class Faults:
     bomb_size: int = 2 * 1024**3  # bytes the bomb inflates to (zeros); on the wire about 1/1000 of it
     trickle: float | None = None  # FILE host answers: headers, then one body byte every `trickle` seconds
     trickle_api: bool = False  # with `trickle`: the API host's answers trickle too
+    cost: float | str | None = None  # the `cost` of every success item (with includeCost): a float (NaN and
+    #                                  infinities go out as JSON's NaN/Infinity), or raw JSON text such as "1e309"
 
 
 @dataclass
@@ -678,6 +680,8 @@ class Emulator:
         status, payload, headers = answer
         rec.status, rec.response = status, payload
         data = b"" if payload is None else json.dumps(payload).encode()
+        if isinstance(self.faults.cost, str):  # raw JSON text in place of the cost (a number no float holds)
+            data = data.replace(json.dumps(self.faults.cost).encode(), self.faults.cost.encode())
         headers = dict(headers)
         if payload is not None:
             headers["Content-Type"] = "application/json"
@@ -1041,7 +1045,7 @@ class Emulator:
         self._set_index(item, index)  # the SDK tells generations apart by resultIndex first
         item["seed"] = seed
         if state.payload.get("includeCost"):
-            item["cost"] = round(COST_PER_GENERATION * len(gens), 6)
+            item["cost"] = round(COST_PER_GENERATION * len(gens), 6) if self.faults.cost is None else self.faults.cost
         form = self.style.result_form
         if form == "modelURL":
             item.update(modelUUID=gens[0].file_uuid, modelURL=gens[0].url)

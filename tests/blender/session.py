@@ -51,7 +51,7 @@ def main(zip_path: str, result_dir: str, api_url: str, key: str, action: str, *f
 
         download = sys.modules["bl_ext.user_default.sam3d.client.download"].download
         print(json.dumps({"pid": os.getpid()}), flush=True)
-        path = download(files[0], Path(files[1]), max_bytes=64 * 1024 * 1024, timeout=300.0)
+        path = download(files[0], Path(files[1]), max_bytes=64 * 1024 * 1024, timeout=300.0, api_url=api_url)
         print(json.dumps({"downloaded": str(path)}), flush=True)
         return
     if action == "reconstruct":

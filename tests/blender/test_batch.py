@@ -112,7 +112,7 @@ def test_an_asset_preview_shows_the_whole_object_at_any_real_size(sam3d, height)
     monkey.scale *= height / monkey.dimensions.z
     bpy.context.view_layer.update()
     monkey.location.z = -min((monkey.matrix_world @ v.co).z for v in monkey.data.vertices) + monkey.location.z
-    module("operators.library").render_preview(monkey, sam3d.tmp / "preview.png", size=48)
+    module("operators.library").render_preview(monkey, size=48)
     alpha = np.array(monkey.preview.image_pixels_float[:]).reshape(48, 48, 4)[..., 3] > 0.5
     assert alpha.mean() > 0.08, f"{alpha.mean():.0%} of the preview shows the object"
     border = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])

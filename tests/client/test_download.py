@@ -11,6 +11,8 @@ from client.download import check_glb, download, save_inline
 from client.errors import RunwareError
 from tests.glb import canonical_glb, pad_glb
 
+API = "http://127.0.0.1/v1"  # the emulator's results are on this machine: so is the API these tests stand for
+
 
 def result_url(emu) -> str:
     """Make one finished task on the emulator and return its first result URL."""
@@ -22,10 +24,10 @@ def result_url(emu) -> str:
 def test_streams_to_disk_without_holding_the_file_in_memory(emu, tmp_path):
     emu.faults.download_size = 40 * 1024 * 1024
     url = result_url(emu)
-    download(url, tmp_path / "warm.glb", max_bytes=100 * 1024 * 1024)  # the emulator builds its file once
+    download(url, tmp_path / "warm.glb", api_url=API, max_bytes=100 * 1024 * 1024)  # the emulator builds it once
     tracemalloc.start()
     try:
-        path = download(url, tmp_path / "big.glb", max_bytes=100 * 1024 * 1024)
+        path = download(url, tmp_path / "big.glb", api_url=API, max_bytes=100 * 1024 * 1024)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -36,7 +38,7 @@ def test_streams_to_disk_without_holding_the_file_in_memory(emu, tmp_path):
 def test_cut_short_is_resumed_or_refetched(emu, tmp_path):
     emu.faults.truncate_downloads = 2
     url = result_url(emu)
-    path = download(url, tmp_path / "r.glb", max_bytes=10**8)
+    path = download(url, tmp_path / "r.glb", api_url=API, max_bytes=10**8)
     check_glb(path)
     assert path.read_bytes() == emu.result_bytes
     assert not (tmp_path / "r.glb.part").exists()
@@ -45,7 +47,7 @@ def test_cut_short_is_resumed_or_refetched(emu, tmp_path):
 def test_corrupt_is_refused_and_leaves_no_file(emu, tmp_path):
     emu.faults.corrupt_downloads = 99
     with pytest.raises(RunwareError) as info:
-        download(result_url(emu), tmp_path / "r.glb", max_bytes=10**8, retries=1)
+        download(result_url(emu), tmp_path / "r.glb", api_url=API, max_bytes=10**8, retries=1)
     assert info.value.code == "notGlb"
     assert list(tmp_path.iterdir()) == []
 
@@ -56,19 +58,19 @@ def test_size_cap_applies_with_and_without_content_length(emu, tmp_path):
     for no_length in (False, True):
         emu.faults.no_content_length = no_length
         with pytest.raises(RunwareError) as info:
-            download(url, tmp_path / "r.glb", max_bytes=1024 * 1024)
+            download(url, tmp_path / "r.glb", api_url=API, max_bytes=1024 * 1024)
         assert info.value.code == "downloadTooLarge"
     assert list(tmp_path.iterdir()) == []
 
 
 def test_never_sends_credentials(emu, tmp_path):
-    download(result_url(emu), tmp_path / "r.glb", max_bytes=10**8)
+    download(result_url(emu), tmp_path / "r.glb", api_url=API, max_bytes=10**8)
     assert emu.file_requests and all("authorization" not in r.headers for r in emu.file_requests)
 
 
 def test_refuses_plain_http_to_a_remote_host(tmp_path):
     with pytest.raises(RunwareError) as info:
-        download("http://cdn.example.com/x.glb", tmp_path / "r.glb", max_bytes=10)
+        download("http://cdn.example.com/x.glb", tmp_path / "r.glb", api_url=API, max_bytes=10)
     assert info.value.code == "insecureResultUrl" and "API key" not in str(info.value)
 
 
@@ -99,7 +101,7 @@ def test_a_declared_length_over_the_cap_is_refused_before_the_body_is_read(emu, 
     url = result_url(emu)
     emu.faults.declared_length = 2 * 1024**3  # 2 GB promised, then 64 KiB and a stall
     with pytest.raises(RunwareError) as info:
-        download(url, tmp_path / "r.glb", max_bytes=10 * 1024 * 1024, timeout=30)
+        download(url, tmp_path / "r.glb", api_url=API, max_bytes=10 * 1024 * 1024, timeout=30)
     assert info.value.code == "downloadTooLarge", "refused on the header, not after a stalled read"
     assert list(tmp_path.iterdir()) == []
 
@@ -108,7 +110,7 @@ def test_a_host_that_ignores_range_gives_a_whole_file_not_a_doubled_one(emu, tmp
     emu.style.range_ignored = True
     emu.faults.truncate_downloads = 1  # the first transfer is cut: the second asks for the rest
     url = result_url(emu)
-    path = download(url, tmp_path / "r.glb", max_bytes=10**8)
+    path = download(url, tmp_path / "r.glb", api_url=API, max_bytes=10**8)
     assert path.read_bytes() == emu.result_bytes
     ranged = [r for r in emu.file_requests if "range" in r.headers]
     assert ranged, "the second transfer asked for the rest"

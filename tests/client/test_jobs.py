@@ -200,20 +200,21 @@ def test_a_key_with_invisible_characters_is_refused_before_any_request(emu, tmp_
 def test_history_reads_only_what_was_appended_and_waits_for_a_line_being_written(tmp_path):
     from client.journal import History
 
+    A, B = "0000000a-0000-4000-8000-00000000000a", "0000000b-0000-4000-8000-00000000000b"  # noqa: N806
     history = History(tmp_path)
     assert history.refresh().tasks == {}
     journal = Journal(tmp_path)
-    journal.append("created", "a", info={"name": "one"})
-    journal.append("submitted", "a", info={"name": "one"})
-    assert history.refresh().tasks["a"].status == "submitted"
+    journal.append("created", A, info={"name": "one"})
+    journal.append("submitted", A, info={"name": "one"})
+    assert history.refresh().tasks[A].status == "submitted"
     with open(tmp_path / FILE, "a") as f:
-        f.write('{"time": 1, "event": "imported", "task_uuid": "a"')  # still being written: no newline yet
-    assert history.refresh().tasks["a"].status == "submitted" and history.broken == 0
+        f.write(f'{{"time": 1, "event": "imported", "task_uuid": "{A}"')  # still being written: no newline yet
+    assert history.refresh().tasks[A].status == "submitted" and history.broken == 0
     with open(tmp_path / FILE, "a") as f:
         f.write("}\n")
-    assert history.refresh().tasks["a"].status == "imported"
-    journal.append("created", "b", info={"name": "two"})
-    assert set(history.refresh().tasks) == {"a", "b"}
+    assert history.refresh().tasks[A].status == "imported"
+    journal.append("created", B, info={"name": "two"})
+    assert set(history.refresh().tasks) == {A, B}
     assert history.refresh().tasks == Journal(tmp_path).tasks(), "the same as reading it all again"
 
 

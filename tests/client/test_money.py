@@ -432,6 +432,7 @@ def test_a_result_without_a_reported_cost_keeps_the_worst_case(emu, tmp_path, mo
 # --- History: a snapshot plus the tail, agreeing with the whole journal -----------------------------------
 
 TASKS, LINES = 20_000, 100_000
+NEW_1, NEW_2 = "00000001-aaaa-4aaa-8aaa-000000000001", "00000002-aaaa-4aaa-8aaa-000000000002"
 
 
 def _line(t: float, event: str, uuid: str, **fields) -> str:
@@ -547,23 +548,23 @@ def test_history_of_100000_lines_agrees_with_the_whole_journal_and_then_reads_on
     assert (folder / INDEX).is_file(), "the first read leaves the index for the next one"
 
     journal = Journal(folder)  # the next session's work: a new task, an unfinished one ends, one more is sent
-    journal.append("created", "new-1", info={"name": "late"})
-    journal.append("submitted", "new-1", info={"name": "late"})
-    journal.append("results", "new-1", results=[{"index": 0, "url": "u", "seed": "1", "cost": 0.0041}])
-    journal.append("downloaded", "new-1", files=[{"path": "/r/x.glb", "index": 0, "seed": "1", "cost": 0.0041}])
-    journal.append("imported", "new-1", objects=["late"], info={"name": "late"})
+    journal.append("created", NEW_1, info={"name": "late"})
+    journal.append("submitted", NEW_1, info={"name": "late"})
+    journal.append("results", NEW_1, results=[{"index": 0, "url": "u", "seed": "1", "cost": 0.0041}])
+    journal.append("downloaded", NEW_1, files=[{"path": "/r/x.glb", "index": 0, "seed": "1", "cost": 0.0041}])
+    journal.append("imported", NEW_1, objects=["late"], info={"name": "late"})
     done = sorted(unfinished)[0]
     journal.append("results", done, results=[{"index": 0, "url": "u", "seed": "2", "cost": 0.0038}])
     journal.append("downloaded", done, files=[{"path": "/r/y.glb", "index": 0, "seed": "2", "cost": 0.0038}])
     journal.append("imported", done, objects=["resumed"], info={})
-    journal.append("created", "new-2", info={"name": "pending"})
-    journal.append("submitted", "new-2", info={"name": "pending"})
+    journal.append("created", NEW_2, info={"name": "pending"})
+    journal.append("submitted", NEW_2, info={"name": "pending"})
 
     second, warm, read = timed_first_read(folder)
     assert read < size / 10, f"read {read} bytes of a {size}-byte journal: the index was not used"
     fold = full_fold(folder)
     assert_agrees(second, folder, fold)
-    assert {t.task_uuid for t in second.unfinished()} == unfinished - {done} | {"new-2"}
+    assert {t.task_uuid for t in second.unfinished()} == unfinished - {done} | {NEW_2}
     with capsys.disabled():
         print(f"\n[History] first read of {LINES:,} lines ({size / 1e6:.1f} MB): {cold * 1000:.0f} ms without the "
               f"index, {warm * 1000:.1f} ms with it (read {read / 1e3:.0f} kB)")

@@ -205,7 +205,7 @@ def test_this_machine_is_never_reached_through_a_proxy(emu, monkeypatch, url_ans
     with Proxy() as proxy:
         for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
             monkeypatch.setenv(name, proxy.url)
-        transport = Transport(proxy=proxy.url if source == "preference" else "")
+        transport = Transport(proxy=proxy.url if source == "preference" else "", api_url=emu.api_url)
         try:
             assert transport.proxy_for(emu.api_url) == "" and transport.proxy_for(emu.files_url) == ""
             client = client_for(emu, transport)
@@ -281,7 +281,7 @@ def test_the_ca_bundle_preference_wins_over_requests_ca_bundle_in_the_environmen
 
 def test_mask_only_returns_an_opaque_grayscale_png_of_the_size_sent(emu):
     emu.rembg_shape = (0.25, 0.25, 0.75, 0.75)
-    transport = Transport()
+    transport = Transport(api_url=emu.api_url)
     try:
         cutout = client_for(emu, transport).remove_background(cutout_png(64, 48), mask_only=True)
     finally:
@@ -294,7 +294,7 @@ def test_mask_only_returns_an_opaque_grayscale_png_of_the_size_sent(emu):
 
 
 def test_without_mask_only_it_returns_a_cutout_with_alpha(emu):
-    transport = Transport()
+    transport = Transport(api_url=emu.api_url)
     try:
         cutout = client_for(emu, transport).remove_background(cutout_png(64, 48), mask_only=False)
     finally:
@@ -305,7 +305,7 @@ def test_without_mask_only_it_returns_a_cutout_with_alpha(emu):
 
 
 def test_the_cutout_url_is_fetched_without_the_api_key(emu, url_answers):
-    transport = Transport()
+    transport = Transport(api_url=emu.api_url)
     try:
         cutout = client_for(emu, transport).remove_background(cutout_png(64, 48))
     finally:
