@@ -119,6 +119,54 @@ def test_an_asset_preview_shows_the_whole_object_at_any_real_size(sam3d, height)
     assert not border.any(), "the object touches the preview's frame: it is cut"
 
 
+def test_an_asset_written_again_is_replaced_whole_or_not_at_all(sam3d, monkeypatch):
+    """A crash while an asset is written again (here: before its rename) leaves the asset as it was, and no
+    temporary file among the assets."""
+    library = module("operators.library").Library(sam3d.tmp / "lib")
+    bpy.ops.mesh.primitive_cube_add()
+    cube = bpy.context.object
+    first = library.write_asset("props/cup.png", cube)
+    before = first.read_bytes()
+    bpy.ops.object.modifier_add(type="SUBSURF")  # the asset changes: a write of other bytes
+    bpy.ops.object.modifier_apply(modifier="Subdivision")
+
+    def crash(source: object, target: object) -> None:
+        raise OSError("the machine went down")
+
+    monkeypatch.setattr(module("operators.library").os, "replace", crash)
+    with pytest.raises(OSError):
+        library.write_asset("props/cup.png", cube)
+    monkeypatch.undo()
+    assert first.read_bytes() == before
+    assert [p.name for p in first.parent.iterdir()] == [first.name], "no temporary file left"
+
+
+def test_an_item_another_machine_already_sent_is_fetched_by_its_uuid_never_paid_again(sam3d):
+    """Machine A claimed the item in the shared library and sent its task (its journal is on machine A): machine
+    B, running the same batch, finds the claim and fetches that task by its UUID."""
+    from client.jobs import Job, JobRequest
+
+    folder = sam3d.tmp / "photos"
+    folder.mkdir()
+    for name, source in (("bench.png", "image.png"), ("bench_mask.png", "mask_0.png")):
+        shutil.copy(SAMPLES / "human_object" / source, folder / name)
+    png = (folder / "bench.png").read_bytes()
+    elsewhere = Job(JobRequest(api_key=KEY, result_dir=sam3d.tmp / "machine-a", prepare=lambda: (png, png),
+                               api_url=sam3d.emu.api_url, poll_first_delay=0.05)).start()
+    while not elsewhere.done:
+        elsewhere.drain(block=0.05)
+    assert sam3d.emu.billed("3dInference") == 1
+    library = sam3d.tmp / "library"
+    batch = module("operators.batch")
+    hashes = {"photo": batch.file_hash(str(folder / "bench.png")),
+              "mask": batch.file_hash(str(folder / "bench_mask.png"))}
+    module("operators.library").Library(library).set_state("bench.png", state="claimed",
+                                                           task_uuid=elsewhere.task_uuid, hashes=hashes)
+    assert bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library)) == {"FINISHED"}
+    assert report(library)["done"] == 1
+    assert sam3d.emu.billed("3dInference") == 1, "fetched by its UUID, not sent again"
+
+
 def test_the_open_file_keeps_nothing_of_the_batch(sam3d):
     bpy.ops.mesh.primitive_cube_add()
     before = {kind: len(getattr(bpy.data, kind)) for kind in ("objects", "meshes", "materials", "images",

@@ -344,20 +344,23 @@ def _mesh(kind: str) -> bpy.types.Mesh:
     return mesh
 
 
-def make_photo(folder: Path, lens: float, things: list[Thing] = THINGS) -> Photo:
-    """A photo of `things` through a `lens` mm camera (36 mm sensor, SYNTHETIC_SIZE), rendered by Blender; each
-    object's mask rendered alone; each object's posed GLB. The scene is left empty again."""
+def make_photo(folder: Path, lens: float, things: list[Thing] = THINGS, size: tuple[int, int] = SYNTHETIC_SIZE,
+               shift: tuple[float, float] = (0.0, 0.0)) -> Photo:
+    """A photo of `things` through a `lens` mm camera (36 mm sensor on the longer side, `size`, its principal
+    point moved by the lens `shift`), rendered by Blender; each object's mask rendered alone; each object's
+    posed GLB. The scene is left empty again."""
     folder.mkdir(parents=True, exist_ok=True)
     scene = bpy.context.scene
     before = set(bpy.data.objects)
     camera = bpy.data.objects.new("synthetic camera", bpy.data.cameras.new("synthetic camera"))
     camera.data.lens, camera.data.sensor_width, camera.data.sensor_fit = lens, 36.0, "AUTO"
+    camera.data.shift_x, camera.data.shift_y = shift
     camera.matrix_world = SYNTHETIC_CAMERA
     scene.collection.objects.link(camera)
     scene.camera = camera
-    scene.render.resolution_x, scene.render.resolution_y = SYNTHETIC_SIZE
-    tx = 18.0 / lens
-    ty = tx * SYNTHETIC_SIZE[1] / SYNTHETIC_SIZE[0]
+    scene.render.resolution_x, scene.render.resolution_y = size
+    half = 18.0 / lens  # the half-width of the view, per unit of depth, along the longer side (AUTO fit)
+    tx, ty = (half, half * size[1] / size[0]) if size[0] >= size[1] else (half * size[0] / size[1], half)
     objects = {}
     for n, thing in enumerate(things):
         width = 2 * tx * thing.depth  # of the view at its depth
@@ -472,6 +475,27 @@ def test_a_synthetic_photo_gives_its_lens_back_and_every_object_covers_its_mask(
     labels = layout_panel_labels()
     assert f"Camera {camera.name}: {camera.data.lens:.1f} mm" in labels, labels
     assert all(f"{name}: silhouette IoU {camera['sam3d_fit'][name]:.2f}" in labels for name in scores), labels
+
+
+def test_a_portrait_photo_with_an_off_centre_principal_point_gives_both_back(sam3d):
+    """A portrait photo (the sensor fits its height) whose principal point is off the centre: the fit finds the
+    lens and the shift, each of its sign, and every object covers its mask."""
+    size, shift = (SYNTHETIC_SIZE[1], SYNTHETIC_SIZE[0]), (0.03, -0.04)
+    photo = make_photo(sam3d.tmp / "photo", 35.0, size=size, shift=shift)
+    made = reconstruct_photo(sam3d, photo)
+    camera = photo_camera()
+    scene = bpy.context.scene
+    assert (scene.render.resolution_x, scene.render.resolution_y) == size
+    scores = silhouette_ious(photo, made, sam3d.tmp)
+    found = (camera.data.shift_x, camera.data.shift_y)
+    print(f"portrait 35 mm, shift {shift}: {camera.data.lens:.2f} mm, shift ({found[0]:+.4f}, {found[1]:+.4f}); "
+          f"IoU {scores}")
+    assert camera.data.lens == pytest.approx(35.0, rel=0.05)
+    assert found == pytest.approx(shift, abs=0.01)
+    assert min(scores.values()) >= 0.8, scores
+    bottoms = sorted(min((o.matrix_world @ v.co).z for v in o.data.vertices) for o in made)
+    assert bottoms[0] == pytest.approx(0.0, abs=1e-3), "the lowest posed object stands on the ground"
+    assert bottoms[-1] > 0.05, "the others stand higher (so the ground is the lowest's, not any one's)"
 
 
 def kept_lens(sam3d) -> tuple[Photo, bpy.types.Object, list[bpy.types.Object]]:  # noqa: ANN001

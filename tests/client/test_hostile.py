@@ -249,10 +249,13 @@ def test_an_inline_result_within_the_limit_is_kept(emu, tmp_path):
 
 def test_trickling_download_ends_at_the_job_time_limit(emu, tmp_path):
     emu.faults.trickle = 0.3
-    job = run(request(emu, tmp_path / "results", job_timeout=4.0))
+    started = time.monotonic()
+    job = run(request(emu, tmp_path / "results", job_timeout=4.0))  # the request's own timeout: 20 s
+    elapsed = time.monotonic() - started
     failure(job, r"^The reconstruction took longer than the time limit set in the preferences")
+    assert elapsed < 4.0 + 4.0, f"{elapsed:.1f} s: the job's 4 s limit holds during a download, not the 20 s one"
     assert until(lambda: emu.trickle_open == 0), "the connection stays open"
-    assert 0 < emu.trickle_bytes_sent < 100
+    assert 0 < emu.trickle_bytes_sent <= 8.0 / 0.3, "no more bytes than the limit lets trickle"
     resumable(job, tmp_path / "results")
 
 

@@ -683,3 +683,16 @@ def test_micro_dollars_make_the_edges_exact():
     assert micro(0.0038) * 3 == micro(0.0114) and micro(0.0038) * 2 == micro(0.0076)
     for n in range(1, 200):
         assert micro(0.0038 * n) == 3800 * n, n
+
+
+def test_a_task_runware_already_holds_on_the_first_try_keeps_its_money(emu, tmp_path):
+    """Another process (or an earlier run that crashed before journalling its answer) already sent this task UUID:
+    the first try meets `conflictTaskUUID`. Runware holds (and bills) the task, so its money stays counted."""
+    first = run(Job(JobRequest(api_key=KEY, result_dir=tmp_path / "other", prepare=lambda: (PNG, PNG),
+                               api_url=emu.api_url, poll_first_delay=0.05)))
+    assert first.outcome.kind == "done"
+    ledger, limit = Ledger(), Limit("a limit", 1.0)
+    again = run(Job(paid(emu, tmp_path, ledger, limit, task_uuid=first.task_uuid)))
+    assert any(code == "conflictTaskUUID" for _, code in submissions(emu)), submissions(emu)
+    assert ledger.spent + ledger.reserved == 3800 and limit.committed == 3800, "counted, never given back"
+    assert emu.billed("3dInference") == 1, again.outcome

@@ -58,3 +58,11 @@ def test_three_jobs_of_one_mask_are_told_apart_and_the_aimed_cancel_hits_its_job
     assert facts["rows"][0].endswith(": done") and facts["rows"][2].endswith("Processing"), facts["rows"]
     assert facts["imported"] == sorted([first, second])  # the third one, aimed at, was cancelled
     assert len(re.findall(r"\d+%", facts["status"])) <= 1, facts["status"]
+
+
+def test_a_press_of_more_than_24_paid_tasks_asks_first_without_a_spending_limit(window):
+    window.emu.processing_time = 30.0
+    facts = played(window.play("reconstruct:many_masks", timeout=300))
+    assert "25 paid reconstructions" in facts["question"] and "$0.0950" in facts["question"], facts["question"]
+    assert facts["started_while_asking"] == 0 and facts["started_after_no"] == 0
+    assert facts["started_after_yes"] == 25

@@ -97,15 +97,21 @@ def duplicate(ui, **params):
     moved = bool((abs(ui.pixels(shot_a)[bar] - ui.pixels(shot_b)[bar]) > 0.05).any())
     ui.record(question=question, fraction_before=first, fraction_after=jobs()[0].job.fraction if jobs() else 1.0,
               bar_redrawn=moved, jobs_while_asking=len(jobs()))
-    yield from ui.key("ESC")  # no
-    yield from ui.frames(6)
-    ui.record(jobs_after_no=asked())
-    yield from ui.click(button)
-    yield from ui.frames(6)
-    yield from ui.key("RET")  # yes
+    yield from no_then_yes(ui, button, "jobs_after_no")
     yield from ui.until(lambda: asked() == 2, 10, "a second job")
     ui.record(jobs_after_yes=asked(), reports=ui.reports())
     yield from ui.until(lambda: not jobs(), 60, "both imported")
+
+
+def no_then_yes(ui, button, fact: str):
+    """A question is open: Esc answers No (`fact` records how many jobs started then), a new press asks again,
+    and Enter answers Yes."""
+    yield from ui.key("ESC")
+    yield from ui.frames(6)
+    ui.record(**{fact: asked()})
+    yield from ui.click(button)
+    yield from ui.frames(6)
+    yield from ui.key("RET")
 
 
 def _progress_rows(ui, region):
@@ -146,3 +152,25 @@ def three_of_one_mask(ui, **params):
     yield from ui.until(lambda: not jobs(), 60, "all ended")
     ui.record(labels=labels, order=order, status=status, rows=rows,
               imported=sorted({o.get("sam3d_task_uuid") for o in added(before)}))
+
+
+def many_masks(ui, **params):
+    """A press of 25 ticked masks with no Spending Limit asks first, naming the count and the price; Esc sends
+    nothing; OK sends them all (then Esc stops them)."""
+    connect(ui, params, session_budget=0.0)
+    region = yield from ui.sidebar(VIEW)
+    inputs(params)
+    for _ in range(25):
+        settings().masks.add().image = settings().mask
+    bpy.ops.ed.undo_push(message="Pick 25 masks")
+    button = yield from ui.find(region, "sam3d.reconstruct(")
+    yield from ui.click(button)
+    yield from ui.frames(6)
+    yield from ui.shot("many-masks-question")
+    question = ui.module("operators.reconstruct").many_question(bpy.context, 25)
+    ui.record(question=question, started_while_asking=asked())
+    yield from no_then_yes(ui, button, "started_after_no")
+    yield from ui.until(lambda: asked() == 25, 30, "25 jobs")
+    ui.record(started_after_yes=asked())
+    yield from ui.key("ESC", at=ui.center(ui.region(ui.area(VIEW), "WINDOW")))
+    yield from ui.until(lambda: not jobs(), 60, "all stopped")
