@@ -54,13 +54,14 @@ class Inputs:
 
 
 def packed(given: Inputs) -> Callable[[], tuple[bytes, bytes]]:
-    """`given.encode`, holding its mask as bits (1/8 of a bool array) until a worker encodes it: a press of
-    hundreds of masks holds the photo once and a few hundred kilobytes per mask, not megabytes."""
+    """`given.encode`, holding its mask as compressed bits until a worker encodes it: a press of hundreds of
+    masks holds the photo once and a few kilobytes per mask (a mask is mostly runs of one value), not megabytes."""
     photo, shape, warnings = given.photo, given.mask.shape, given.warnings
-    bits = np.packbits(given.mask)
+    bits = zlib.compress(np.packbits(given.mask).tobytes(), 1)
 
     def encode() -> tuple[bytes, bytes]:
-        mask = np.unpackbits(bits, count=shape[0] * shape[1]).reshape(shape).astype(bool)
+        packed_bits = np.frombuffer(zlib.decompress(bits), np.uint8)
+        mask = np.unpackbits(packed_bits, count=shape[0] * shape[1]).reshape(shape).astype(bool)
         return Inputs(photo, mask, warnings).encode()
 
     return encode

@@ -230,6 +230,41 @@ print(kb("VmHWM:") - base)
                  "≤ 32 MB", "yes" if growth_mb <= 32 else "NO"))
 
 
+def bench_press(tmp: Path, counts: tuple[int, int] = (8, 200)) -> None:
+    """One press of 8 and then of 200 ticked masks of the painting (2560×1681, sent at 2048×1345), 4 jobs at
+    once against a slow emulator: this process's peak memory growth from the press until the first jobs run,
+    after a first press of 8 that warms up what any first press costs once (imports, caches)."""
+    from tests.watch import PeakGrowth
+
+    reconstruct, runner = modules()
+    socrates = ROOT / "examples" / "socrates"
+    growth = {}
+    with EmulatorProcess(processing=600.0) as emu:
+        for n, count in enumerate((counts[0], *counts)):  # a first press warms up (imports, caches), not counted
+            setup(emu.api_url, tmp / f"press{n}")
+            settings = bpy.context.scene.sam3d
+            settings.image = bpy.data.images.load(str(socrates / "image.png"))
+            mask = bpy.data.images.load(str(socrates / "0.png"))
+            for _ in range(count):
+                settings.masks.add().image = mask
+            with PeakGrowth() as peak:
+                entries = reconstruct.start_jobs(bpy.context, allow_duplicate=True)
+                until = time.monotonic() + 8
+                while time.monotonic() < until:  # the first 4 prepare, upload and are sent
+                    runner.RUNNER.step()
+                    time.sleep(0.05)
+            runner.RUNNER.cancel()
+            for entry in entries:
+                entry.job.join(5)
+            run_ticks(until_idle=True)
+            growth[count] = peak.mb
+    small, big = counts
+    more = growth[big] - growth[small]
+    ROWS.append((f"Peak memory growth of one press: {big} masks against {small} (4 jobs at once)",
+                 f"{growth[big]:.0f} MB against {growth[small]:.0f} MB: {more:+.0f} MB", "≤ +30 MB",
+                 "yes" if more <= 30 else "NO"))
+
+
 def bench_gate(tmp: Path, repeat: int = 20) -> None:
     """The GLB gate's cost against the bare importer's on the 227k-triangle sample."""
     gate = sys.modules[f"{MODULE}.client.glb_gate"]
@@ -385,8 +420,8 @@ def main() -> int:
     bpy.ops.extensions.package_install_files(filepath=str(build(tmp / "dist")), repo="user_default",
                                              enable_on_install=True)
     only = sys.argv[1:]
-    for bench in (bench_tick, bench_latency, bench_throughput, bench_import_work, bench_download_memory, bench_gate,
-                  bench_history, bench_bake, bench_batch, bench_window):
+    for bench in (bench_tick, bench_latency, bench_throughput, bench_import_work, bench_download_memory, bench_press,
+                  bench_gate, bench_history, bench_bake, bench_batch, bench_window):
         if not only or bench.__name__.removeprefix("bench_") in only:
             print(f"running {bench.__name__} …", file=sys.stderr, flush=True)
             bench(tmp)
