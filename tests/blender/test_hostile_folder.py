@@ -20,8 +20,9 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
-from conftest import KEY, SAMPLES, decode_png, last_task, module, sent, use_inputs
+from conftest import KEY, decode_png, last_task, module, sent, use_inputs
 from test_hostile import plant_secret, snapshot
+from test_money import photos  # a photo with its mask, a cut-out in props/
 
 from tests import glb
 from tests.emulator import mask_png
@@ -80,17 +81,8 @@ def test_reimport_still_works_on_an_untouched_result(sam3d):
     assert bpy.ops.sam3d.reimport(task_uuid=uuid) == {"FINISHED"}
 
 
-def photo_folder(tmp: Path) -> Path:
-    folder = tmp / "photos"
-    (folder / "props").mkdir(parents=True)
-    shutil.copy(SAMPLES / "human_object" / "image.png", folder / "bench.png")
-    shutil.copy(SAMPLES / "human_object" / "mask_0.png", folder / "bench_mask.png")
-    shutil.copy(SAMPLES / "socrates" / "5.png", folder / "props" / "cup.png")
-    return folder
-
-
 def test_links_in_a_photo_folder_never_reconstruct_a_photo_twice(sam3d):
-    folder = photo_folder(sam3d.tmp)
+    folder = photos(sam3d.tmp)
     (folder / "again").symlink_to(folder / "props", target_is_directory=True)  # the same folder, another name
     (folder / "props" / "loop").symlink_to(folder, target_is_directory=True)  # a loop
     (folder / "cup_link.png").symlink_to(folder / "props" / "cup.png")  # the same file, another name
@@ -103,7 +95,7 @@ def test_links_in_a_photo_folder_never_reconstruct_a_photo_twice(sam3d):
 
 @pytest.mark.parametrize("height", ["inf", "1e39", "nan", "-2", "0"])
 def test_a_real_size_that_cannot_be_right_refuses_its_item_with_a_sentence(sam3d, height):
-    folder = photo_folder(sam3d.tmp)
+    folder = photos(sam3d.tmp)
     (folder / "props" / "sizes.csv").write_text(f"photo,height\ncup.png,{height}\n")
     library = sam3d.tmp / "library"
     result = bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library))
