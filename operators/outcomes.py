@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -183,6 +184,15 @@ class SAM3D_OT_messages_clear(bpy.types.Operator):
 # --- the app timer: steps every job in the UI, imports the jobs nobody owns -----------------------------
 
 
+IMPORT_BUDGET = 0.03  # seconds of imports per turn of Blender's main loop: past it, the window redraws first
+
+
+def import_budget_spent(started: float) -> bool:
+    """Whether the imports made since `started` (perf_counter) are enough for this turn: small results land
+    together, a large one alone, so the window redraws between two long imports."""
+    return time.perf_counter() - started > IMPORT_BUDGET
+
+
 def tick() -> float:
     try:  # a timer that raises is unregistered by Blender: then nothing would import again
         if RUNNER.history is None:  # the first tick after start: offer what earlier sessions left
@@ -190,11 +200,13 @@ def tick() -> float:
         for feed in list(RUNNER.feeders):
             feed()
         changed = RUNNER.step()
+        started = time.perf_counter()
         for entry in [e for e in RUNNER.jobs.values() if e.job.done and not e.owned]:
             if can_import(bpy.context, entry):
                 adopt(entry)
                 changed = True
-                break  # one import per tick: the window redraws between two
+                if import_budget_spent(started):
+                    break
         if changed:
             redraw_panels()
     except Exception:

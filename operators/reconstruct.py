@@ -10,6 +10,7 @@ script unless `allow_duplicate=True`.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from .calibration import lowres_mask
 from .checks import is_blocking, refuse, why_not_reconstruct
 from .inputs import chosen_seed, listed_masks, pin_photo, settings_of, stem, window_manager_of
 from .job_requests import fingerprint, job_request
-from .outcomes import can_import, conclude, run_blocking
+from .outcomes import can_import, conclude, import_budget_spent, run_blocking
 from .runner import RUNNER, TICK, Report, SceneJob, keep_quit_asking, redraw_panels
 
 if TYPE_CHECKING:
@@ -174,6 +175,7 @@ class ModalRun:
         if kind != "TIMER":
             return {"PASS_THROUGH"}
         changed = RUNNER.step()
+        started = time.perf_counter()
         for entry in mine:
             job = entry.job
             if job.done and job.outcome is not None and job.outcome.kind == "done" and job.phase != "importing":
@@ -182,7 +184,8 @@ class ModalRun:
             elif job.done and can_import(context, entry):
                 self.results |= conclude(context, entry, self.report)
                 changed = True
-                break  # one import per turn of Blender's main loop: the window redraws between two
+                if import_budget_spent(started):
+                    break
         mine = self.mine()
         if not mine:  # every job of this press imported (or failed): one undo step for them all
             return self._end(context, {"FINISHED"} if "FINISHED" in self.results else {"CANCELLED"})
