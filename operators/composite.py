@@ -46,6 +46,7 @@ import numpy as np
 from mathutils import Matrix, Vector
 
 from ..translations import rpt_, tip_
+from . import pixels
 from .importing import mesh_of
 from .inputs import scene_of
 from .photo_camera import camera_data, camera_of
@@ -450,6 +451,8 @@ def set_up_composite(context: bpy.types.Context, camera: bpy.types.Object) -> di
     size = (int(photo.size[0]), int(photo.size[1]))
     if min(size) <= 0:
         raise ValueError(rpt_("The photo “{}” cannot be read: reload it from its file").format(photo_name))
+    photo = pixels.upright_view(photo)  # a phone photo stored on its side is composed upright, as it was sent
+    size = (int(photo.size[0]), int(photo.size[1]))
     scene.camera = camera
     set_render(scene, view_layer, size)
     view_layer.update()  # matrix_world and the view frame up to date for what follows

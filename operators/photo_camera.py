@@ -26,7 +26,7 @@ from bpy.props import EnumProperty, FloatProperty
 from mathutils import Matrix, Vector
 
 from ..translations import rpt_, tip_
-from . import calibration, importing
+from . import calibration, importing, pixels
 from .inputs import scene_of, view_layer_of, window_manager_of
 
 if TYPE_CHECKING:
@@ -76,12 +76,13 @@ def photo_camera(context: bpy.types.Context, photo_name: str) -> bpy.types.Objec
     data.sensor_fit = "AUTO"
     photo = bpy.data.images.get(photo_name)
     if photo is not None:
+        view = pixels.upright_view(photo)  # a phone photo stored on its side is framed as it was sent
         background = data.background_images.new()
-        background.image = photo
+        background.image = view
         background.alpha = 1.0
         data.show_background_images = True
         render = scene.render
-        render.resolution_x, render.resolution_y = photo.size
+        render.resolution_x, render.resolution_y = view.size
         render.resolution_percentage = 100
     camera = bpy.data.objects.new(name, data)
     camera["sam3d_photo"] = photo_name

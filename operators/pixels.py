@@ -177,6 +177,27 @@ def pixels(image) -> np.ndarray:  # type: ignore[no-untyped-def]
     return rgba
 
 
+def upright_view(image):  # type: ignore[no-untyped-def]
+    """The image to show behind the photo's camera and under its composite: the photo itself, or, when its file
+    declares an orientation, an upright copy packed into the .blend (made once, found again by name), so what the
+    camera frames is what was sent and what the masks were drawn on."""
+    turn = orientation_of(image)
+    if turn == 1:
+        return image
+    name = f"{image.name} (upright)"
+    found = bpy.data.images.get(name)
+    if found is not None and found.get("sam3d_upright_of") == image.name and found.has_data:
+        return found
+    rgba = upright(pixels(image), turn)
+    h, w = rgba.shape[:2]
+    view = found if found is not None and tuple(found.size) == (w, h) else bpy.data.images.new(name, w, h, alpha=True)
+    view.colorspace_settings.name = image.colorspace_settings.name
+    view.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())
+    view["sam3d_upright_of"] = image.name
+    view.pack()
+    return view
+
+
 def pixels_at(image, size: tuple[int, int]) -> np.ndarray:  # type: ignore[no-untyped-def]
     """(h, w, 4) float32 RGBA upright at `size` (w, h). A file or packed image is scaled by Blender on a copy, so
     only its decoded bytes and the small copy exist; one edited in memory is read whole and resampled here."""

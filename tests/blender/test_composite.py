@@ -13,6 +13,11 @@ import pytest
 from bpy_extras.object_utils import world_to_camera_view
 from conftest import module
 from mathutils import Vector
+from test_hostile_folder import phone_photo
+from test_layout import iou, projected_box
+
+from tests.emulator import mask_png
+from tests.shapes import shape_like
 
 ROOT = Path(__file__).resolve().parents[2]
 PHOTO = ROOT / "examples" / "human_object" / "image.png"  # 1600×898
@@ -272,6 +277,38 @@ def test_the_photo_comes_back_unchanged_at_full_size(scene, tmp_path):
     original = pixels(photo)
     assert bare.shape == original.shape
     assert np.abs(bare - original).max() < 1.5 / 255, float(np.abs(bare - original).max())
+
+
+def test_a_phone_photo_is_laid_out_and_composed_upright_as_it_was_sent(sam3d, tmp_path):
+    """As in the Photo frames the photo as sent: the camera's resolution, the picture behind it and the
+    composite's photo are upright (an upright copy packed into the file), so the object stands where its upright
+    mask is. It was framed as stored: a landscape camera, the object in the wrong place, a sideways backdrop."""
+    photo = bpy.data.images.load(str(phone_photo(sam3d)))
+    mask_path = sam3d.tmp / "phone_mask.png"
+    mask_path.write_bytes(mask_png(48, 64, (0.1, 0.1, 0.9, 0.45)))  # the upright top half: the red part
+    sam3d.settings.image, sam3d.settings.mask = photo, bpy.data.images.load(str(mask_path))
+    sam3d.settings.placement = "CAMERA"
+    sam3d.emu.result_factory = lambda task, index: shape_like(task, True)
+    try:
+        before = set(bpy.data.objects)
+        assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}
+    finally:
+        sam3d.emu.result_factory = None
+    scene = bpy.context.scene
+    camera = next(o for o in bpy.data.objects if o.type == "CAMERA" and o.get("sam3d_photo") == photo.name)
+    (made,) = [o for o in bpy.data.objects if o not in before and o.type == "MESH"]
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (48, 64), "framed upright"
+    view = camera.data.background_images[0].image
+    assert tuple(view.size) == (48, 64) and view.packed_file is not None, "an upright copy kept in the file"
+    upright_rgb = pixels(view)
+    assert upright_rgb[:32, :, 0].mean() > 0.9 > upright_rgb[32:, :, 0].mean(), "red on top, as every viewer shows"
+    assert iou(projected_box(scene, camera, made), (0.1, 0.1, 0.9, 0.45)) > 0.7, "where its upright mask is"
+    assert bpy.ops.sam3d.composite() == {"FINISHED"}
+    for obj in bpy.data.objects:
+        if obj.type == "MESH":
+            obj.hide_render = True
+    bare = render(scene, tmp_path / "phone_bare.png", percent=100, samples=1)
+    assert bare.shape[:2] == (64, 48) and np.abs(bare - upright_rgb[..., :3]).max() < 2 / 255, "composed upright"
 
 
 def test_running_it_twice_makes_one_catcher_and_one_set_of_nodes_and_keeps_the_users_nodes(scene):
