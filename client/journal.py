@@ -165,6 +165,7 @@ class History:
     ends; the journal itself stays append-only (several Blender processes may append to it at once)."""
 
     KEEP_RECENT = 64  # finished tasks kept in memory (the panel shows the latest few)
+    READ_WINDOW = 1024  # finished tasks held while a long tail is read: memory stays flat however long it is
     COMPACT_EVERY = 500  # lines read since the snapshot before a new one is written
 
     def __init__(self, folder: Path) -> None:
@@ -266,7 +267,7 @@ class History:
     def _read_tail(self, f: BinaryIO, size: int) -> None:
         """The whole lines from the offset, streamed: memory stays within a piece and a line, however long the
         journal (its first read without an index included)."""
-        broken = 0
+        broken, prune_at = 0, 2 * self.READ_WINDOW
         for end, raw in lines(f, self._offset, size):
             start, self._offset = self._offset, end
             self._since_snapshot += 1
@@ -277,6 +278,9 @@ class History:
                 broken += 1
                 continue
             self._apply(rec, start)
+            if len(self.tasks) > prune_at:  # a task pruned and seen again is found by `find` (rare: a re-import)
+                self._prune(self.READ_WINDOW)
+                prune_at = len(self.tasks) + self.READ_WINDOW  # unfinished tasks stay: never prune at every line
         self._scanned = self._offset
         if broken:
             log.warning("SAM 3D: skipped %d broken line(s) of %s", broken, self.journal.path)
@@ -297,11 +301,11 @@ class History:
                 if price is not None:
                     self.prices[str(task.info.get("model", ""))] = price
 
-    def _prune(self) -> None:
+    def _prune(self, keep: int = KEEP_RECENT) -> None:
         finished = [t for t in self.tasks.values() if not t.unfinished]
-        if len(finished) > self.KEEP_RECENT:
+        if len(finished) > keep:
             finished.sort(key=lambda t: t.time, reverse=True)
-            for task in finished[self.KEEP_RECENT:]:
+            for task in finished[keep:]:
                 del self.tasks[task.task_uuid]
 
     def save_snapshot(self) -> None:
