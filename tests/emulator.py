@@ -1,6 +1,7 @@
 """A faithful emulator of the Runware REST API as far as the add-on needs it (stdlib only).
 
-Follows /work/shared/docs/runware-api.md: where the documentation admits two forms, `Style` picks one, and
+Follows the team's notes on the Runware API (runware-api.md, beside the repository in CI; tests/README.md says
+how the emulator is kept true to Runware): where the documentation admits two forms, `Style` picks one, and
 `Faults` injects the failures a client must survive. Two servers run: the API on 127.0.0.1 and a separate
 FILE host on "localhost" (the CDN stand-in), so a test can prove the API key never reaches the second host.
 

@@ -6,7 +6,8 @@ and for the painting a posed stand-in made from each mask, as SAM 3D would pose 
 unless RUNWARE_API_KEY is set, in which case the real Runware API is used (and billed, about 0.004 USD per
 task, 9 tasks).
 Writes out/demo.blend and a Cycles render out/demo.png; out/layout.blend and out/layout.png (the painting's
-objects rendered over the painting by Composite over Photo), and a reduced copy of it as docs/layout.png.
+objects rendered over the painting by Composite over Photo), and a reduced copy out/layout_small.png (what
+docs/layout.png was made from: copy it there by hand when it should change). It writes nothing outside out/.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ def render(path: Path, size: tuple[int, int] | None = (960, 540)) -> None:
     else:  # the photo's camera: keep its aspect, at a demo's size
         scene.render.resolution_percentage = 40
     scene.render.filepath = str(path)
+    scene.render.use_stamp_filename = False  # the picture may be shared: no path of this machine in it
     started = time.monotonic()
     bpy.ops.render.render(write_still=True)
     say(f"rendered {path.relative_to(ROOT)} with Cycles in {time.monotonic() - started:.1f} s")
@@ -198,7 +200,7 @@ def main() -> int:
     bpy.ops.wm.save_as_mainfile(filepath=str(OUT / "layout.blend"))
     say("saved out/layout.blend")
     render(OUT / "layout.png", size=None)
-    reduced_copy(OUT / "layout.png", ROOT / "docs" / "layout.png")
+    reduced_copy(OUT / "layout.png", OUT / "layout_small.png")
     say("done: out/demo.blend, out/demo.png, out/layout.blend and out/layout.png"
         + (", made against the emulator" if emulator else ""))
     shutil.rmtree(USER, ignore_errors=True)
