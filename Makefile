@@ -3,6 +3,8 @@
 #   make test              lint, type checks, client tests, the in-Blender tests on every Blender below, then the
 #                          real-window tests (Debian's Blender 5.2 LTS with its UI under Xvfb: Linux and root only)
 #   make test BLENDERS=5.0 only one Blender
+#   make check             what every commit should pass: lint, type checks, the tests without Blender, and the
+#                          in-Blender tests on one Blender (5.0); `make test` before a merge or a release
 #   make batch DIR=photos OUT=library.blend   photos and masks → an asset library (emulator without a key)
 #   make bench             benchmarks of the job machinery against the emulator: prints a table
 #   make build             dist/sam3d-<version>.zip, the file to install in Blender
@@ -12,16 +14,19 @@ BLENDERS ?= 4.2 5.0 5.3
 DEV ?= 5.0
 SHELL := /bin/bash
 
-.PHONY: test lint client-test blender-test window-test batch bench build demo emulator clean
+.PHONY: test check lint client-test blender-test window-test batch bench build demo emulator clean
 
 test: lint client-test blender-test window-test
+
+check: lint client-test
+	@$(MAKE) --no-print-directory blender-test BLENDERS=$(DEV)
 
 lint:
 	@py=$$(tools/venv.sh $(DEV) dev) && mkdir -p .venv/mypy && ln -sfn ../.. .venv/mypy/sam3d && set -x && \
 	  $$py -m ruff check . && $$py -m mypy -p sam3d
 
 client-test:
-	@py=$$(tools/venv.sh $(DEV) dev) && $$py -m pytest tests/client
+	@py=$$(tools/venv.sh $(DEV) dev) && $$py -m pytest tests/client tests/utils
 
 blender-test:
 	@set -e; for v in $(BLENDERS); do \

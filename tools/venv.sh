@@ -20,9 +20,10 @@ if ! "$python" -c pass 2>/dev/null; then
   [ -n "$found" ] || { echo "$python is needed for Blender $version and was not found" >&2; exit 1; }
   python=$found
 fi
-packages=("$bpy" "pytest>=8" "pytest-randomly>=3.15" "pytest-timeout>=2.3" ${bundled[@]+"${bundled[@]}"})
+# Pinned, so a run next year checks what it checks today (CONTRIBUTING.md: how to move a pin).
+packages=("$bpy" "pytest==9.2.0" "pytest-randomly==5.1.0" "pytest-timeout==2.4.0" ${bundled[@]+"${bundled[@]}"})
 if [ "${2:-}" = dev ]; then
-  packages+=("runware-sdk==1.8.0" "mypy>=1.10" "ruff>=0.6" "fake-bpy-module-${version}")
+  packages+=("runware-sdk==1.8.0" "mypy==2.4.1" "ruff==0.17.6" "fake-bpy-module-${version}==20260730")
 fi
 venv=.venv/blender-$version
 want="${packages[*]}"
