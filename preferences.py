@@ -13,7 +13,7 @@ from typing import Any
 import bpy
 from bpy.props import FloatProperty, IntProperty, StringProperty
 
-from .client import DEFAULT_API_URL, DEFAULT_MODEL, RunwareError
+from .client import DEFAULT_API_URL, DEFAULT_MODEL, Sam3dError
 from .client.http import check_url, host_of, is_loopback
 from .translations import iface_, tip_
 
@@ -48,7 +48,7 @@ def is_secure_destination(url: str, api_url: str) -> bool:
     """https, or this machine only when the API is on it too (client/http.py's one rule for loopback)."""
     try:
         check_url(url, "result URL", local=is_loopback(host_of(api_url)))
-    except RunwareError:
+    except Sam3dError:
         return False
     return True
 

@@ -13,7 +13,7 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import RunwareError
+from .errors import Code, Sam3dError
 from .http import Guard, Transport, declared_length, get_following, read_body
 
 GLB_MAGIC = b"glTF"
@@ -25,12 +25,12 @@ def check_glb(path: Path) -> None:
     with open(path, "rb") as f:
         header = f.read(12)
     if len(header) < 12 or header[:4] != GLB_MAGIC:
-        raise RunwareError("notGlb", f"{path.name} does not start like a GLB file")
+        raise Sam3dError(Code.NOT_GLB, f"{path.name} does not start like a GLB file")
     version, length = struct.unpack("<II", header[4:])
     if version != 2:
-        raise RunwareError("notGlb", f"GLB version {version}, only version 2 is supported")
+        raise Sam3dError(Code.NOT_GLB, f"GLB version {version}, only version 2 is supported")
     if length != size:
-        raise RunwareError("notGlb", f"{path.name} declares {length} bytes but holds {size}", retryable=length > size)
+        raise Sam3dError(Code.NOT_GLB, f"{path.name} declares {length} bytes but holds {size}", retryable=length > size)
 
 
 def partial_path(dest: Path) -> Path:
@@ -41,7 +41,7 @@ def partial_path(dest: Path) -> Path:
 def save_inline(data: bytes, dest: Path, *, max_bytes: int) -> Path:
     """A result the server sent inline (`modelBase64Data`): capped, written and checked like a download."""
     if len(data) > max_bytes:
-        raise RunwareError("downloadTooLarge", f"{len(data) / 1e6:.0f} MB")
+        raise Sam3dError(Code.DOWNLOAD_TOO_LARGE, f"{len(data) / 1e6:.0f} MB")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = partial_path(dest)
     try:
@@ -74,7 +74,7 @@ def download(
     transport = transport or Transport(api_url=api_url)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = partial_path(dest)
-    last: RunwareError | None = None
+    last: Sam3dError | None = None
     try:
         for attempt in range(retries + 1):
             if attempt:
@@ -84,13 +84,13 @@ def download(
                 check_glb(part)
                 os.replace(part, dest)
                 return dest
-            except RunwareError as exc:
+            except Sam3dError as exc:
                 if not exc.retryable:
                     raise
                 last = exc
-                if exc.code == "notGlb":  # corrupt, not short: start over rather than append
+                if exc.code == Code.NOT_GLB:  # corrupt, not short: start over rather than append
                     part.unlink(missing_ok=True)
-        raise last or RunwareError("downloadFailed")
+        raise last or Sam3dError(Code.DOWNLOAD_FAILED)
     finally:
         part.unlink(missing_ok=True)
         if own:
@@ -104,12 +104,12 @@ def _fetch(transport: Transport, url: str, part: Path, max_bytes: int, timeout: 
     with get_following(transport, url, guard=guard, timeout=timeout, headers=headers) as (resp, exchange):
         status = resp.status_code
         if status in (403, 404, 410):
-            raise RunwareError("resultExpired", f"HTTP {status}", status=status)
+            raise Sam3dError(Code.RESULT_EXPIRED, f"HTTP {status}", status=status)
         if status == 416 and have:  # our partial file is already whole (or bigger): start over
             part.unlink(missing_ok=True)
-            raise RunwareError("downloadFailed", "HTTP 416", status=status, retryable=True)
+            raise Sam3dError(Code.DOWNLOAD_FAILED, "HTTP 416", status=status, retryable=True)
         if status >= 400 or status not in (200, 206):
-            raise RunwareError("downloadFailed", f"HTTP {status}", status=status,
+            raise Sam3dError(Code.DOWNLOAD_FAILED, f"HTTP {status}", status=status,
                                retryable=status in (408, 429) or status >= 500)
         if status == 200:
             have = 0  # the host ignored the Range (or there was none): the body is the whole file
@@ -133,11 +133,11 @@ class _GlbStart:
             self.head += data[:12 - len(self.head)]
             if len(self.head) == 12:
                 if self.head[:4] != GLB_MAGIC:
-                    raise RunwareError("notGlb", "the download does not start like a GLB file")
+                    raise Sam3dError(Code.NOT_GLB, "the download does not start like a GLB file")
                 self.declared = struct.unpack("<I", self.head[8:12])[0]
                 if self.declared > self.max_bytes:
-                    raise RunwareError("downloadTooLarge", "the GLB declares more than the limit")
+                    raise Sam3dError(Code.DOWNLOAD_TOO_LARGE, "the GLB declares more than the limit")
         self.got += len(data)
         if self.got > self.declared:
-            raise RunwareError("notGlb", "the download is longer than the GLB it starts declares")
+            raise Sam3dError(Code.NOT_GLB, "the download is longer than the GLB it starts declares")
         self.write(data)

@@ -6,6 +6,68 @@ that sentence as it is, so it must never hold the API key.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
+
+class Code(StrEnum):
+    """The codes this add-on names: its own, and the server's it acts on. A misspelt member fails at import;
+    the server may send others (kept as the strings they are). Equal to their strings, so a journal or a
+    script comparing `error.code == "network"` keeps working."""
+
+    BAD_LIBRARY = "badLibrary"
+    BAD_RESPONSE = "badResponse"
+    BAD_TASK_UUID = "badTaskUuid"
+    CANCELLED = "cancelled"
+    CA_BUNDLE_MISSING = "caBundleMissing"
+    CONFLICT_TASK_UUID = "conflictTaskUUID"
+    CONTENT_POLICY_VIOLATION = "contentPolicyViolation"
+    DISK_ERROR = "diskError"
+    DOWNLOAD_FAILED = "downloadFailed"
+    DUPLICATE_REQUEST = "duplicateRequest"
+    DOWNLOAD_TOO_LARGE = "downloadTooLarge"
+    FORBIDDEN = "forbidden"
+    GLB_EXTERNAL_FILE = "glbExternalFile"
+    GLB_MALFORMED = "glbMalformed"
+    GLB_TOO_LARGE = "glbTooLarge"
+    GLB_UNKNOWN_EXTENSION = "glbUnknownExtension"
+    IMAGE_BLOCKED = "imageBlocked"
+    INFERENCE_ERROR = "inferenceError"
+    INSECURE_HOOK = "insecureHook"
+    INSECURE_RESULT_URL = "insecureResultUrl"
+    INSECURE_URL = "insecureUrl"
+    INSUFFICIENT_CREDITS = "insufficientCredits"
+    INTERNAL = "internal"
+    INTERNAL_SERVER_ERROR = "internalServerError"
+    INVALID_API_KEY = "invalidApiKey"
+    INVALID_IMAGE = "invalidImage"
+    INVALID_NUMBER_RESULTS = "invalidNumberResults"
+    INVALID_SEED = "invalidSeed"
+    INVALID_TTL = "invalidTtl"
+    JOB_TIMEOUT = "jobTimeout"
+    KEY_IN_RESULT_URL = "keyInResultUrl"
+    LOCAL_RESULT_URL = "localResultUrl"
+    MISSING_API_KEY = "missingApiKey"
+    MODEL_UNAVAILABLE = "modelUnavailable"
+    NETWORK = "network"
+    NOT_FOUND = "notFound"
+    NOT_GLB = "notGlb"
+    NO_AVAILABLE_SERVER = "noAvailableServer"
+    PROCESSING_FAILED = "processingFailed"
+    PROXY_REFUSED = "proxyRefused"
+    RATE_LIMIT_EXCEEDED = "rateLimitExceeded"
+    RESPONSE_TOO_LARGE = "responseTooLarge"
+    RESULT_EXPIRED = "resultExpired"
+    SERVICE_UNAVAILABLE = "serviceUnavailable"
+    SPENDING_LIMIT = "spendingLimit"
+    TASK_FAILED = "taskFailed"
+    TASK_FAILED_OR_NOT_FOUND = "taskFailedOrNotFound"
+    TASK_LOCKED = "taskLocked"
+    TIMEOUT = "timeout"
+    TIMEOUT_PROVIDER = "timeoutProvider"
+    TLS_UNTRUSTED = "tlsUntrusted"
+    UNKNOWN = "unknown"
+
+
 # Sentences for the codes a user can meet. Codes not listed fall back to the server's own message.
 _SENTENCES = {
     "glbExternalFile": "The result refers to files outside itself, which a SAM 3D result never does; it was not "
@@ -62,8 +124,9 @@ _SENTENCES = {
 }
 
 
-class RunwareError(Exception):
-    """A failure with a server (or client) `code`, a person's sentence, and what is known about it."""
+class Sam3dError(Exception):
+    """A failure with a server's (or the add-on's) `code`, a person's sentence, and what is known about it: what
+    every failure of the add-on turns into, from Runware or from here (a disk, a library folder, a limit)."""
 
     def __init__(
         self,
@@ -94,16 +157,24 @@ def sentence_for(code: str, message: str = "", parameter: str | None = None) -> 
         # Keep the server's words when they add something (e.g. which parameter), but lead with ours.
         return f"{known} ({detail})" if detail and detail not in known and code not in _NO_DETAIL else known
     if code.endswith("Expired"):
-        return _SENTENCES["resultExpired"]
+        return _SENTENCES[Code.RESULT_EXPIRED]
     where = f" [{parameter}]" if parameter else ""
     return f"Runware refused the request: {detail or 'no reason given'}{where} (code {code})."
 
 
 # Codes raised by this add-on with a whole sentence of their own as the message.
-_OWN_SENTENCE = {"spendingLimit", "duplicateRequest", "taskLocked", "badLibrary"}
+_OWN_SENTENCE = {Code.SPENDING_LIMIT, Code.DUPLICATE_REQUEST, Code.TASK_LOCKED, Code.BAD_LIBRARY}
 
 # Codes whose server message adds nothing a person needs (and might quote the request).
-_NO_DETAIL = {"invalidApiKey", "missingApiKey", "cancelled", "internal"}
+_NO_DETAIL = {Code.INVALID_API_KEY, Code.MISSING_API_KEY, Code.CANCELLED, Code.INTERNAL}
+
+
+def short_error(exc: BaseException) -> str:
+    """What an exception from Blender or the system says, in one short line for a report: its last non-empty
+    line (Blender's operators put the reason there), without "Error: " or a final dot, at most 200 characters."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = lines[-1] if lines else type(exc).__name__
+    return text.removeprefix("Error: ").rstrip(".")[:200]
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -113,7 +184,7 @@ def redact(text: str, secret: str | None) -> str:
     return text
 
 
-def scrubbed(error: RunwareError, secret: str | None) -> RunwareError:
+def scrubbed(error: Sam3dError, secret: str | None) -> Sam3dError:
     """The same error with a secret taken out of every field: its sentence, its code, its parameter and its task
     UUID (servers sometimes quote the request, in any field they send back)."""
     if not secret or len(secret) < 4:
@@ -129,3 +200,6 @@ def scrubbed(error: RunwareError, secret: str | None) -> RunwareError:
         error.sentence = clean
         error.args = (clean,)
     return error
+
+
+RunwareError = Sam3dError  # its first name, kept for scripts that catch it

@@ -54,6 +54,13 @@ def is_uuid(text: object) -> bool:
     return isinstance(text, str) and _UUID.fullmatch(text) is not None
 
 
+def safe_name(name: str, limit: int = 60) -> str:
+    """`name` as a file name of this add-on (a result, a baked texture): letters, digits, `-`, `_` and `.` kept,
+    anything else `_`, no leading or trailing dot, at most `limit` characters; "object" when nothing is left."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:limit].strip("._")
+    return safe or "object"
+
+
 def is_name(text: object) -> bool:
     """A plain file name (no separator, not `.` or `..`), safe to join to a folder."""
     return isinstance(text, str) and _NAME.fullmatch(text) is not None and text not in (".", "..")

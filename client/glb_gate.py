@@ -10,7 +10,7 @@ the limits (triangles, vertices, nodes, image pixels, JSON size).
 It reads only the GLB header, the JSON chunk, the chunk headers, the first bytes of each embedded image
 (their declared size: `client.imagesize`) and the header of each Draco-compressed mesh (the counts the
 decoder allocates for). The BIN payload is never read otherwise, so the check costs a few milliseconds
-whatever the mesh's size. Every refusal is a `RunwareError` with a sentence for a person; no other
+whatever the mesh's size. Every refusal is a `Sam3dError` with a sentence for a person; no other
 exception leaves `inspect_glb`.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
 from . import files, imagesize
-from .errors import RunwareError
+from .errors import Code, Sam3dError
 
 GLB_MAGIC = b"glTF"
 _JSON_CHUNK = 0x4E4F534A
@@ -84,20 +84,20 @@ def inspect_glb(
     max_json_bytes: int = 64 * 2**20,
     known_extensions: Collection[str] = KNOWN_EXTENSIONS,
 ) -> GlbSummary:
-    """Check the GLB at `path` before Blender imports it; its summary, or `RunwareError` with code `notGlb`,
+    """Check the GLB at `path` before Blender imports it; its summary, or `Sam3dError` with code `notGlb`,
     `glbExternalFile`, `glbMalformed`, `glbTooLarge` or `glbUnknownExtension`. Opens no other file."""
     limits = _Limits(max_triangles, max_vertices, max_image_pixels, max_nodes, max_json_bytes)
     try:  # a regular file, never through a link (a shared folder's file may be a link to anything)
         with os.fdopen(files.open_regular(path), "rb") as f:
             return _Gate(f, limits, frozenset(known_extensions)).run()
-    except RunwareError:
+    except Sam3dError:
         raise
     except files.UnsafeFileError as exc:
-        raise RunwareError("notGlb", exc.why) from exc
+        raise Sam3dError(Code.NOT_GLB, exc.why) from exc
     except OSError as exc:
-        raise RunwareError("notGlb", "it could not be read") from exc
+        raise Sam3dError(Code.NOT_GLB, "it could not be read") from exc
     except Exception as exc:  # a bug here must still refuse the file, never let it through
-        raise RunwareError("glbMalformed", "it could not be checked") from exc
+        raise Sam3dError(Code.GLB_MALFORMED, "it could not be checked") from exc
 
 
 @dataclass
@@ -110,15 +110,15 @@ class _Limits:
 
 
 def _not_glb(detail: str) -> NoReturn:
-    raise RunwareError("notGlb", detail)
+    raise Sam3dError(Code.NOT_GLB, detail)
 
 
 def _malformed(detail: str) -> NoReturn:
-    raise RunwareError("glbMalformed", detail)
+    raise Sam3dError(Code.GLB_MALFORMED, detail)
 
 
 def _too_large(detail: str) -> NoReturn:
-    raise RunwareError("glbTooLarge", detail)
+    raise Sam3dError(Code.GLB_TOO_LARGE, detail)
 
 
 class _Gate:
@@ -330,7 +330,7 @@ def _describe_uri(uri: str) -> str:
 
 
 def _external(what: str, uri: str) -> NoReturn:
-    raise RunwareError("glbExternalFile", f"{what} refers to {_describe_uri(uri)}")
+    raise Sam3dError(Code.GLB_EXTERNAL_FILE, f"{what} refers to {_describe_uri(uri)}")
 
 
 # -- the JSON document ---------------------------------------------------------------------------------
@@ -422,7 +422,7 @@ class _Document:
                 _malformed("it lists an extension by something that is not a name")
         for name in required:
             if name not in self.gate.known:
-                raise RunwareError("glbUnknownExtension", f"it requires {_extension_name(name)}")
+                raise Sam3dError(Code.GLB_UNKNOWN_EXTENSION, f"it requires {_extension_name(name)}")
             if name not in used:
                 _malformed(f"it requires {_extension_name(name)} without declaring it used")
         return list(used)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from .errors import RunwareError
+from .errors import Code, Sam3dError
 
 try:
     import requests
@@ -91,13 +91,13 @@ def check_url(url: str, what: str = "API URL", *, local: bool = False) -> None:
     host = parts.hostname or ""
     on_this_machine = bool(host) and is_loopback(host)
     if what != "API URL" and on_this_machine and not local:
-        raise RunwareError("localResultUrl", f"{parts.scheme}://{host}")
+        raise Sam3dError(Code.LOCAL_RESULT_URL, f"{parts.scheme}://{host}")
     if parts.scheme == "https" and host:
         return
     if parts.scheme == "http" and on_this_machine:
         return
     code = "insecureUrl" if what == "API URL" else "insecureResultUrl"
-    raise RunwareError(code, f"The {what} must start with https:// (got {parts.scheme or 'nothing'}://).")
+    raise Sam3dError(code, f"The {what} must start with https:// (got {parts.scheme or 'nothing'}://).")
 
 
 def host_of(url: str) -> str:
@@ -122,14 +122,14 @@ class Guard:
 
     def check(self) -> None:
         if self.cancel.is_set():
-            raise RunwareError("cancelled")
+            raise Sam3dError(Code.CANCELLED)
         if self.remaining() <= 0:
-            raise RunwareError(self.timeout_code)
+            raise Sam3dError(self.timeout_code)
 
     def wait(self, seconds: float) -> None:
         """Sleep, waking at once on a cancel; past the deadline raises its code."""
         if self.cancel.wait(max(0.0, min(seconds, self.remaining()))):
-            raise RunwareError("cancelled")
+            raise Sam3dError(Code.CANCELLED)
         self.check()
 
 
@@ -166,8 +166,8 @@ class _Exchange:
             for conn in self._conns:
                 _shut(conn)
 
-    def error(self) -> RunwareError:
-        return RunwareError(self.tripped or "timeout", retryable=self.tripped == "timeout")
+    def error(self) -> Sam3dError:
+        return Sam3dError(self.tripped or "timeout", retryable=self.tripped == "timeout")
 
 
 def _shut(conn: Any) -> None:
@@ -364,7 +364,7 @@ class _Inflater:
         elif encoding == "deflate":
             self._z = zlib.decompressobj(zlib.MAX_WBITS)
         else:
-            raise RunwareError("badResponse", f"the answer is encoded as {encoding!r}, which was not asked for")
+            raise Sam3dError(Code.BAD_RESPONSE, f"the answer is encoded as {encoding!r}, which was not asked for")
         self._first = True
         self._raw_fallback = encoding == "deflate"
 
@@ -382,7 +382,7 @@ class _Inflater:
                 if self._first and self._raw_fallback:  # "deflate" sent as raw deflate, as some servers do
                     self._z, self._first = zlib.decompressobj(-zlib.MAX_WBITS), False
                     continue
-                raise RunwareError("badResponse", "the answer's compressed body is damaged") from None
+                raise Sam3dError(Code.BAD_RESPONSE, "the answer's compressed body is damaged") from None
             self._first = False
             total += len(piece)
             if piece:
@@ -449,10 +449,10 @@ class Transport:
     @contextmanager
     def open(self, method: str, url: str, *, guard: Guard, timeout: float, headers: dict[str, str] | None = None,
              data: bytes | None = None) -> Iterator[tuple[requests.Response, _Exchange]]:
-        """One request, its answer's headers read, its body still on the wire. Raises RunwareError."""
+        """One request, its answer's headers read, its body still on the wire. Raises Sam3dError."""
         guard.check()
         if self.ca_bundle and not os.path.isfile(self.ca_bundle):
-            raise RunwareError("caBundleMissing", self.ca_bundle)
+            raise Sam3dError(Code.CA_BUNDLE_MISSING, self.ca_bundle)
         # Connecting to this machine: only for an API here, or through a proxy (the user's; it connects on).
         local = self.local or host_of(url) == self.api_host or bool(self.proxy_for(url))
         exchange = _Exchange(guard, timeout, local=local)
@@ -472,13 +472,13 @@ class Transport:
                 if exchange.tripped:
                     raise exchange.error() from None
                 if exchange.refused_local:
-                    raise RunwareError("localResultUrl", host_of(url)) from None
+                    raise Sam3dError(Code.LOCAL_RESULT_URL, host_of(url)) from None
                 timed_out = isinstance(exc, requests.Timeout) and not isinstance(exc, requests.ConnectionError)
-                raise RunwareError("timeout" if timed_out else "network", retryable=True) from None
+                raise Sam3dError("timeout" if timed_out else "network", retryable=True) from None
             except requests.RequestException as exc:  # a malformed URL or header
-                raise RunwareError("network", type(exc).__name__) from None
+                raise Sam3dError(Code.NETWORK, type(exc).__name__) from None
             except OSError as exc:  # raised by requests itself for a certificate file it cannot read
-                raise RunwareError("caBundleMissing" if self.ca_bundle else "network", type(exc).__name__) from None
+                raise Sam3dError("caBundleMissing" if self.ca_bundle else "network", type(exc).__name__) from None
             try:
                 yield resp, exchange
             finally:
@@ -507,7 +507,7 @@ def get_following(transport: Transport, url: str, *, guard: Guard, timeout: floa
                 continue
             yield resp, exchange
             return
-    raise RunwareError("downloadFailed", f"more than {MAX_HOPS} redirects")
+    raise Sam3dError(Code.DOWNLOAD_FAILED, f"more than {MAX_HOPS} redirects")
 
 
 def declared_length(resp: requests.Response) -> int | None:
@@ -518,10 +518,10 @@ def declared_length(resp: requests.Response) -> int | None:
 def read_body(resp: requests.Response, exchange: _Exchange, max_bytes: int, sink: Callable[[bytes], object],
               *, too_large: str = "responseTooLarge", on_progress: Callable[[int], None] | None = None) -> int:
     """Read the body raw off the wire into `sink`, at most `max_bytes` on the wire and after inflating.
-    Returns the number of bytes given to `sink`. Raises RunwareError (`too_large`, cancelled, timeouts…)."""
+    Returns the number of bytes given to `sink`. Raises Sam3dError (`too_large`, cancelled, timeouts…)."""
     declared = declared_length(resp)
     if declared is not None and declared > max_bytes:
-        raise RunwareError(too_large, f"{declared / 1e6:.1f} MB declared")
+        raise Sam3dError(too_large, f"{declared / 1e6:.1f} MB declared")
     inflater = _Inflater(resp.headers.get("Content-Encoding", ""))
     wire = kept = 0
     raw = resp.raw
@@ -531,7 +531,7 @@ def read_body(resp: requests.Response, exchange: _Exchange, max_bytes: int, sink
         except Exception as exc:  # noqa: BLE001 - urllib3 1.26 and 2.x raise different things when cut off
             if exchange.tripped:
                 raise exchange.error() from None
-            raise RunwareError("downloadFailed", f"the transfer was cut short ({type(exc).__name__})",
+            raise Sam3dError(Code.DOWNLOAD_FAILED, f"the transfer was cut short ({type(exc).__name__})",
                                retryable=True) from None
         if exchange.tripped:
             raise exchange.error()
@@ -539,31 +539,31 @@ def read_body(resp: requests.Response, exchange: _Exchange, max_bytes: int, sink
             break
         wire += len(data)
         if wire > max_bytes:
-            raise RunwareError(too_large, f"more than {max_bytes / 1e6:.1f} MB")
+            raise Sam3dError(too_large, f"more than {max_bytes / 1e6:.1f} MB")
         for piece in inflater.pieces(data, max_bytes - kept):
             kept += len(piece)
             if kept > max_bytes:
-                raise RunwareError(too_large, f"more than {max_bytes / 1e6:.1f} MB once inflated")
+                raise Sam3dError(too_large, f"more than {max_bytes / 1e6:.1f} MB once inflated")
             sink(piece)
             if on_progress:
                 on_progress(kept)
     if declared is not None and wire < declared:
-        raise RunwareError("downloadFailed", "the transfer was cut short", retryable=True)
+        raise Sam3dError(Code.DOWNLOAD_FAILED, "the transfer was cut short", retryable=True)
     return kept
 
 
-def _proxy_error(exc: Exception) -> RunwareError:
+def _proxy_error(exc: Exception) -> Sam3dError:
     text = str(exc)
     for status in ("407", "403"):
         if status in text:
-            return RunwareError("proxyRefused", f"HTTP {status}")
-    return RunwareError("proxyRefused", "no answer")
+            return Sam3dError(Code.PROXY_REFUSED, f"HTTP {status}")
+    return Sam3dError(Code.PROXY_REFUSED, "no answer")
 
 
-def _tls_error(exc: Exception, ca_bundle: str) -> RunwareError:
+def _tls_error(exc: Exception, ca_bundle: str) -> Sam3dError:
     text = str(exc)
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-        return RunwareError("tlsUntrusted", "a custom CA bundle is set" if ca_bundle else "")
+        return Sam3dError(Code.TLS_UNTRUSTED, "a custom CA bundle is set" if ca_bundle else "")
     if ca_bundle and ("No such file" in text or "Could not find" in text or "invalid path" in text):
-        return RunwareError("caBundleMissing", ca_bundle)
-    return RunwareError("network", "TLS handshake failed")
+        return Sam3dError(Code.CA_BUNDLE_MISSING, ca_bundle)
+    return Sam3dError(Code.NETWORK, "TLS handshake failed")

@@ -23,7 +23,7 @@ from typing import Any
 from . import files, glb_gate, tasks
 from .cache import OnceCache
 from .download import download, save_inline
-from .errors import RunwareError, redact
+from .errors import Code, Sam3dError, redact
 from .http import Guard, Transport
 from .journal import Journal, TaskRecord, clean_entries, task_files
 from .locks import TaskLocks
@@ -125,7 +125,7 @@ class Event:
     values: tuple[object, ...] = ()
     results: list[Result] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    error: RunwareError | None = None
+    error: Sam3dError | None = None
 
 
 class RecentDurations:
@@ -182,7 +182,7 @@ class Job:
     def cancel(self) -> None:
         self.cancel_event.set()
         if self.started is None and self.outcome is None:  # never started: ends here, nothing was sent
-            self.outcome = Event("failed", error=RunwareError("cancelled"))
+            self.outcome = Event("failed", error=Sam3dError(Code.CANCELLED))
             if self.request.reservation is not None:
                 self.request.reservation.release()
 
@@ -242,7 +242,7 @@ class Job:
     def _run(self) -> None:
         try:
             self._take_slot()
-        except RunwareError as exc:
+        except Sam3dError as exc:
             self._settle_money(exc)
             self.events.put(Event("failed", error=exc))
             return
@@ -250,7 +250,7 @@ class Job:
             self._work()
         except Exception as exc:  # never leave the main thread waiting for an outcome that will not come
             log.exception("SAM 3D job %s failed", self.task_uuid)
-            self.events.put(Event("failed", error=RunwareError("internal", f"unexpected {type(exc).__name__}")))
+            self.events.put(Event("failed", error=Sam3dError(Code.INTERNAL, f"unexpected {type(exc).__name__}")))
         finally:
             if self.slots is not None:
                 self.slots.release()
@@ -263,18 +263,18 @@ class Job:
             fields = json.loads(redact(json.dumps(fields, default=str), key))
         journal.append(event, self.task_uuid, **fields)
 
-    def _failed(self, journal: Journal, exc: RunwareError) -> None:
+    def _failed(self, journal: Journal, exc: Sam3dError) -> None:
         """Journal the end of a job. A task that was sent stays resumable unless the server said it failed:
         a time limit, the network or the download failing on our side must not lose a paid result."""
-        if exc.code == "cancelled" and not self.submitted:
+        if exc.code == Code.CANCELLED and not self.submitted:
             _try(self._note, journal, "cancelled")
-        elif exc.code != "cancelled":  # a cancelled paid task stays unfinished: it can be resumed
+        elif exc.code != Code.CANCELLED:  # a cancelled paid task stays unfinished: it can be resumed
             ours = self.submitted and not self.refused and exc.code in CLIENT_SIDE
             _try(self._note, journal, "failed", code=exc.code, resumable=ours)
         self._settle_money(exc)
         self.events.put(Event("failed", error=exc))
 
-    def _settle_money(self, exc: RunwareError | None, state: tasks.TaskState | None = None) -> None:
+    def _settle_money(self, exc: Sam3dError | None, state: tasks.TaskState | None = None) -> None:
         """The reservation becomes the reported cost; it stays whole when a sent task failed (Runware may have
         billed it), and is given back only when nothing was billed."""
         reservation = self.request.reservation
@@ -292,11 +292,11 @@ class Job:
         ends), checking for a cancel now and then."""
         while self.slots is not None and not self.slots.acquire(timeout=0.2):
             if self.cancel_event.is_set():
-                raise RunwareError("cancelled")
+                raise Sam3dError(Code.CANCELLED)
         if self.cancel_event.is_set():
             if self.slots is not None:
                 self.slots.release()
-            raise RunwareError("cancelled")
+            raise Sam3dError(Code.CANCELLED)
 
     def _work(self) -> None:
         req = self.request
@@ -306,9 +306,9 @@ class Job:
         transport = Transport(proxy=req.proxy, ca_bundle=req.ca_bundle, user_agent=req.user_agent, api_url=req.api_url)
         try:
             if not files.is_uuid(self.task_uuid):  # it names the task's folder: never a path
-                raise RunwareError("badTaskUuid")
+                raise Sam3dError(Code.BAD_TASK_UUID)
             if not locks.acquire(self.task_uuid):
-                raise RunwareError("taskLocked", f"Another Blender is fetching the task {self.task_uuid} from the "
+                raise Sam3dError(Code.TASK_LOCKED, f"Another Blender is fetching the task {self.task_uuid} from the "
                                    "same result folder; its result lands there.")
             client = RunwareClient(req.api_key, req.api_url, timeout=req.request_timeout, user_agent=req.user_agent,
                                    guard=guard, transport=transport)
@@ -329,8 +329,9 @@ class Job:
                 self.slots.release()
                 self.slots = None
             self.events.put(Event("done", results=results, warnings=[e.sentence for e in state.errors]))
-        except RunwareError as exc:
-            if exc.code in ("taskLocked", "badTaskUuid"):  # another Blender's task (its lines are its own), or none
+        except Sam3dError as exc:
+            # another Blender's task (its lines are its own), or none
+            if exc.code in (Code.TASK_LOCKED, Code.BAD_TASK_UUID):
                 self._settle_money(exc)
                 self.events.put(Event("failed", error=exc))
                 return
@@ -338,12 +339,12 @@ class Job:
             self._failed(journal, exc)
         except OSError as exc:  # the result folder: missing rights, disk full
             locks.release(self.task_uuid)
-            self._settle_money(RunwareError("diskError"))
-            self.events.put(Event("failed", error=RunwareError("diskError", f"{exc.strerror}: {exc.filename}")))
+            self._settle_money(Sam3dError(Code.DISK_ERROR))
+            self.events.put(Event("failed", error=Sam3dError(Code.DISK_ERROR, f"{exc.strerror}: {exc.filename}")))
         except Exception as exc:  # a bug of ours: say so plainly, keep the traceback for the console
             log.exception("SAM 3D job %s failed", self.task_uuid)
             locks.release(self.task_uuid)
-            self._failed(journal, RunwareError("internal", f"unexpected {type(exc).__name__}"))
+            self._failed(journal, Sam3dError(Code.INTERNAL, f"unexpected {type(exc).__name__}"))
         finally:
             transport.close()
 
@@ -352,7 +353,7 @@ class Job:
         journal.append("created", self.task_uuid, info=req.info())
         self._emit("preparing")
         if req.prepare is None:
-            raise RunwareError("internal", "no inputs")
+            raise Sam3dError(Code.INTERNAL, "no inputs")
         image_png, mask_png = req.prepare()
         client.check_cancel()
         files.ensure_dir(req.result_dir, self.task_uuid)  # a real folder: never a link planted in its place
@@ -371,8 +372,8 @@ class Job:
         self._emit("uploading", 0.5, text="Sending the task")
         try:
             state = self._send(client, task)
-        except RunwareError as exc:
-            if not (reused and exc.code == "invalidImage"):
+        except Sam3dError as exc:
+            if not (reused and exc.code == Code.INVALID_IMAGE):
                 raise
             # Runware forgot the upload (deleted after 30 days unused): send it again. The refused task was
             # never created, so it keeps its UUID.
@@ -388,7 +389,7 @@ class Job:
         self.refused = False  # a send that follows a refused one (a forgotten photo) may be billed
         try:
             return client.submit(task)
-        except RunwareError as exc:
+        except Sam3dError as exc:
             self.refused = refused_before_billing(exc)
             raise
 
@@ -401,8 +402,8 @@ class Job:
         reused = key in UPLOADS
         try:
             return UPLOADS.get(key, lambda: client.upload_image(png)), reused
-        except RunwareError as exc:
-            if exc.status not in (400, 404, 405, 501) or exc.code in ("invalidApiKey", "insufficientCredits"):
+        except Sam3dError as exc:
+            if exc.status not in (400, 404, 405, 501) or exc.code in (Code.INVALID_API_KEY, Code.INSUFFICIENT_CREDITS):
                 raise
             log.info("SAM 3D: the endpoint refused imageUpload (%s); sending the photo inline", exc.code)
             return tasks.data_uri_png(png), False
@@ -443,7 +444,7 @@ class Job:
         record = TaskRecord(self.task_uuid, files=clean_entries(self.request.downloaded, "files"))
         found = task_files(record, self.request.result_dir)
         if found is None:
-            raise RunwareError("notGlb", "the files of the earlier run are not in the task's folder any more")
+            raise Sam3dError(Code.NOT_GLB, "the files of the earlier run are not in the task's folder any more")
         results = []
         for path, f in found:
             self._gate(path)
@@ -459,9 +460,9 @@ class Job:
         total = len(generations)
         files.ensure_dir(req.result_dir, self.task_uuid)  # a real folder: never a link planted in its place
         for n, gen in enumerate(sorted(generations, key=lambda g: g.index)):
-            dest = req.folder / f"{_safe(req.name)}_{n}.glb"
+            dest = req.folder / f"{files.safe_name(req.name)}_{n}.glb"
             if gen.url and len(req.api_key) >= 4 and req.api_key in gen.url:  # it would go to the file host
-                raise RunwareError("keyInResultUrl")
+                raise Sam3dError(Code.KEY_IN_RESULT_URL)
 
             def progress(got: int, size: int | None, n: int = n) -> None:
                 self._emit("downloading", (n + (got / size if size else 0.5)) / total, "Downloading {}/{} ({:.1f} MB)",

@@ -15,7 +15,7 @@ import math
 import threading
 from dataclasses import dataclass, field
 
-from .errors import RunwareError
+from .errors import Code, Sam3dError
 
 MICRO = 1_000_000
 # Documented defaults, USD per result: Runware's examples show 0.0038 for a SAM 3D task and for a RemBG
@@ -48,7 +48,7 @@ def checked(value: object, results: int = 1) -> float | None:
     return usd_value
 
 
-def refused_before_billing(error: RunwareError) -> bool:
+def refused_before_billing(error: Sam3dError) -> bool:
     """Whether the API's answer says the request never became a task (so its money goes back)."""
     return error.status is not None and 400 <= error.status < 500 and error.code not in SENT_ANYWAY
 
@@ -134,7 +134,7 @@ class Ledger:
         with self._lock:
             for limit in limits:
                 if limit.limit and limit.committed + amount > limit.limit:
-                    raise RunwareError("spendingLimit", refusal(limit, amount))
+                    raise Sam3dError(Code.SPENDING_LIMIT, refusal(limit, amount))
             for limit in limits:
                 limit.committed += amount
             self.reserved += amount

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import tasks
-from .errors import RunwareError, scrubbed
+from .errors import Code, Sam3dError, scrubbed
 from .http import Guard, Transport, check_url, get_following, is_loopback, read_body
 
 DEFAULT_API_URL = "https://api.runware.ai/v1"
@@ -58,9 +58,9 @@ class RunwareClient:
         max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         if not api_key:
-            raise RunwareError("missingApiKey")
+            raise Sam3dError(Code.MISSING_API_KEY)
         if not (api_key.isascii() and api_key.isprintable()):  # e.g. a zero-width space pasted with it
-            raise RunwareError("invalidApiKey", "the key holds invisible or non-ASCII characters")
+            raise Sam3dError(Code.INVALID_API_KEY, "the key holds invisible or non-ASCII characters")
         check_url(api_url)
         self.api_url = api_url
         self.timeout = timeout
@@ -94,13 +94,13 @@ class RunwareClient:
                 self.requests_sent += 1
                 answer = self.transport.fetch("POST", self.api_url, guard=self.guard, timeout=timeout or self.timeout,
                                               max_bytes=self.max_answer_bytes, headers=self._headers, data=body)
-            except RunwareError as error:
+            except Sam3dError as error:
                 if not error.retryable or attempt > self.max_retries:
                     raise scrubbed(error, self._key) from None
                 self.guard.wait(self.backoff(attempt - 1))
                 continue
             if 300 <= answer.status < 400:  # never follow: the key would go with it
-                raise RunwareError("badResponse", f"the API answered with a redirect (HTTP {answer.status})",
+                raise Sam3dError(Code.BAD_RESPONSE, f"the API answered with a redirect (HTTP {answer.status})",
                                    status=answer.status)
             parsed = _json_or_none(answer.body)
             if answer.status in RETRY_STATUSES and attempt <= self.max_retries:
@@ -119,18 +119,18 @@ class RunwareClient:
     def check_cancel(self) -> None:
         self.guard.check()
 
-    def fail(self, status: int, body: Any, task_uuid: str | None = None) -> RunwareError:
+    def fail(self, status: int, body: Any, task_uuid: str | None = None) -> Sam3dError:
         """The error an answer carries (scoped to `task_uuid` or to the request), else one made from the status."""
         if body is not None:
             try:
                 _, errors = tasks.split_envelope(body)
-            except RunwareError:
+            except Sam3dError:
                 errors = []
             for err in errors:
                 if err.get("taskUUID") in (None, task_uuid):
                     return scrubbed(tasks.error_from(err, status), self._key)
         code = _STATUS_CODES.get(status, "serviceUnavailable" if status >= 500 else "badResponse")
-        return RunwareError(code, f"HTTP {status}", status=status, retryable=status in RETRY_STATUSES)
+        return Sam3dError(code, f"HTTP {status}", status=status, retryable=status in RETRY_STATUSES)
 
     def _one(self, task: dict[str, Any], read: Callable[[Any, str], Any]) -> Any:
         """Send one task and read its answer with `read(body, task_uuid)`, errors scrubbed of the key."""
@@ -139,7 +139,7 @@ class RunwareClient:
             raise self.fail(status, body, task["taskUUID"])
         try:
             return read(body, task["taskUUID"])
-        except RunwareError as exc:
+        except Sam3dError as exc:
             raise scrubbed(exc, self._key) from None
 
     # --- the tasks ---------------------------------------------------------------------------------------
@@ -154,7 +154,7 @@ class RunwareClient:
         if data is None and url:
             data = self.fetch_image(url)
         if not data or not data.startswith(b"\x89PNG"):
-            raise RunwareError("badResponse", "The background removal did not return a PNG.")
+            raise Sam3dError(Code.BAD_RESPONSE, "The background removal did not return a PNG.")
         return Cutout(data, mask_only, cost)
 
     def fetch_image(self, url: str, max_bytes: int = MAX_CUTOUT_BYTES) -> bytes:
@@ -162,7 +162,7 @@ class RunwareClient:
         parts: list[bytes] = []
         with get_following(self.transport, url, guard=self.guard, timeout=self.timeout) as (resp, exchange):
             if resp.status_code != 200:
-                raise RunwareError("downloadFailed", f"HTTP {resp.status_code}", status=resp.status_code)
+                raise Sam3dError(Code.DOWNLOAD_FAILED, f"HTTP {resp.status_code}", status=resp.status_code)
             read_body(resp, exchange, max_bytes, parts.append)  # "far larger than any expected": no preference
         return b"".join(parts)
 
@@ -177,7 +177,7 @@ class RunwareClient:
         timeout = self.timeout if task.get("deliveryMethod") != "sync" else max(self.timeout, 600.0)
         status, body, attempts = self.call([task], timeout=timeout)
         state = tasks.task_state(body, uuid, status) if body is not None else tasks.TaskState(uuid)
-        if attempts > 1 and any(e.code == "conflictTaskUUID" for e in state.errors):
+        if attempts > 1 and any(e.code == Code.CONFLICT_TASK_UUID for e in state.errors):
             return tasks.TaskState(uuid, acknowledged=True)
         if not 200 <= status < 300 or (state.errors and not state.results):
             raise self.fail(status, body, uuid)
@@ -216,7 +216,7 @@ class RunwareClient:
         deadline = min(deadline or float("inf"), self.guard.deadline)
         while True:
             if time.monotonic() + delay > deadline:
-                raise RunwareError("jobTimeout", task_uuid=task_uuid)
+                raise Sam3dError(Code.JOB_TIMEOUT, task_uuid=task_uuid)
             self.sleep(delay)
             state = self.poll(task_uuid)
             if on_progress:

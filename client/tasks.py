@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import RunwareError
+from .errors import Code, Sam3dError
 from .money import checked as checked_cost
 
 DEFAULT_MODEL = "meta:sam@3d"
@@ -40,7 +40,7 @@ class TaskState:
 
     task_uuid: str
     results: list[Generation] = field(default_factory=list)
-    errors: list[RunwareError] = field(default_factory=list)
+    errors: list[Sam3dError] = field(default_factory=list)
     processing: bool = False
     progress: int | None = None
     acknowledged: bool = False
@@ -70,11 +70,11 @@ def inference_task(
 ) -> dict[str, Any]:
     """A `3dInference` task. `image`/`mask` are an upload UUID, a URL or a data URI."""
     if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise RunwareError("invalidSeed", f"The seed must be between 0 and {MAX_SEED}.", parameter="seed")
+        raise Sam3dError(Code.INVALID_SEED, f"The seed must be between 0 and {MAX_SEED}.", parameter="seed")
     if not 1 <= number_results <= 4:
-        raise RunwareError("invalidNumberResults", "Between 1 and 4 results can be asked for.")
+        raise Sam3dError(Code.INVALID_NUMBER_RESULTS, "Between 1 and 4 results can be asked for.")
     if ttl and ttl < 60:
-        raise RunwareError("invalidTtl", "The result lifetime (ttl) must be at least 60 seconds.")
+        raise Sam3dError(Code.INVALID_TTL, "The result lifetime (ttl) must be at least 60 seconds.")
     task: dict[str, Any] = {
         "taskType": "3dInference",
         "taskUUID": task_uuid or new_task_uuid(),
@@ -130,7 +130,7 @@ def cutout_of(body: Any, task_uuid: str) -> tuple[bytes | None, str | None, floa
         url = item.get("imageURL") if isinstance(item.get("imageURL"), str) else None
         if inline or url:
             return inline, url, checked_cost(item.get("cost"))
-    raise RunwareError("badResponse", "The background removal answer held no image.")
+    raise Sam3dError(Code.BAD_RESPONSE, "The background removal answer held no image.")
 
 
 def account_task() -> dict[str, Any]:
@@ -147,7 +147,7 @@ def account_of(body: Any, task_uuid: str) -> dict[str, Any]:
             balance = _as_float(item.get("balance"))
             return {"balance": balance if balance is not None and math.isfinite(balance) else None,
                     "organization": str(item.get("organizationName") or "")[:200]}
-    raise RunwareError("badResponse", "The account answer held no account.")
+    raise Sam3dError(Code.BAD_RESPONSE, "The account answer held no account.")
 
 
 def poll_task(task_uuid: str) -> dict[str, Any]:
@@ -165,7 +165,7 @@ def split_envelope(body: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     if isinstance(body, list):
         body = {"data": body}
     if not isinstance(body, dict):
-        raise RunwareError("badResponse", "The answer was not a JSON object.")
+        raise Sam3dError(Code.BAD_RESPONSE, "The answer was not a JSON object.")
     data = body.get("data")
     if isinstance(data, dict):
         data = [data]
@@ -189,14 +189,14 @@ def split_envelope(body: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     return items, errors
 
 
-def error_from(obj: dict[str, Any], status: int | None = None) -> RunwareError:
+def error_from(obj: dict[str, Any], status: int | None = None) -> Sam3dError:
     """The error an error object describes; its texts bounded (a server may send megabytes in any of them)."""
     code = str(obj.get("code") or obj.get("error") or "unknown")[:100]
     parameter = obj.get("parameter")
     if isinstance(parameter, list):
         parameter = ", ".join(str(p) for p in parameter[:20])
     task_uuid = obj.get("taskUUID")
-    return RunwareError(
+    return Sam3dError(
         code,
         str(obj.get("message") or "")[:1000],
         status=status,
@@ -284,7 +284,7 @@ def upload_uuid(body: Any, task_uuid: str) -> str:
             found = item.get("imageUUID") or item.get("mediaUUID")
             if found:
                 return str(found)
-    raise RunwareError("badResponse", "The image upload answer held no image UUID.")
+    raise Sam3dError(Code.BAD_RESPONSE, "The image upload answer held no image UUID.")
 
 
 def _first(*values: Any) -> Any:

@@ -12,7 +12,8 @@
 helpers without operators: runner (the session's jobs, money, history), outcomes (the end of a job: import,
 report, the app timer), job_requests (a job's request from the preferences), background (one-shot requests),
 checks (why a button is disabled; blocking or modal), inputs (what the scene settings choose), pixels (images
-→ PNGs), importing (GLB → objects), calibration (the photo camera's fit, pure numpy).
+→ PNGs), importing (GLB → objects), session (the session's state and its one reset()). Pure code is in utils/
+(calibration, rasters, the .blend schema) and client/ (the network, the result folder, the photo folder's scan).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from . import (
     photo_camera,
     reconstruct,
     runner,
+    session,  # noqa: F401  (imported for scripts and tests: operators.session.reset())
 )
 
 _modules = (reconstruct, history, masks, auto_masks, photo_camera, composite, bake, batch, connection, outcomes)

@@ -20,12 +20,14 @@ import numpy as np
 from bpy.props import IntProperty
 
 from .. import preferences
-from ..client import RunwareClient, RunwareError
+from ..client import RunwareClient, Sam3dError
+from ..client.errors import Code
 from ..client.http import Transport
 from ..client.imagesize import dimensions
 from ..client.runware import Cutout
 from ..client.tasks import REMBG_MODEL
 from ..translations import iface_, rpt_
+from ..utils import raster
 from . import pixels
 from .background import BackgroundCall
 from .checks import is_blocking, refuse, why_no_photo, why_offline
@@ -50,7 +52,7 @@ def remove_background(context: bpy.types.Context, label: str, png: bytes, expect
     key, net = preferences.api_key(prefs), network(context)
     try:
         reservation = reserve(context, "removeBackground", REMBG_MODEL)
-    except RunwareError as exc:
+    except Sam3dError as exc:
         report({"ERROR"}, str(exc))
         return {"CANCELLED"}
 
@@ -69,8 +71,8 @@ def remove_background(context: bpy.types.Context, label: str, png: bytes, expect
         mask = mask_of_answer(cutout, expect)
         done(mask)
 
-    def failed(error: RunwareError) -> None:
-        (report if blocking else tell)({"ERROR"} if error.code != "cancelled" else {"INFO"}, str(error))
+    def failed(error: Sam3dError) -> None:
+        (report if blocking else tell)({"ERROR"} if error.code != Code.CANCELLED else {"INFO"}, str(error))
 
     call = BackgroundCall(label, work, finished, failed, seconds=prefs.request_timeout * 3, reservation=reservation)
     call.start(blocking)
@@ -84,15 +86,15 @@ def mask_of_answer(cutout: Cutout, expect: tuple[int, int]) -> np.ndarray:
     Sized from its header before Blender decodes it."""
     size = dimensions(cutout.png[:4096])
     if size is None or size[0] * size[1] > 64 * 2**20:
-        raise RunwareError("badResponse", rpt_("The background removal returned an image this add-on cannot use."))
+        raise Sam3dError(Code.BAD_RESPONSE, rpt_("The background removal returned an image this add-on cannot use."))
     image = packed_png("SAM3D answer", cutout.png)
     try:
         rgba = pixels.pixels_at(image, expect)
     finally:
         bpy.data.images.remove(image)
     if cutout.mask_only:
-        return pixels.luminance(rgba[..., :3]) >= 0.5
-    return pixels.mask_from_rgba(rgba)
+        return raster.luminance(rgba[..., :3]) >= 0.5
+    return raster.mask_from_rgba(rgba)
 
 
 class SAM3D_OT_auto_mask(bpy.types.Operator):
@@ -122,7 +124,7 @@ class SAM3D_OT_auto_mask(bpy.types.Operator):
 
         def done(mask: np.ndarray) -> None:
             if mask.shape != (h, w):  # made at the size sent: the mask is the photo's size, like every mask
-                mask = pixels.resize(mask.astype(np.float32), h, w) >= 0.5
+                mask = raster.resize(mask.astype(np.float32), h, w) >= 0.5
             image = new_mask_image(f"{Path(name).stem}_auto_mask", mask)
             scene_settings = settings_of(bpy.context)
             if len(scene_settings.masks):  # the list is what is sent: the new mask goes there, ticked
@@ -135,7 +137,7 @@ class SAM3D_OT_auto_mask(bpy.types.Operator):
                 mask.mean()))
             show_preview(bpy.context, report if blocking else tell)
 
-        return remove_background(context, "Auto Mask", pixels.encode_png(sent), (sent.shape[1], sent.shape[0]), done,
+        return remove_background(context, "Auto Mask", raster.encode_png(sent), (sent.shape[1], sent.shape[0]), done,
                                  self.report, blocking)
 
 
@@ -214,10 +216,10 @@ def box_mask(context: bpy.types.Context, box: Box, report: Report, blocking: boo
         return {"CANCELLED"}
     c = crop.scaled(k).clamped(*work_size)
     crop_in_photo = (c.xmin / k, c.ymin / k, c.xmax / k, c.ymax / k)
-    cut = pixels.to_uint8(rgba[c.ymin:c.ymax, c.xmin:c.xmax, :3])
-    send = pixels.fit_size(cut.shape[1], cut.shape[0])
+    cut = raster.to_uint8(rgba[c.ymin:c.ymax, c.xmin:c.xmax, :3])
+    send = raster.fit_size(cut.shape[1], cut.shape[0])
     if send != (cut.shape[1], cut.shape[0]):
-        cut = pixels.resize(cut, send[1], send[0])
+        cut = raster.resize(cut, send[1], send[0])
     settings = settings_of(context)
     stem = Path(photo.name).stem
     number = 1 + sum(1 for m in settings.masks if m.image is not None and m.image.name.startswith(f"{stem}_box_"))
@@ -236,7 +238,7 @@ def box_mask(context: bpy.types.Context, box: Box, report: Report, blocking: boo
             item.image.name, full.mean()))
         show_preview(bpy.context, report if blocking else tell)
 
-    return remove_background(context, "Box to Mask", pixels.encode_png(cut), send, done, report, blocking)
+    return remove_background(context, "Box to Mask", raster.encode_png(cut), send, done, report, blocking)
 
 
 class SAM3D_OT_box_mask(bpy.types.Operator):

@@ -17,7 +17,8 @@ from typing import Any
 
 import bpy
 
-from ..client import RunwareError
+from ..client import Sam3dError
+from ..client.errors import Code
 from ..client.http import Guard
 from ..client.money import Reservation, refused_before_billing
 from ..translations import rpt_
@@ -29,7 +30,7 @@ CALLS: dict[str, BackgroundCall] = {}  # the calls running now, by id
 
 class BackgroundCall:
     def __init__(self, label: str, work: Callable[[BackgroundCall], Any], done: Callable[[Any], None],
-                 failed: Callable[[RunwareError], None], *, seconds: float = 300.0,
+                 failed: Callable[[Sam3dError], None], *, seconds: float = 300.0,
                  reservation: Reservation | None = None) -> None:
         self.id = str(uuid.uuid4())
         self.label = label
@@ -39,7 +40,7 @@ class BackgroundCall:
         self.refused = False  # the API refused it before any task existed (nothing billed)
         self._work, self._done, self._failed = work, done, failed
         self._result: Any = None
-        self._error: RunwareError | None = None
+        self._error: Sam3dError | None = None
         self._thread = threading.Thread(target=self._run, name=f"sam3d-{label.lower().replace(' ', '-')}",
                                         daemon=True)
 
@@ -66,12 +67,12 @@ class BackgroundCall:
     def _run(self) -> None:  # the worker: no bpy
         try:
             self._result = self._work(self)
-        except RunwareError as exc:
+        except Sam3dError as exc:
             self._error = exc
             self.refused = refused_before_billing(exc)
         except Exception as exc:  # a bug of ours: a sentence, the traceback in the console
             log.exception("SAM 3D: %s failed", self.label)
-            self._error = RunwareError("internal", f"unexpected {type(exc).__name__}")
+            self._error = Sam3dError(Code.INTERNAL, f"unexpected {type(exc).__name__}")
 
     def _poll(self) -> float | None:
         if self._thread.is_alive():
@@ -90,7 +91,8 @@ class BackgroundCall:
                 self._done(self._result)
         except Exception as exc:  # never a dead timer with a message stuck on screen
             log.exception("SAM 3D: %s failed", self.label)
-            RUNNER.post("ERROR", rpt_("{} failed: {}").format(self.label, RunwareError("internal", type(exc).__name__)))
+            error = Sam3dError(Code.INTERNAL, type(exc).__name__)
+            RUNNER.post("ERROR", rpt_("{} failed: {}").format(self.label, error))
 
     def _settle(self) -> None:
         if self.reservation is None:

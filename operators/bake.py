@@ -6,9 +6,9 @@ want a lighter mesh with a UV-mapped image: `bake_object` reduces the mesh (Deci
 active) and gives it a material that reads the image through the UV map. The vertex colours stay on the mesh
 as a colour attribute, unused by the material.
 
-Self-contained on purpose: bpy, bmesh, mathutils, numpy, the standard library and the add-on's translation
-functions only. Every change is made on copies, and the object gets its new mesh only when everything has
-worked: a failure leaves it as it was.
+Self-contained on purpose: bpy, bmesh, mathutils, numpy, the standard library, the schema, the translation
+functions and importing's materials only. Every change is made on copies, and the object gets its new mesh
+only when everything has worked: a failure leaves it as it was.
 
 No operator here runs under `bpy.context.temp_override` (Blender 4.2 and 5.0 crash when another thread runs
 Python meanwhile): objects are selected and made active through the view layer instead.
@@ -31,7 +31,11 @@ from bpy.props import IntProperty
 from mathutils import Vector
 from mathutils.bvhtree import BVHTree
 
+from ..client import files
+from ..client.errors import short_error
 from ..translations import iface_, rpt_, tip_
+from ..utils import schema
+from .importing import attribute_material, principled_material
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems, WmReportItems
@@ -39,7 +43,6 @@ if TYPE_CHECKING:
 Progress = Callable[[float, str], None]
 
 UV_NAME = "UVMap"
-SAM3D_KEY = "sam3d_task_uuid"
 
 # The module-level progress of the modal run, drawn by a panel with `layout.progress(...)`.
 PROGRESS: dict[str, Any] = {"active": False, "fraction": 0.0, "text": ""}
@@ -60,7 +63,7 @@ def triangle_count(mesh: bpy.types.Mesh) -> int:
 
 
 def is_sam3d(obj: bpy.types.Object | None) -> bool:
-    return obj is not None and obj.type == "MESH" and obj.get(SAM3D_KEY) is not None
+    return obj is not None and obj.type == "MESH" and obj.get(schema.TASK_UUID) is not None
 
 
 def _nodes_used(mat: bpy.types.Material | None) -> bool:
@@ -102,37 +105,11 @@ def _tree(mat: bpy.types.Material) -> bpy.types.ShaderNodeTree:
     return tree
 
 
-def _principled_material(name: str) -> tuple[bpy.types.Material, bpy.types.Node]:
-    mat = bpy.data.materials.new(name)
-    if mat.node_tree is None or bpy.app.version < (5, 0, 0):  # 4.x makes and uses node trees on request
-        mat.use_nodes = True
-    tree = _tree(mat)
-    bsdf = next((n for n in tree.nodes if n.type == "BSDF_PRINCIPLED"), None)
-    if bsdf is None:  # not expected, but cheap to cover
-        bsdf = tree.nodes.new("ShaderNodeBsdfPrincipled")
-        output = next((n for n in tree.nodes if n.type == "OUTPUT_MATERIAL"), None)
-        if output is None:
-            output = tree.nodes.new("ShaderNodeOutputMaterial")
-        tree.links.new(bsdf.outputs["BSDF"], output.inputs["Surface"])
-    return mat, bsdf
-
-
-def _attribute_material(name: str, attribute: str) -> bpy.types.Material:
-    """A material whose base colour is the colour attribute (for a source with no material showing it)."""
-    mat, bsdf = _principled_material(name)
-    tree = _tree(mat)
-    node = tree.nodes.new("ShaderNodeVertexColor")
-    cast(bpy.types.ShaderNodeVertexColor, node).layer_name = attribute
-    node.location = (bsdf.location[0] - 300, bsdf.location[1])
-    tree.links.new(node.outputs["Color"], bsdf.inputs["Base Color"])
-    return mat
-
-
 def _baked_material(name: str, image: bpy.types.Image) -> bpy.types.Material:
     """Principled BSDF and an image node reading `image` through the UV map, the active node (where Cycles
     bakes to). Linked to the Base Color after the bake (`_show_baked`): a material reading the image it is
     baked into is a circular dependency to Cycles."""
-    mat, bsdf = _principled_material(name)
+    mat, bsdf = principled_material(name)
     tree = _tree(mat)
     nodes, links = tree.nodes, tree.links
     tex = nodes.new("ShaderNodeTexImage")
@@ -157,11 +134,6 @@ def _show_baked(mat: bpy.types.Material) -> None:
     nodes = tree.nodes
     bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
     tree.links.new(nodes["Baked Colour"].outputs["Color"], bsdf.inputs["Base Color"])
-
-
-def _file_name(name: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "object"
-    return f"{safe}_baked.png"
 
 
 class _Scene:
@@ -334,7 +306,7 @@ def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution
 
         if 0 < max_triangles < triangles:
             report(0.05, iface_("Reducing {} from {:,} to {:,} triangles").format(name, triangles, max_triangles))
-            work_mesh = _decimate(context, shape, name, triangles, max_triangles, made)
+            work_mesh = _decimate(context, shape, name, max_triangles, made)
         else:
             work_mesh = cast(bpy.types.Mesh, shape.data).copy()
             made.meshes.append(work_mesh)
@@ -368,7 +340,7 @@ def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution
 
         report(0.9, iface_("Saving the texture of {}").format(name))
         if save_dir is not None:
-            saved_file = _save_png(image, save_dir / _file_name(name))
+            saved_file = _save_png(image, save_dir / f"{files.safe_name(name)}_baked.png")
         else:
             image.pack()
         result_triangles = triangle_count(work_mesh)
@@ -382,7 +354,7 @@ def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution
         if isinstance(exc, BakeError) or not isinstance(exc, Exception):
             raise
         raise BakeError(rpt_("Blender could not bake “{}”: {}. The object is unchanged.").format(
-            name, _short(exc))) from exc
+            name, short_error(exc))) from exc
 
     # Everything worked: the object takes the baked mesh (nothing below is expected to fail).
     report(0.95, iface_("Swapping in the baked mesh of {}").format(name))
@@ -390,20 +362,14 @@ def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution
     made.remove(keep=(work_mesh, material, image))
     _drop_orphans(old_mesh, old_materials, work_mesh)
     material.name = image.name = f"{name} Baked"  # free again when an earlier bake's were dropped
-    obj["sam3d_baked"] = int(resolution)
-    obj["sam3d_triangles"] = int(result_triangles)
+    obj[schema.BAKED] = int(resolution)
+    obj[schema.TRIANGLES] = int(result_triangles)
     state.restore()
     obj.select_set(True)
     state.view_layer.objects.active = obj
     report(1.0, iface_("Baked {}: {:,} triangles, {}×{} texture").format(name, result_triangles, resolution,
                                                                          resolution))
     return obj
-
-
-def _short(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    text = lines[-1] if lines else type(exc).__name__
-    return text.removeprefix("Error: ").rstrip(".")[:200]
 
 
 def _full_copy(context: bpy.types.Context, obj: bpy.types.Object, attribute: str,
@@ -415,7 +381,7 @@ def _full_copy(context: bpy.types.Context, obj: bpy.types.Object, attribute: str
     made.meshes.append(full)
     full.materials.clear()
     if attribute:  # the colour is in the vertex colours, and no material shows it: one that does
-        material = _attribute_material(f"{obj.name} (bake source)", attribute)
+        material = attribute_material(f"{obj.name} (bake source)", attribute)
         made.materials.append(material)
         full.materials.append(material)
         full.polygons.foreach_set("material_index", np.zeros(len(full.polygons), dtype=np.int32))
@@ -461,25 +427,32 @@ def _welded(state: _Scene, source: bpy.types.Object, made: _Made) -> bpy.types.O
     return joined
 
 
-def _decimate(context: bpy.types.Context, source: bpy.types.Object, name: str, triangles: int, budget: int,
+def _decimate(context: bpy.types.Context, source: bpy.types.Object, name: str, budget: int,
               made: _Made) -> bpy.types.Mesh:
-    """A new mesh of at most `budget` triangles: a collapse Decimate modifier on `source`, applied by
-    making a mesh of the evaluated object; the modifier is removed again."""
+    mesh = reduced_mesh(context, source, name, budget)
+    made.meshes.append(mesh)
+    return mesh
+
+
+def reduced_mesh(context: bpy.types.Context, source: bpy.types.Object, name: str, budget: int) -> bpy.types.Mesh:
+    """A new mesh of `source` with at most `budget` triangles: the add-on's one Triangle Budget rule (Bake,
+    Reconstruct and the asset library). A collapse Decimate modifier, applied by making a mesh of the evaluated
+    object, tried up to four times (Decimate lands above the ratio asked on some meshes); when it stops above
+    the budget, a sentence says how low it goes. The modifier is removed again; the caller owns the mesh."""
+    triangles = triangle_count(cast(bpy.types.Mesh, source.data))
     modifier = cast(bpy.types.DecimateModifier, source.modifiers.new("SAM3D Decimate", "DECIMATE"))
     modifier.decimate_type = "COLLAPSE"
     modifier.use_collapse_triangulate = True
-    ratio, fewest = budget / triangles, triangles
+    ratio, fewest = budget / max(triangles, 1), triangles
     try:
         for _attempt in range(4):
             modifier.ratio = ratio
             depsgraph = context.evaluated_depsgraph_get()
             mesh = bpy.data.meshes.new_from_object(source.evaluated_get(depsgraph), preserve_all_data_layers=True,
                                                    depsgraph=depsgraph)
-            made.meshes.append(mesh)
             count = triangle_count(mesh)
             if count <= budget:
                 break
-            made.meshes.pop()
             bpy.data.meshes.remove(mesh)
             if count >= fewest:  # no closer than last time: Decimate will not go lower on this mesh
                 break
@@ -493,6 +466,7 @@ def _decimate(context: bpy.types.Context, source: bpy.types.Object, name: str, t
     finally:
         source.modifiers.remove(modifier)
     if not len(mesh.polygons):
+        bpy.data.meshes.remove(mesh)
         raise BakeError(rpt_("{:,} triangles are too few for “{}”: nothing is left of it.").format(budget, name))
     return mesh
 
@@ -699,7 +673,7 @@ def _save_png(image: bpy.types.Image, path: Path) -> Path:
     except (RuntimeError, OSError) as exc:
         with contextlib.suppress(OSError):
             os.unlink(name)
-        raise BakeError(rpt_("The texture could not be saved as {} ({}).").format(path, _short(exc))) from exc
+        raise BakeError(rpt_("The texture could not be saved as {} ({}).").format(path, short_error(exc))) from exc
     image.filepath = str(path)
     image.source = "FILE"
     return path
@@ -965,13 +939,3 @@ class SAM3D_OT_bake(bpy.types.Operator):
 
 
 classes = (SAM3D_OT_bake,)
-
-
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)

@@ -17,15 +17,12 @@ way on every machine, so N processes build one library without collisions or dou
 from __future__ import annotations
 
 import contextlib
-import csv
 import ctypes
 import functools
 import gc
-import hashlib
 import json
 import logging
 import math
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -37,17 +34,18 @@ import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
 from .. import preferences
-from ..client import Job, RunwareError, files
-from ..client.folders import walk
+from ..client import Job, Sam3dError, files
+from ..client.errors import Code
 from ..client.journal import task_files
 from ..client.money import Limit
+from ..client.photo_folder import Item, file_hash, find_items, shard
 from ..translations import iface_, rpt_, tip_
+from ..utils import schema
 from . import pixels
 from .checks import is_blocking, refuse, why_offline
 from .inputs import settings_of, window_manager_of
 from .job_requests import job_request
-from .library import ROOT_CATALOG, Library, make_asset, remove_from_file
-from .masks import IMAGE_SUFFIXES
+from .library import Library, make_asset, remove_from_file
 from .outcomes import conclude, tell
 from .runner import RUNNER, TICK, Report, SceneJob
 
@@ -55,117 +53,9 @@ if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems
 
 log = logging.getLogger(__name__)
-SIZE_IN_NAME = re.compile(r"^(?P<name>.+)@(?P<size>\d+(?:\.\d+)?)m$")
 REPORT_EVERY = 2.0  # seconds between rewrites of the report while a batch runs
 
 
-@dataclass
-class Item:
-    name: str  # the asset's name
-    key: str  # what the item is: its source's path relative to the folder ("props/cup.png", "table/lamp.png")
-    photo: str
-    mask: str = ""  # empty: the photo is a cut-out whose alpha is the mask
-    catalog: str = ROOT_CATALOG
-    height: float = 0.0  # real height in metres (0: unknown)
-    status: str = "pending"  # pending, done, failed, skipped
-    reason: str = ""
-    task_uuid: str = ""
-    cost: float = 0.0
-
-
-def find_items(folder: Path) -> list[Item]:
-    """Every photo and mask pair under `folder`, in a stable order: one walk (client/folders.py) that sees each
-    real file once, whatever links the folder holds, so no photo is reconstructed (or billed) twice."""
-    items: list[Item] = []
-    for directory in walk(folder, IMAGE_SUFFIXES):
-        images, relative = directory.files, directory.relative
-        sizes = _sizes(directory.path)
-        photo = next((p for p in images if p.stem == "image"), None)
-        if photo is not None and directory.relative != Path("."):  # name/image.png + masks: one asset per mask
-            catalog = "/".join([ROOT_CATALOG, *relative.parent.parts]) if relative.parent.parts else ROOT_CATALOG
-            for mask in (m for m in images if m != photo):
-                name, height, why = _named(mask.stem, sizes)
-                items.append(_item(Item(f"{relative.name}_{name}", (relative / mask.name).as_posix(), str(photo),
-                                        str(mask), catalog, height), why))
-            continue
-        catalog = "/".join([ROOT_CATALOG, *relative.parts])
-        stems = {p.stem: p for p in images}
-        for image in images:
-            if image.stem.endswith("_mask"):
-                continue
-            partner = stems.get(f"{image.stem}_mask")
-            name, height, why = _named(image.stem, sizes)
-            items.append(_item(Item(name, (relative / image.name).as_posix(), str(image),
-                                    str(partner) if partner else "", catalog, height), why))
-    return items
-
-
-def _item(item: Item, why: str) -> Item:
-    """An item, refused at once (with its sentence) when its real size cannot be right."""
-    if why:
-        item.status, item.reason = "failed", why
-    return item
-
-
-MIN_HEIGHT, MAX_HEIGHT = 0.001, 1000.0  # metres: a real size between a millimetre and a kilometre
-
-
-def _height(value: str) -> float | None:
-    """A height in metres from a file name or sizes.csv, when it can be a real object's (finite, in range)."""
-    try:
-        height = float(value)
-    except (ValueError, OverflowError):
-        return None
-    return height if math.isfinite(height) and MIN_HEIGHT <= height <= MAX_HEIGHT else None
-
-
-def _named(stem: str, sizes: dict[str, str]) -> tuple[str, float, str]:
-    """(asset name, real height, why the height is refused): `chair@0.9m` → ("chair", 0.9, ""); else the height
-    sizes.csv gives, or 0 (unknown)."""
-    match = SIZE_IN_NAME.match(stem)
-    name, given, where = (match["name"], match["size"], "its file name") if match else \
-        (stem, sizes.get(stem), "sizes.csv")
-    if given is None:
-        return name, 0.0, ""
-    height = _height(given)
-    if height is None:
-        return name, 0.0, rpt_("{} gives {} a height of {} m: a real height is between {:g} and {:g} m").format(
-            where, name, given[:40], MIN_HEIGHT, MAX_HEIGHT)
-    return name, height, ""
-
-
-def _sizes(directory: Path) -> dict[str, str]:
-    """`sizes.csv` beside the photos: `name,height` in metres (a header line and other columns are ignored). Read
-    as a regular file of at most a megabyte (a FIFO or a device never hangs the batch)."""
-    try:
-        data = files.read_bytes(directory / "sizes.csv", max_bytes=1 << 20, follow_links=True)
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        log.warning("SAM 3D: sizes.csv in %s is not read: %s", directory, exc)
-        return {}
-    sizes = {}
-    for row in csv.reader(data.decode("utf-8", errors="replace").splitlines()):
-        if len(row) >= 2 and row[1].strip():
-            try:
-                float(row[1])
-            except ValueError:
-                continue  # a header, or a typo: that photo keeps SAM 3D's size
-            sizes[Path(row[0].strip()).stem] = row[1].strip()
-    return sizes
-
-
-def shard(items: list[Item], k: int, n: int) -> list[Item]:
-    """The items of shard k of n (1-based): by a hash of each item's key, the same on every machine."""
-    return [i for i in items if int(hashlib.blake2b(i.key.encode(), digest_size=8).hexdigest(), 16) % n == k - 1]
-
-
-def file_hash(path: str) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- the batch ------------------------------------------------------------------------------------------
@@ -303,7 +193,7 @@ class Batch:
                     if request.reservation is not None:  # nothing was sent: the money goes back
                         request.reservation.release()
                     raise
-        except (OSError, pixels.MaskError, RuntimeError, RunwareError) as exc:
+        except (OSError, pixels.MaskError, RuntimeError, Sam3dError) as exc:
             item.status, item.reason = "failed", _sentence(exc)
             return None
         entry = SceneJob(Job(request), batch=self)
@@ -345,18 +235,18 @@ class Batch:
 
     def _made(self, item: Item, hashes: dict[str, str], objects: list[bpy.types.Object]) -> None:
         """The result is in the open file: make it an asset, write it to its own file, then take it out."""
-        self._active.pop(str(objects[0].get("sam3d_task_uuid", "")), None)
+        self._active.pop(str(objects[0].get(schema.TASK_UUID, "")), None)
         root = objects[0]
-        item.task_uuid = str(root.get("sam3d_task_uuid", ""))
-        item.cost = float(root.get("sam3d_cost") or 0.0)
+        item.task_uuid = str(root.get(schema.TASK_UUID, ""))
+        item.cost = float(root.get(schema.COST) or 0.0)
         source = Path(item.mask or item.photo).name
         make_asset(root, catalog=item.catalog, tags=["SAM 3D", item.catalog.split("/")[-1], Path(item.photo).stem],
                    description=(f"SAM 3D Objects reconstruction of {source} in {Path(item.photo).name}. "
-                                f"Task {item.task_uuid}, seed {root.get('sam3d_seed')}"
-                                + (f", cost ${item.cost:.4f}" if root.get("sam3d_cost") is not None else "") + "."),
-                   provenance={**{k: root[k] for k in ("sam3d_task_uuid", "sam3d_seed", "sam3d_cost", "sam3d_prompt")
-                                  if root.get(k) is not None}, "sam3d_source": item.key,
-                               "sam3d_source_photo": item.photo},
+                                f"Task {item.task_uuid}, seed {root.get(schema.SEED)}"
+                                + (f", cost ${item.cost:.4f}" if root.get(schema.COST) is not None else "") + "."),
+                   provenance={**{k: root[k] for k in (schema.TASK_UUID, schema.SEED, schema.COST, schema.PROMPT)
+                                  if root.get(k) is not None}, schema.SOURCE: item.key,
+                               schema.SOURCE_PHOTO: item.photo},
                    target_size=self.options.target_size, real_height=item.height,
                    triangle_budget=0 if self.options.bake else self.options.triangle_budget,
                    preview=True)
@@ -383,7 +273,8 @@ class Batch:
         self._collect = True
         item.status, item.reason = "failed", reason
         error = entry.job.outcome.error if entry.job.outcome is not None else None
-        if entry.job.request.resume and error is not None and error.code in ("taskFailedOrNotFound", "notFound"):
+        lost = (Code.TASK_FAILED_OR_NOT_FOUND, Code.NOT_FOUND)
+        if entry.job.request.resume and error is not None and error.code in lost:
             self.library.set_state(item.key, state="lost", task_uuid=entry.job.task_uuid)  # the next run sends it
         self.save_report()
 
@@ -434,11 +325,11 @@ ACTIVE: list[Batch] = []  # the batch the panel shows (the last one started from
 def prepare(folder: Path, library_folder: Path, options: Options) -> Batch:
     """A batch over the folder's items of its shard (nothing read or sent yet)."""
     if library_folder.suffix.lower() == ".blend":
-        raise RunwareError("badLibrary", rpt_("The library is a folder (one .blend per asset, which the Asset "
+        raise Sam3dError(Code.BAD_LIBRARY, rpt_("The library is a folder (one .blend per asset, which the Asset "
                                               "Browser reads as one library): give a folder, e.g. {}.").format(
             library_folder.with_suffix("")))
     if not folder.is_dir():
-        raise RunwareError("badLibrary", rpt_("{} is not a folder.").format(folder))
+        raise Sam3dError(Code.BAD_LIBRARY, rpt_("{} is not a folder.").format(folder))
     k, n = options.shard
     batch = Batch(folder, Library(library_folder), shard(find_items(folder), k, n), options)
     batch.limit.set(options.max_cost)
@@ -542,7 +433,7 @@ class SAM3D_OT_batch(bpy.types.Operator):
             return self.execute(context)
         try:
             batch = self._prepared(context)
-        except RunwareError as exc:
+        except Sam3dError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         self.confirmed = True  # the question's OK runs execute: in the background, as from the panel
@@ -553,7 +444,7 @@ class SAM3D_OT_batch(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         try:
             batch = self._prepared(context)
-        except RunwareError as exc:
+        except Sam3dError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         library = batch.library.folder
@@ -630,7 +521,7 @@ def cli(argv: list[str]) -> int:
     options = Options(args.size, args.triangles, args.bake, args.max_cost, (k, n))
     try:
         done = prepare(Path(args.directory), Path(args.output).absolute(), options)
-    except RunwareError as exc:
+    except Sam3dError as exc:
         print(f"sam3d: {exc}")
         return 2
     steady_allocator()  # this process exists for the batch: its allocator may be tuned for it

@@ -46,6 +46,7 @@ import numpy as np
 from mathutils import Matrix, Vector
 
 from ..translations import rpt_, tip_
+from ..utils import schema
 from . import pixels
 from .importing import mesh_of
 from .inputs import scene_of
@@ -67,27 +68,22 @@ GEOMETRY = {"MESH", "CURVE", "SURFACE", "META", "FONT", "CURVES", "POINTCLOUD", 
 
 # --- which photo -------------------------------------------------------------------------------------------
 
-def find_photo_camera(context: bpy.types.Context) -> bpy.types.Object | None:
-    """The photo camera to composite through (photo_camera.camera_of: one rule for the whole add-on)."""
-    return camera_of(context)
-
-
 def why_not(context: bpy.types.Context) -> str:
     """Why Composite over Photo cannot run now, or ''."""
-    camera = find_photo_camera(context)
+    camera = camera_of(context)  # the add-on's one rule for which camera is the photo's
     if camera is None:
         return tip_("No photo camera: make a SAM 3D photo's camera the scene camera, or select an object "
                     "laid out As in the Photo")
-    if bpy.data.images.get(camera["sam3d_photo"]) is None:
+    if bpy.data.images.get(camera[schema.PHOTO]) is None:
         return tip_("The photo “{}” of camera “{}” is not in this file: load it again").format(
-            camera["sam3d_photo"], camera.name)
+            camera[schema.PHOTO], camera.name)
     return ""
 
 
 # --- geometry ----------------------------------------------------------------------------------------------
 
 def photo_objects(scene: bpy.types.Scene, photo: str) -> list[bpy.types.Object]:
-    return [o for o in scene.objects if o.get("sam3d_image") == photo and not o.get("sam3d_shadow_catcher")]
+    return [o for o in scene.objects if o.get(schema.IMAGE) == photo and not o.get(schema.SHADOW_CATCHER)]
 
 
 def _points(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph) -> np.ndarray:
@@ -186,13 +182,13 @@ def shadow_catcher(scene: bpy.types.Scene, photo: str) -> tuple[bpy.types.Object
     new one; and whether it is new."""
     orphans = [o for o in bpy.data.objects if not o.users_collection]
     for obj in [*scene.objects, *orphans]:
-        if obj.get("sam3d_shadow_catcher") == photo and obj.type == "MESH":
+        if obj.get(schema.SHADOW_CATCHER) == photo and obj.type == "MESH":
             if scene.objects.get(obj.name) is None:
                 scene.collection.objects.link(obj)
             return obj, False
     name = f"{Path(photo).stem} Shadow Catcher"
     obj = bpy.data.objects.new(name, bpy.data.meshes.new(name))
-    obj["sam3d_shadow_catcher"] = photo
+    obj[schema.SHADOW_CATCHER] = photo
     scene.collection.objects.link(obj)
     return obj, True
 
@@ -354,10 +350,10 @@ def build_nodes(tree: bpy.types.NodeTree, scene: bpy.types.Scene, view_layer: bp
 def _new_group(name: str) -> bpy.types.NodeTree:
     """Our compositor node group: one of ours left unused in the file, or a new one."""
     for tree in bpy.data.node_groups:
-        if tree.get("sam3d_composite") and tree.bl_idname == "CompositorNodeTree" and tree.users == 0:
+        if tree.get(schema.COMPOSITE) and tree.bl_idname == "CompositorNodeTree" and tree.users == 0:
             return tree
     tree = bpy.data.node_groups.new(name, "CompositorNodeTree")
-    tree["sam3d_composite"] = True
+    tree[schema.COMPOSITE] = True
     return tree
 
 
@@ -385,11 +381,11 @@ def set_up_compositor(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer,
     """Our nodes in the scene's compositor, whichever API this Blender has; (the tree, our node names)."""
     if hasattr(scene, "compositor_effects"):  # Blender 5.3+: a stack of effects, each a node group
         effects = scene.compositor_effects
-        effect = next((e for e in effects if e.node_group is not None and e.node_group.get("sam3d_composite")),
+        effect = next((e for e in effects if e.node_group is not None and e.node_group.get(schema.COMPOSITE)),
                       None)
         if effect is None:
             effect = effects.new(name=EFFECT_NAME)
-        if effect.node_group is None or not effect.node_group.get("sam3d_composite"):
+        if effect.node_group is None or not effect.node_group.get(schema.COMPOSITE):
             effect.node_group = _new_group(EFFECT_NAME)
         effect.enable_for_render = True
         tree = effect.node_group
@@ -444,7 +440,7 @@ def set_up_composite(context: bpy.types.Context, camera: bpy.types.Object) -> di
     sun and world (made when the scene had no light and no world, else None)."""
     scene = scene_of(context)
     view_layer = context.view_layer or scene.view_layers[0]
-    photo_name = camera["sam3d_photo"]
+    photo_name = camera[schema.PHOTO]
     photo = bpy.data.images.get(photo_name)
     if photo is None:
         raise ValueError(rpt_("The photo “{}” is not in this file: load it again").format(photo_name))
@@ -489,7 +485,7 @@ class SAM3D_OT_composite(bpy.types.Operator):
         return not reason
 
     def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
-        camera = find_photo_camera(context)
+        camera = camera_of(context)
         assert camera is not None  # poll() made sure
         try:
             made = set_up_composite(context, camera)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import bpy
 
 from .. import preferences
-from ..client import RunwareClient, RunwareError
+from ..client import RunwareClient, Sam3dError
 from ..client.http import Transport
 from ..translations import rpt_
 from .background import BackgroundCall
@@ -74,7 +74,7 @@ class SAM3D_OT_test_connection(bpy.types.Operator):
             for level, text in preferences.CONNECTION_REPORT:
                 report({"WARNING" if level == "ERROR" else "INFO"}, text)
 
-        def failed(error: RunwareError) -> None:
+        def failed(error: Sam3dError) -> None:
             preferences.CONNECTION_REPORT[:] = [("ERROR", str(error))]
             report({"ERROR"}, str(error))
 

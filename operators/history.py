@@ -10,13 +10,14 @@ import bpy
 from bpy.props import StringProperty
 
 from .. import preferences
-from ..client import Job, RunwareError, TaskRecord, files
+from ..client import Job, Sam3dError, TaskRecord, files
 from ..client.imagesize import dimensions
 from ..client.jobs import INPUT_FILES
 from ..client.journal import task_files
 from ..client.locks import TaskLocks
 from ..translations import rpt_
-from . import importing, pixels
+from ..utils import raster
+from . import importing
 from .checks import is_blocking, refuse, why_offline
 from .job_requests import job_request
 from .outcomes import note_imported, run_blocking
@@ -100,7 +101,7 @@ def retry_inputs(result_dir: Path, task_uuid: str) -> tuple[bytes, bytes] | None
         except OSError:
             return None
         size = dimensions(data[:4096]) if data.startswith(b"\x89PNG") else None
-        if size is None or max(size) > pixels.MAX_SIDE:
+        if size is None or max(size) > raster.MAX_SIDE:
             return None
         found.append((data, size))
     (photo, photo_size), (mask, mask_size) = found
@@ -165,7 +166,7 @@ class SAM3D_OT_resume(bpy.types.Operator):
                 return {"CANCELLED"}
             try:
                 entries.append(self._fetch(context, record))
-            except RunwareError as exc:
+            except Sam3dError as exc:
                 self.report({"ERROR"}, str(exc))
                 return {"CANCELLED"}
         if is_blocking(self, context) and entries:
@@ -179,7 +180,7 @@ class SAM3D_OT_resume(bpy.types.Operator):
     def _from_disk(context: bpy.types.Context, record: TaskRecord) -> list[bpy.types.Object]:
         """Import a downloaded task once: never twice into one file, never while another Blender holds it."""
         folder = preferences.result_folder(preferences.get(context))
-        already = [o for o in bpy.data.objects if o.get("sam3d_task_uuid") == record.task_uuid]
+        already = importing.objects_of_task(record.task_uuid)
         if already:
             note_imported(folder, record.task_uuid, [o.name for o in already], record.info)
             RUNNER.refresh_history(folder)
@@ -225,7 +226,7 @@ class SAM3D_OT_retry(bpy.types.Operator):
         photo, mask = inputs
         try:
             entry = start_from_record(context, record, prepare=lambda: (photo, mask))
-        except RunwareError as exc:
+        except Sam3dError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         if is_blocking(self, context):

@@ -27,8 +27,10 @@ import numpy as np
 from mathutils import Matrix, Vector
 
 from .. import preferences
-from ..client import RunwareError, files, glb_gate
+from ..client import Sam3dError, files, glb_gate
+from ..client.errors import short_error
 from ..translations import rpt_
+from ..utils import schema
 from .inputs import scene_of, view_layer_of
 
 # Importer options we rely on, passed only where the running Blender has them (4.5+ added several).
@@ -64,10 +66,10 @@ def import_results(context: bpy.types.Context, paths: list[Path], provenance: li
     made_collection = collection is None
     if collection is None:
         collection = bpy.data.collections.new(Path(photo).stem if photo else name)
-        collection["sam3d_made"] = True  # ours: removed with its last object when a batch writes an asset
+        collection[schema.MADE] = True  # ours: removed with its last object when a batch writes an asset
         scene_of(context).collection.children.link(collection)
         if photo:
-            collection["sam3d_photo"] = photo
+            collection[schema.PHOTO] = photo
     try:
         roots = []
         for n, (path, prov) in enumerate(zip(paths, provenance, strict=True)):
@@ -88,7 +90,7 @@ def import_results(context: bpy.types.Context, paths: list[Path], provenance: li
         if isinstance(exc, GlbRefusedError):
             raise
         kept = ", ".join(str(p) for p in paths)
-        why = _short(exc)
+        why = short_error(exc)
         if any(uses_draco(p) for p in paths):
             why = rpt_("it is compressed with Draco, which this Blender build cannot decode; Blender from "
                        "blender.org can")
@@ -101,7 +103,7 @@ def _own_collection(context: bpy.types.Context, name: str) -> bpy.types.Collecti
     """The collection an earlier import of the same name made in this scene: a mask reconstructed again
     lands beside its earlier results, not in "mask_0.001"."""
     for collection in scene_of(context).collection.children:
-        if collection.name == name and collection.get("sam3d_made") and not collection.get("sam3d_photo"):
+        if collection.name == name and collection.get(schema.MADE) and not collection.get(schema.PHOTO):
             return collection
     return None
 
@@ -109,7 +111,7 @@ def _own_collection(context: bpy.types.Context, name: str) -> bpy.types.Collecti
 def _photo_collection(context: bpy.types.Context, photo: str) -> bpy.types.Collection | None:
     """The collection an earlier mask of the same photo landed in."""
     for collection in scene_of(context).collection.children:
-        if collection.get("sam3d_photo") == photo:
+        if collection.get(schema.PHOTO) == photo:
             return collection
     return None
 
@@ -159,7 +161,7 @@ def gated_copy(path: Path) -> Iterator[Path]:
         budget = prefs.max_triangles
         try:
             glb_gate.inspect_glb(copy, max_triangles=budget, max_vertices=budget)
-        except RunwareError as exc:
+        except Sam3dError as exc:
             raise GlbRefusedError(rpt_("{} The file is kept at {}.").format(exc.sentence, path)) from None
         yield copy
     finally:
@@ -276,36 +278,62 @@ def show_vertex_colours(mesh: bpy.types.Mesh) -> None:
 
 
 def vertex_colour_material(attribute: str) -> bpy.types.Material:
-    for mat in bpy.data.materials:  # reuse ours when it reads the same attribute
-        if mat.name.startswith(VERTEX_COLOUR_MATERIAL) and mat.get("sam3d_attribute") == attribute:
+    """The material of imported results: ours reading `attribute` when the file has one, else a new one."""
+    for mat in bpy.data.materials:
+        if mat.name.startswith(VERTEX_COLOUR_MATERIAL) and mat.get(schema.ATTRIBUTE) == attribute:
             return mat
-    mat = bpy.data.materials.new(VERTEX_COLOUR_MATERIAL)
-    mat["sam3d_attribute"] = attribute
-    if mat.node_tree is None:  # Blender < 5 makes node trees on request only
+    mat = attribute_material(VERTEX_COLOUR_MATERIAL, attribute)
+    mat[schema.ATTRIBUTE] = attribute
+    return mat
+
+
+def principled_material(name: str) -> tuple[bpy.types.Material, bpy.types.Node]:
+    """A new material with nodes and its Principled BSDF: the add-on's one rule for Blender 4 and 5 (4.x makes
+    and uses node trees on request; 5.x always has them)."""
+    mat = bpy.data.materials.new(name)
+    if mat.node_tree is None or bpy.app.version < (5, 0, 0):
         mat.use_nodes = True
     tree = mat.node_tree
     assert tree is not None  # use_nodes made it
-    nodes = tree.nodes
-    bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
-    colour = nodes.new("ShaderNodeVertexColor")
-    cast(bpy.types.ShaderNodeVertexColor, colour).layer_name = attribute
-    colour.location = (bsdf.location.x - 300, bsdf.location.y)
-    tree.links.new(colour.outputs["Color"], bsdf.inputs["Base Color"])
+    bsdf = next((n for n in tree.nodes if n.type == "BSDF_PRINCIPLED"), None)
+    if bsdf is None:  # not expected, but cheap to cover
+        bsdf = tree.nodes.new("ShaderNodeBsdfPrincipled")
+        output = next((n for n in tree.nodes if n.type == "OUTPUT_MATERIAL"), None)
+        if output is None:
+            output = tree.nodes.new("ShaderNodeOutputMaterial")
+        tree.links.new(bsdf.outputs["BSDF"], output.inputs["Surface"])
+    return mat, bsdf
+
+
+def attribute_material(name: str, attribute: str) -> bpy.types.Material:
+    """A material whose base colour is the colour attribute `attribute` (SAM 3D's vertex colours)."""
+    mat, bsdf = principled_material(name)
+    tree = mat.node_tree
+    assert tree is not None
+    node = tree.nodes.new("ShaderNodeVertexColor")
+    cast(bpy.types.ShaderNodeVertexColor, node).layer_name = attribute
+    node.location = (bsdf.location[0] - 300, bsdf.location[1])
+    tree.links.new(node.outputs["Color"], bsdf.inputs["Base Color"])
     return mat
+
+
+def objects_of_task(task_uuid: str) -> list[bpy.types.Object]:
+    """The objects of this file that a task's results became (its provenance: `schema.TASK_UUID`)."""
+    return [o for o in bpy.data.objects if o.get(schema.TASK_UUID) == task_uuid]
 
 
 def tag(root: bpy.types.Object, prov: Provenance, path: Path) -> None:
     """Provenance as custom properties. The seed is a string: seeds run to 2**63-1, ID ints stop at 2**31."""
-    root["sam3d_task_uuid"] = prov.task_uuid
-    root["sam3d_seed"] = "" if prov.seed is None else str(prov.seed)
+    root[schema.TASK_UUID] = prov.task_uuid
+    root[schema.SEED] = "" if prov.seed is None else str(prov.seed)
     if prov.cost is not None:
-        root["sam3d_cost"] = float(prov.cost)
-    root["sam3d_prompt"] = prov.prompt
-    root["sam3d_image"] = prov.image
-    root["sam3d_mask"] = prov.mask
-    root["sam3d_model"] = prov.model
-    root["sam3d_result_index"] = prov.index
-    root["sam3d_glb"] = str(path)
+        root[schema.COST] = float(prov.cost)
+    root[schema.PROMPT] = prov.prompt
+    root[schema.IMAGE] = prov.image
+    root[schema.MASK] = prov.mask
+    root[schema.MODEL] = prov.model
+    root[schema.RESULT_INDEX] = prov.index
+    root[schema.GLB] = str(path)
 
 
 def select_only(context: bpy.types.Context, objects: list[bpy.types.Object]) -> None:
@@ -343,8 +371,3 @@ def uses_draco(path: Path) -> bool:
             return b"KHR_draco_mesh_compression" in f.read(min(length, 1 << 24))
     except OSError:
         return False
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[-1] if text else type(exc).__name__)[:200]

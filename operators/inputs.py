@@ -9,6 +9,8 @@ from typing import Any
 
 import bpy
 
+from ..utils import schema
+
 
 def scene_of(context: bpy.types.Context) -> bpy.types.Scene:
     """The context's scene: an operator, a panel, a handler or a timer always has one."""
@@ -36,18 +38,17 @@ def window_manager_of(context: bpy.types.Context) -> bpy.types.WindowManager:
     return wm
 
 
-MADE = "sam3d_made"  # on an image the add-on made (a mask, a preview): never taken for a photo
 
 
 def mark_made(image: bpy.types.Image, kind: str) -> bpy.types.Image:
-    image[MADE] = kind
+    image[schema.MADE] = kind
     return image
 
 
 def could_be_photo(settings: Any, image: bpy.types.Image | None) -> bool:
     """An image the editor shows that may be the photo: not one the add-on made or shows (a mask, a preview),
     not a render."""
-    if image is None or image.get(MADE) or image.type in {"RENDER_RESULT", "COMPOSITING"}:
+    if image is None or image.get(schema.MADE) or image.type in {"RENDER_RESULT", "COMPOSITING"}:
         return False
     return image != settings.mask and all(item.image != image for item in settings.masks)
 

@@ -12,7 +12,8 @@ from typing import Any
 import bpy
 
 from .. import preferences
-from ..client import JobRequest, RunwareError
+from ..client import JobRequest, Sam3dError
+from ..client.errors import Code
 from ..client.money import Limit, Reservation
 from .runner import RUNNER
 
@@ -37,7 +38,7 @@ def network(context: bpy.types.Context | None = None) -> dict[str, Any]:
 
 def reserve(context: bpy.types.Context, task_type: str, model: str, results: int = 1,
             limits: tuple[Limit, ...] = ()) -> Reservation:
-    """Hold the worst-case price against the session's limit (and any other), or raise RunwareError
+    """Hold the worst-case price against the session's limit (and any other), or raise Sam3dError
     `spendingLimit` naming the limit that would be crossed."""
     RUNNER.session_limit.set(preferences.get(context).session_budget)
     return RUNNER.ledger.reserve(task_type, model, results, [RUNNER.session_limit, *limits])
@@ -50,7 +51,7 @@ def job_request(context: bpy.types.Context, *, paid: bool = True, limits: tuple[
     prefs = preferences.get(context)
     destinations = {"webhook_url": prefs.webhook_url.strip(), "upload_endpoint": prefs.upload_endpoint.strip()}
     if not all(preferences.is_secure_destination(url, prefs.api_url.strip()) for url in destinations.values() if url):
-        raise RunwareError("insecureHook")
+        raise Sam3dError(Code.INSECURE_HOOK)
     history = RUNNER.history
     request = JobRequest(
         api_key=preferences.api_key(prefs), result_dir=preferences.result_folder(prefs), model=prefs.model.strip(),

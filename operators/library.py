@@ -29,11 +29,11 @@ import bpy
 from mathutils import Matrix, Vector
 
 from ..client import files
-from . import pixels
+from ..utils import schema
+from . import bake, pixels
 from .importing import mesh_of
 
 CATS_FILE = "blender_assets.cats.txt"
-ROOT_CATALOG = "SAM 3D"
 STATE_DIR = ".sam3d"
 MAX_STATE_BYTES = 16 * 1024 * 1024  # an item's provenance is a few hundred bytes; the catalogs a few KB
 _NAMESPACE = uuid.UUID("6f1f6a1e-3d0b-4a57-9a44-5a3d0bdc0f3d")  # catalog UUIDs stable across runs
@@ -145,7 +145,7 @@ def make_asset(root: bpy.types.Object, *, catalog: str, description: str, tags: 
     if root.type == "MESH":
         if real_height > 0 and root.dimensions.z > 0:  # a real size from the file name or sizes.csv
             mesh_of(root).transform(Matrix.Scale(real_height / root.dimensions.z, 4))
-            root["sam3d_real_height"] = real_height
+            root[schema.REAL_HEIGHT] = real_height
         elif target_size > 0 and _longest(root) > 0:
             mesh_of(root).transform(Matrix.Scale(target_size / _longest(root), 4))
         if triangle_budget > 0:
@@ -165,15 +165,11 @@ def make_asset(root: bpy.types.Object, *, catalog: str, description: str, tags: 
 
 
 def decimate(obj: bpy.types.Object, budget: int) -> None:
-    triangles = sum(len(p.vertices) - 2 for p in mesh_of(obj).polygons)
-    if triangles <= budget:
+    """The object within the Triangle Budget, by the same rule as Bake (bake.reduced_mesh): at most `budget`
+    triangles, or a BakeError that says how low Decimate goes (the object is left as it was)."""
+    if bake.triangle_count(mesh_of(obj)) <= budget:
         return
-    modifier = obj.modifiers.new("SAM3D Decimate", "DECIMATE")
-    assert isinstance(modifier, bpy.types.DecimateModifier)
-    modifier.ratio = budget / triangles
-    depsgraph = bpy.context.evaluated_depsgraph_get()
-    mesh = bpy.data.meshes.new_from_object(obj.evaluated_get(depsgraph))
-    obj.modifiers.remove(modifier)
+    mesh = bake.reduced_mesh(bpy.context, obj, obj.name, budget)
     old, obj.data = obj.data, mesh
     assert isinstance(old, bpy.types.Mesh)
     mesh.name = old.name
@@ -253,7 +249,7 @@ def remove_from_file(root: bpy.types.Object) -> None:
     materials = {m for d in datas if hasattr(d, "materials") for m in d.materials if m is not None}
     images = {image for m in materials if m.node_tree for n in m.node_tree.nodes
               if (image := getattr(n, "image", None)) is not None}
-    collections = {c for o in objects for c in o.users_collection if c.get("sam3d_made")}
+    collections = {c for o in objects for c in o.users_collection if c.get(schema.MADE)}
     bpy.data.batch_remove(objects)
     for blocks in (datas, materials, images):
         leftover = [b for b in blocks if b.users == 0]

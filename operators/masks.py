@@ -8,7 +8,6 @@ format); a file that is the photo itself is skipped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,9 @@ from bpy.props import StringProperty
 
 from .. import preferences
 from ..client.folders import walk
+from ..client.photo_folder import IMAGE_SUFFIXES
 from ..translations import rpt_
+from ..utils import raster
 from . import pixels
 from .checks import refuse, why_no_photo
 from .inputs import listed_masks, mark_made, pin_photo, settings_of, window_manager_of
@@ -27,7 +28,6 @@ from .runner import Report
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".exr", ".tga"}
 
 
 class SAM3D_OT_mask_add(bpy.types.Operator):
@@ -192,7 +192,7 @@ class SAM3D_OT_mask_open(bpy.types.Operator):
 
 def mask_png(mask: np.ndarray) -> bytes:
     """The PNG of a (h, w) bool mask, white = object (a few kilobytes: the mask itself is freed)."""
-    return pixels.encode_png(np.where(mask, 255, 0).astype(np.uint8))
+    return raster.encode_png(np.where(mask, 255, 0).astype(np.uint8))
 
 
 def new_mask_image(name: str, mask: np.ndarray) -> bpy.types.Image:
@@ -217,30 +217,6 @@ def show(context: bpy.types.Context, image: bpy.types.Image) -> None:
         space.image = image
 
 
-def label_masks(rgb: np.ndarray, limit: int = 64) -> list[np.ndarray]:
-    """One bool mask per flat colour of a label map, the background (black, else the commonest colour)
-    left out, in order of first appearance from the top left."""
-    return list(iter_label_masks(colour_codes(rgb), limit))
-
-
-def colour_codes(rgb: np.ndarray) -> np.ndarray:
-    """(h, w) int32 colour codes of (h, w, ≥3) uint8 pixels."""
-    return (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
-
-
-def iter_label_masks(codes: np.ndarray, limit: int = 64) -> Iterator[np.ndarray]:
-    """`label_masks` from colour codes, one mask at a time (each made when asked for): a sort of the codes and one
-    bool mask at a time, never an index per pixel or every mask at once."""
-    values, counts = np.unique(codes, return_counts=True)
-    if len(values) > limit + 1:
-        raise ValueError(rpt_("it has {} colours: a label map has one flat colour per object").format(len(values)))
-    background = 0 if 0 in values else values[np.argmax(counts)]
-    flat = codes.reshape(-1)
-    first = {int(v): int(np.argmax(flat == v)) for v in values if v != background}
-    for value in sorted(first, key=first.__getitem__):
-        yield codes == value
-
-
 def label_codes(image: bpy.types.Image) -> np.ndarray:
     """(h, w) colour codes of a label map upright: its float pixels read once (Blender fills one array), coded
     band by band, so the peak is about 24 bytes per pixel (Blender's own image, the floats, the codes), never a
@@ -257,10 +233,10 @@ def label_codes(image: bpy.types.Image) -> np.ndarray:
     for y in range(0, h, band):
         rgb = rows[y:y + band, :, :3]
         if image.is_float:
-            rgb = pixels.linear_to_srgb(rgb)
-        codes[y:y + band] = colour_codes(pixels.to_uint8(rgb))
+            rgb = raster.linear_to_srgb(rgb)
+        codes[y:y + band] = raster.colour_codes(raster.to_uint8(rgb))
     del buf, rows
-    return pixels.upright(codes[::-1], pixels.orientation_of(image))
+    return raster.upright(codes[::-1], pixels.orientation_of(image))
 
 
 class SAM3D_OT_mask_new(bpy.types.Operator):
@@ -316,7 +292,7 @@ class SAM3D_OT_masks_split_label_map(bpy.types.Operator):
         try:
             w, h = pixels.image_size(label_map)
             pixels.check_size(label_map, w, h, preferences.get(context).max_photo_megapixels)
-            found = [mask_png(mask) for mask in iter_label_masks(label_codes(label_map))]
+            found = [mask_png(mask) for mask in raster.iter_label_masks(label_codes(label_map))]
         except (pixels.MaskError, ValueError) as exc:
             self.report({"ERROR"}, rpt_("Cannot split '{}': {}.").format(label_map.name, exc))
             return {"CANCELLED"}

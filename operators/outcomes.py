@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from ..client import Journal, RunwareError
+from ..client import Journal, Sam3dError
+from ..client.errors import Code
 from ..client.locks import TaskLocks
 from ..translations import iface_, rpt_
+from ..utils import schema
 from . import bake, importing, library, photo_camera
 from .runner import IDLE, RUNNER, TICK, Report, SceneJob, load_history, redraw_panels, refresh_quietly
 
@@ -29,18 +31,18 @@ log = logging.getLogger(__name__)
 
 
 def finish(context: bpy.types.Context, entry: SceneJob) -> tuple[list[bpy.types.Object], list[str]]:
-    """Import a finished job's results into the open file. Raises RunwareError or GlbImportError."""
+    """Import a finished job's results into the open file. Raises Sam3dError or GlbImportError."""
     job, req = entry.job, entry.job.request
     outcome = job.outcome
     assert outcome is not None
-    failed = outcome.error is not None and outcome.error.code != "cancelled"
+    failed = outcome.error is not None and outcome.error.code != Code.CANCELLED
     RUNNER.end(entry, iface_("cancelled") if outcome.kind == "failed" and not failed else
                iface_("failed") if failed else iface_("done"))
     try:
         if outcome.kind == "failed":
             assert outcome.error is not None
             raise outcome.error
-        already = [o for o in bpy.data.objects if o.get("sam3d_task_uuid") == job.task_uuid]
+        already = importing.objects_of_task(job.task_uuid)
         if req.resume and already:  # another press, or another process, brought it into this file already
             note_imported(req.result_dir, job.task_uuid, [o.name for o in already], req.info())
             return already, [rpt_("{} is already in this file: it was not imported twice.").format(req.name)]
@@ -61,9 +63,9 @@ def finish(context: bpy.types.Context, entry: SceneJob) -> tuple[list[bpy.types.
         if entry.after_import is not None:  # e.g. written to an asset library, and out of this file
             entry.after_import(objects)
         note_imported(req.result_dir, job.task_uuid, names, req.info())
-        return [o for o in bpy.data.objects if o.name in names and o.get("sam3d_task_uuid") == job.task_uuid], \
+        return [o for o in importing.objects_of_task(job.task_uuid) if o.name in names], \
             entry.warnings + outcome.warnings
-    except (RunwareError, importing.GlbImportError, bake.BakeError) as exc:
+    except (Sam3dError, importing.GlbImportError, bake.BakeError) as exc:
         if entry.on_failure is not None:
             entry.on_failure(str(exc))
         raise
@@ -85,8 +87,8 @@ def conclude(context: bpy.types.Context, entry: SceneJob, report: Report) -> set
     """Import a finished job and report the outcome in a sentence; the operator's return value."""
     try:
         objects, warnings = finish(context, entry)
-    except RunwareError as exc:
-        if exc.code == "cancelled":
+    except Sam3dError as exc:
+        if exc.code == Code.CANCELLED:
             report({"INFO"}, cancel_note(entry))
         else:
             report({"ERROR"}, str(exc))
@@ -96,7 +98,7 @@ def conclude(context: bpy.types.Context, entry: SceneJob, report: Report) -> set
         return {"CANCELLED"}
     for warning in warnings:
         report({"WARNING"}, warning)
-    costs = [o.get("sam3d_cost") for o in objects if o.get("sam3d_cost") is not None]
+    costs = [o.get(schema.COST) for o in objects if o.get(schema.COST) is not None]
     cost = rpt_(" (cost ${:.4f})").format(sum(costs)) if costs else ""
     report({"INFO"}, rpt_("SAM 3D: added {}{}").format(", ".join(o.name for o in objects) or entry.name, cost))
     return {"FINISHED"}

@@ -26,7 +26,8 @@ from bpy.props import EnumProperty, FloatProperty
 from mathutils import Matrix, Vector
 
 from ..translations import rpt_, tip_
-from . import calibration, importing, pixels
+from ..utils import calibration, raster, schema
+from . import importing, pixels
 from .inputs import scene_of, view_layer_of, window_manager_of
 
 if TYPE_CHECKING:
@@ -40,35 +41,12 @@ LENS = 35.0  # the photo camera's focal length (mm, 36 mm sensor) until the user
 _DEFAULT_TANGENT = 18.0 / LENS  # its half field of view along the longer side
 
 
-def mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
-    """(left, top, right, bottom) of the mask's pixels, as fractions of the width and height (top = 0)."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    h, w = mask.shape
-    return cols[0] / w, rows[0] / h, (cols[-1] + 1) / w, (rows[-1] + 1) / h
-
-
-def encode_mask(mask: np.ndarray) -> str:
-    """A small bool mask as text ("WxH:hex" of its packed bits), to keep on the object for calibration."""
-    h, w = mask.shape
-    return f"{w}x{h}:" + np.packbits(mask.astype(bool).ravel()).tobytes().hex()
-
-
-def decode_mask(text: str) -> np.ndarray | None:
-    try:
-        size, data = text.split(":", 1)
-        w, h = (int(v) for v in size.split("x"))
-        bits = np.unpackbits(np.frombuffer(bytes.fromhex(data), np.uint8))[: w * h]
-        return bits.reshape(h, w).astype(bool) if bits.size == w * h else None
-    except ValueError:
-        return None
-
-
 def photo_camera(context: bpy.types.Context, photo_name: str) -> bpy.types.Object:
     """The camera of the photo, made on first use: named after it, its resolution and aspect, the photo
     behind it, level at `CAMERA_HEIGHT` looking along +Y. The user may then change its focal length or move it."""
     scene = scene_of(context)
     for obj in scene.objects:
-        if obj.type == "CAMERA" and obj.get("sam3d_photo") == photo_name:
+        if obj.type == "CAMERA" and obj.get(schema.PHOTO) == photo_name:
             return obj
     name = Path(photo_name).stem
     data = bpy.data.cameras.new(name)
@@ -85,14 +63,14 @@ def photo_camera(context: bpy.types.Context, photo_name: str) -> bpy.types.Objec
         render.resolution_x, render.resolution_y = view.size
         render.resolution_percentage = 100
     camera = bpy.data.objects.new(name, data)
-    camera["sam3d_photo"] = photo_name
+    camera[schema.PHOTO] = photo_name
     # matrix_world itself, not location and rotation: those reach matrix_world only at the next depsgraph
     # update, and the first object is laid out before it.
     camera.matrix_world = Matrix.Translation((0.0, 0.0, CAMERA_HEIGHT)) @ TO_CAMERA_FRAME
     scene.collection.objects.link(camera)
     # The photo's view is the one to look through (Numpad 0) and render (F12): it becomes the scene's camera,
     # unless the scene already looks through another photo's camera.
-    if scene.camera is None or not scene.camera.get("sam3d_photo"):
+    if scene.camera is None or not scene.camera.get(schema.PHOTO):
         scene.camera = camera
     return camera
 
@@ -112,12 +90,6 @@ def window(scene: bpy.types.Scene, camera: bpy.types.Object) -> tuple[float, flo
     return min(xs), max(xs), min(ys), max(ys)
 
 
-def tangents(scene: bpy.types.Scene, camera: bpy.types.Object) -> tuple[float, float]:
-    """tan of half the horizontal and vertical field of view, for the scene's render aspect."""
-    left, right, bottom, top = window(scene, camera)
-    return (right - left) / 2, (top - bottom) / 2
-
-
 def is_posed(low: np.ndarray, high: np.ndarray) -> bool:
     return float(np.linalg.norm((low + high) / 2)) > POSED_DISTANCE
 
@@ -128,31 +100,31 @@ def _matrix(values: list[float]) -> Matrix:
 
 def pose_of(root: bpy.types.Object) -> Matrix:
     """A posed object's matrix in SAM 3D's camera frame (the camera's local frame), as imported."""
-    return _matrix(list(root["sam3d_pose"]))
+    return _matrix(list(root[schema.POSE]))
 
 
 def place(context: bpy.types.Context, root: bpy.types.Object, camera: bpy.types.Object,
           box: tuple[float, float, float, float], low: np.ndarray, high: np.ndarray) -> None:
     """Lay out one imported result (bounds `low`…`high` as imported) in front of `camera`."""
     if is_posed(low, high):
-        root["sam3d_frame"] = "POSED"
+        root[schema.FRAME] = "POSED"
         local = TO_CAMERA_FRAME.inverted() @ root.matrix_world
-        root["sam3d_pose"] = [v for row in local.row for v in row]
-        root["sam3d_window"] = list(window(scene_of(context), camera))  # the view the pose is kept for (relayout)
+        root[schema.POSE] = [v for row in local.row for v in row]
+        root[schema.WINDOW] = list(window(scene_of(context), camera))  # the view the pose is kept for (relayout)
     else:
-        root["sam3d_frame"] = "CANONICAL"
-        root["sam3d_size"] = [float(v) for v in high - low]  # set_origin_to_base put the origin at the base
-    root["sam3d_mask_box"] = list(box)
+        root[schema.FRAME] = "CANONICAL"
+        root[schema.SIZE] = [float(v) for v in high - low]  # set_origin_to_base put the origin at the base
+    root[schema.MASK_BOX] = list(box)
     relayout(context, root, camera)
 
 
 def relayout(context: bpy.types.Context, root: bpy.types.Object, camera: bpy.types.Object) -> None:
     """Put `root` where its photo says, for the camera as it is now (no request)."""
     now = window(scene_of(context), camera)
-    scale = Matrix.Scale(float(camera.get("sam3d_scale", 1.0)), 4)  # Set Real Size: the photo's scale
-    if root.get("sam3d_frame") == "POSED":
+    scale = Matrix.Scale(float(camera.get(schema.SCALE, 1.0)), 4)  # Set Real Size: the photo's scale
+    if root.get(schema.FRAME) == "POSED":
         pose = pose_of(root)
-        made_for = list(root.get("sam3d_window") or _window_of_tangent(float(root.get("sam3d_tangent", 0.0)), now))
+        made_for = list(root.get(schema.WINDOW) or _window_of_tangent(float(root.get(schema.TANGENT, 0.0)), now))
         # A longer lens magnifies the image by k: the object keeps its size and orientation and moves k times
         # farther along the camera's axis; a shifted view moves it across, so that it projects where (and as
         # large as) the photo has it.
@@ -163,10 +135,10 @@ def relayout(context: bpy.types.Context, root: bpy.types.Object, camera: bpy.typ
         depth = k * centre.z
         moved = Vector(((now[0] + u * (now[1] - now[0])) * -depth, (now[2] + v * (now[3] - now[2])) * -depth, depth))
         root.matrix_world = camera.matrix_world @ scale @ Matrix.Translation(moved - centre) @ pose
-    elif root.get("sam3d_frame") == "CANONICAL":
-        ground = float(camera.get("sam3d_ground", CAMERA_HEIGHT))
-        root.matrix_world = camera.matrix_world @ scale @ canonical_pose(list(root["sam3d_mask_box"]),
-                                                                          list(root["sam3d_size"]), now, ground)
+    elif root.get(schema.FRAME) == "CANONICAL":
+        ground = float(camera.get(schema.GROUND, CAMERA_HEIGHT))
+        root.matrix_world = camera.matrix_world @ scale @ canonical_pose(list(root[schema.MASK_BOX]),
+                                                                          list(root[schema.SIZE]), now, ground)
 
 
 def _window_of_tangent(tangent: float, now: tuple[float, float, float, float]) -> list[float]:
@@ -210,9 +182,9 @@ def arrange(context: bpy.types.Context, roots: list[bpy.types.Object], photo_nam
             importing.set_origin_to_base(root)
             low, high = importing.world_bounds(root)
         if lowres:
-            root["sam3d_mask_lowres"] = lowres
+            root[schema.MASK_LOWRES] = lowres
         place(context, root, camera, box, low, high)
-    if any(r.get("sam3d_frame") == "POSED" for r in roots):
+    if any(r.get(schema.FRAME) == "POSED" for r in roots):
         calibrate(context, camera)
 
 
@@ -220,9 +192,9 @@ def arrange(context: bpy.types.Context, roots: list[bpy.types.Object], photo_nam
 
 
 def posed_objects(context: bpy.types.Context, camera: bpy.types.Object) -> list[bpy.types.Object]:
-    photo = camera.get("sam3d_photo")
-    return [o for o in scene_of(context).objects if o.get("sam3d_image") == photo and o.get("sam3d_frame") == "POSED"
-            and o.type == "MESH" and decode_mask(str(o.get("sam3d_mask_lowres", ""))) is not None]
+    photo = camera.get(schema.PHOTO)
+    return [o for o in scene_of(context).objects if o.get(schema.IMAGE) == photo and o.get(schema.FRAME) == "POSED"
+            and o.type == "MESH" and raster.decode_mask(str(o.get(schema.MASK_LOWRES, ""))) is not None]
 
 
 def _posed(obj: bpy.types.Object) -> calibration.Posed:
@@ -234,7 +206,7 @@ def _posed(obj: bpy.types.Object) -> calibration.Posed:
     mesh.loop_triangles.foreach_get("vertices", tris)
     pose = np.array(pose_of(obj), dtype=np.float64)
     points = co.reshape(-1, 3).astype(np.float64) @ pose[:3, :3].T + pose[:3, 3]
-    mask = decode_mask(str(obj["sam3d_mask_lowres"]))
+    mask = raster.decode_mask(str(obj[schema.MASK_LOWRES]))
     assert mask is not None
     return calibration.Posed(points, tris.reshape(-1, 3), mask)
 
@@ -258,7 +230,7 @@ def calibrate(context: bpy.types.Context, camera: bpy.types.Object) -> calibrati
     implied = [-fit.cx / fit.focal, (1 - fit.cx) / fit.focal, (fit.cy - 1) * aspect / fit.focal,
                fit.cy * aspect / fit.focal]
     for obj in objects:  # SAM 3D's poses hold for the view it assumed
-        obj["sam3d_window"] = implied
+        obj[schema.WINDOW] = implied
     data = camera_data(camera)
     if not data.sam3d_lens_locked:  # type: ignore[attr-defined]  # properties.py registers it: not in the stubs
         data.sensor_fit = "AUTO"
@@ -266,8 +238,8 @@ def calibrate(context: bpy.types.Context, camera: bpy.types.Object) -> calibrati
         data.lens = fit.focal * w / longest * 36.0
         data.shift_x = (0.5 - fit.cx) * w / longest
         data.shift_y = (fit.cy - 0.5) * h / longest
-    camera["sam3d_focal_mm"] = fit.focal * w / longest * 36.0
-    camera["sam3d_fit"] = {o.name: round(float(i), 3) for o, i in zip(objects, fit.ious, strict=True)}
+    camera[schema.FOCAL_MM] = fit.focal * w / longest * 36.0
+    camera[schema.FIT] = {o.name: round(float(i), 3) for o, i in zip(objects, fit.ious, strict=True)}
     relayout_photo(context, camera)
     stand_on_ground(context, camera, objects)
     return fit
@@ -277,12 +249,12 @@ def stand_on_ground(context: bpy.types.Context, camera: bpy.types.Object, object
     """Move the (level) camera up or down so that the lowest posed object touches z = 0, and keep that height,
     in the photo's own units, as the ground every canonical object of the photo stands on."""
     lowest = min(float(importing.world_bounds(o)[0][2]) for o in objects)
-    scale = float(camera.get("sam3d_scale", 1.0))
+    scale = float(camera.get(schema.SCALE, 1.0))
     global _following
     _following = True  # one layout below, not one per depsgraph update meanwhile
     try:
         camera.matrix_world = Matrix.Translation((0.0, 0.0, -lowest)) @ camera.matrix_world
-        camera["sam3d_ground"] = float(camera.matrix_world.translation.z) / scale
+        camera[schema.GROUND] = float(camera.matrix_world.translation.z) / scale
         relayout_photo(context, camera)
     finally:
         _following = False
@@ -291,7 +263,7 @@ def stand_on_ground(context: bpy.types.Context, camera: bpy.types.Object, object
 def photo_of_object(obj: bpy.types.Object | None) -> str | None:
     """The photo an object was reconstructed from (its own `sam3d_image`, or its nearest parent's)."""
     while obj is not None:
-        name = obj.get("sam3d_image")
+        name = obj.get(schema.IMAGE)
         if isinstance(name, str) and name:
             return name
         obj = obj.parent
@@ -303,21 +275,21 @@ def camera_of(context: bpy.types.Context) -> bpy.types.Object | None:
     photo, else the scene's camera when it is a photo's."""
     scene = scene_of(context)
     active = view_layer_of(context).objects.active
-    if active is not None and active.type == "CAMERA" and active.get("sam3d_photo"):
+    if active is not None and active.type == "CAMERA" and active.get(schema.PHOTO):
         return active
     photo = photo_of_object(active)
-    found = next((o for o in scene.objects if o.type == "CAMERA" and photo and o.get("sam3d_photo") == photo),
+    found = next((o for o in scene.objects if o.type == "CAMERA" and photo and o.get(schema.PHOTO) == photo),
                  None) if photo else None
     camera = found or scene.camera
-    return camera if camera is not None and camera.get("sam3d_photo") else None
+    return camera if camera is not None and camera.get(schema.PHOTO) else None
 
 
 def relayout_photo(context: bpy.types.Context, camera: bpy.types.Object) -> int:
     """Lay out again every object of the camera's photo; how many moved."""
-    photo = camera.get("sam3d_photo")
+    photo = camera.get(schema.PHOTO)
     moved = 0
     for obj in scene_of(context).objects:
-        if obj.get("sam3d_image") == photo and obj.get("sam3d_frame"):
+        if obj.get(schema.IMAGE) == photo and obj.get(schema.FRAME):
             relayout(context, obj, camera)
             moved += 1
     return moved
@@ -336,10 +308,10 @@ def follow_cameras(scene: bpy.types.Scene, depsgraph: bpy.types.Depsgraph) -> No
     cameras = set()
     for update in depsgraph.updates:
         original = getattr(update.id, "original", update.id)
-        if isinstance(original, bpy.types.Object) and original.type == "CAMERA" and original.get("sam3d_photo"):
+        if isinstance(original, bpy.types.Object) and original.type == "CAMERA" and original.get(schema.PHOTO):
             cameras.add(original)
         elif isinstance(original, bpy.types.Camera):
-            cameras.update(o for o in scene.objects if o.data == original and o.get("sam3d_photo"))
+            cameras.update(o for o in scene.objects if o.data == original and o.get(schema.PHOTO))
     if not cameras:
         return
     _following = True
@@ -387,19 +359,19 @@ def set_real_size(context: bpy.types.Context, obj: bpy.types.Object, size: float
         raise ValueError(rpt_("the object has no {} to measure").format(axis.lower()))
     factor = size / current
     pivot = Vector((camera.matrix_world.translation.x, camera.matrix_world.translation.y, 0.0))
-    camera["sam3d_scale"] = float(camera.get("sam3d_scale", 1.0)) * factor
+    camera[schema.SCALE] = float(camera.get(schema.SCALE, 1.0)) * factor
     global _following
     _following = True  # the camera moves on purpose: lay out once, below, not from the handler meanwhile
     try:
         camera.matrix_world = Matrix.Translation(pivot + factor * (camera.matrix_world.translation - pivot)) \
             @ camera.matrix_world.to_3x3().to_4x4()
         for other in scene_of(context).objects:
-            if other.get("sam3d_image") == camera.get("sam3d_photo") and other.get("sam3d_frame"):
-                other["sam3d_scale"] = camera["sam3d_scale"]
+            if other.get(schema.IMAGE) == camera.get(schema.PHOTO) and other.get(schema.FRAME):
+                other[schema.SCALE] = camera[schema.SCALE]
         relayout_photo(context, camera)
     finally:
         _following = False
-    obj["sam3d_real_size"] = {"size": size, "axis": axis}  # an ID property array holds numbers only
+    obj[schema.REAL_SIZE] = {"size": size, "axis": axis}  # an ID property array holds numbers only
     return factor
 
 
@@ -421,7 +393,7 @@ class SAM3D_OT_set_real_size(bpy.types.Operator):
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         obj = view_layer_of(context).objects.active
-        ok = obj is not None and obj.get("sam3d_frame") and camera_of(context) is not None
+        ok = obj is not None and obj.get(schema.FRAME) and camera_of(context) is not None
         if not ok:
             cls.poll_message_set(tip_("Make an object laid out As in the Photo active"))
         return bool(ok)

@@ -23,8 +23,19 @@ import numpy as np
 from ..client.cache import OnceCache
 from ..client.imagesize import dimensions, file_dimensions, file_orientation, orientation
 from ..translations import rpt_
+from ..utils import schema
+from ..utils.raster import (
+    MAX_SIDE,
+    encode_png,
+    fit_size,
+    linear_to_srgb,
+    mask_from_rgba,
+    resize,
+    swaps,
+    to_uint8,
+    upright,
+)
 
-MAX_SIDE = 2048  # Runware keeps images at most this long on the longer side
 DEFAULT_MAX_MEGAPIXELS = 100  # what a photo or mask may have before it is refused outright (a preference)
 
 
@@ -98,31 +109,6 @@ def orientation_of(image) -> int:  # type: ignore[no-untyped-def]
     return file_orientation(bpy.path.abspath(image.filepath, library=image.library))
 
 
-def swaps(turn: int) -> bool:
-    """Whether the orientation swaps width and height (a quarter turn, with or without a mirror)."""
-    return turn in (5, 6, 7, 8)
-
-
-def upright(rgba: np.ndarray, turn: int) -> np.ndarray:
-    """(h, w, …) pixels, top row first, as stored → as shown upright for EXIF orientation `turn`."""
-    if turn == 2:
-        return rgba[:, ::-1]
-    if turn == 3:
-        return rgba[::-1, ::-1]
-    if turn == 4:
-        return rgba[::-1]
-    t = rgba.swapaxes(0, 1)
-    if turn == 5:
-        return t
-    if turn == 6:  # a quarter turn clockwise
-        return t[:, ::-1]
-    if turn == 7:
-        return t[::-1, ::-1]
-    if turn == 8:  # a quarter turn counter-clockwise
-        return t[::-1]
-    return rgba
-
-
 def image_size(image) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     """(width, height) of a bpy Image upright (its EXIF orientation applied), without decoding it."""
     w, h = stored_size(image)
@@ -186,14 +172,14 @@ def upright_view(image):  # type: ignore[no-untyped-def]
         return image
     name = f"{image.name} (upright)"
     found = bpy.data.images.get(name)
-    if found is not None and found.get("sam3d_upright_of") == image.name and found.has_data:
+    if found is not None and found.get(schema.UPRIGHT_OF) == image.name and found.has_data:
         return found
     rgba = upright(pixels(image), turn)
     h, w = rgba.shape[:2]
     view = found if found is not None and tuple(found.size) == (w, h) else bpy.data.images.new(name, w, h, alpha=True)
     view.colorspace_settings.name = image.colorspace_settings.name
     view.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())
-    view["sam3d_upright_of"] = image.name
+    view[schema.UPRIGHT_OF] = image.name
     view.pack()
     return view
 
@@ -315,17 +301,6 @@ def _inputs(photo_image, opaque: np.ndarray, photo: np.ndarray, mask_image, use_
 # --- pure helpers (tested plainly) -----------------------------------------------------------------------
 
 
-def has_alpha(rgba: np.ndarray) -> bool:
-    return bool(rgba[..., 3].min() < 0.5)
-
-
-def mask_from_rgba(rgba: np.ndarray) -> np.ndarray:
-    """Bright = object, or the alpha when the image is a cut-out (some pixels transparent)."""
-    if has_alpha(rgba):
-        return rgba[..., 3] >= 0.5
-    return luminance(rgba[..., :3]) >= 0.5
-
-
 def check_mask(mask: np.ndarray, name: str) -> None:
     covered = int(mask.sum())
     if covered == 0:
@@ -335,64 +310,3 @@ def check_mask(mask: np.ndarray, name: str) -> None:
                              "background black.").format(name))
 
 
-def luminance(rgb: np.ndarray) -> np.ndarray:
-    return rgb @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
-
-
-def linear_to_srgb(rgb: np.ndarray) -> np.ndarray:
-    rgb = np.clip(rgb, 0.0, 1.0)
-    return np.where(rgb <= 0.0031308, rgb * 12.92, 1.055 * np.power(rgb, 1 / 2.4) - 0.055)
-
-
-def to_uint8(values: np.ndarray) -> np.ndarray:
-    """0…1 floats to bytes. Byte images are in range already, float ones were clipped by linear_to_srgb."""
-    return (values * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
-
-
-def fit_size(w: int, h: int, limit: int = MAX_SIDE) -> tuple[int, int]:
-    scale = limit / max(w, h)
-    if scale >= 1:
-        return w, h
-    return max(1, round(w * scale)), max(1, round(h * scale))
-
-
-def resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Area-then-bilinear resampling of (h, w[, c]) arrays: a box shrink by the whole factor, then bilinear."""
-    src = img.astype(np.float32)
-    k = max(1, min(src.shape[0] // h, src.shape[1] // w))
-    if k > 1:  # box filter by k: averages away the aliasing bilinear alone would keep
-        hh, ww = src.shape[0] // k * k, src.shape[1] // k * k
-        src = src[:hh, :ww].reshape(hh // k, k, ww // k, k, *src.shape[2:]).mean(axis=(1, 3))
-    src = _lerp_axis(_lerp_axis(src, h, 0), w, 1)
-    if img.dtype == np.uint8:
-        return np.clip(src + 0.5, 0, 255).astype(np.uint8)
-    return src
-
-
-def _lerp_axis(a: np.ndarray, n: int, axis: int) -> np.ndarray:
-    m = a.shape[axis]
-    if m == n:
-        return a
-    pos = np.clip((np.arange(n) + 0.5) * m / n - 0.5, 0, m - 1)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, m - 1)
-    t = (pos - lo).astype(np.float32)
-    shape = [1] * a.ndim
-    shape[axis] = n
-    t = t.reshape(shape)
-    return np.take(a, lo, axis=axis) * (1 - t) + np.take(a, hi, axis=axis) * t
-
-
-def encode_png(img: np.ndarray) -> bytes:
-    """A PNG of an 8-bit gray (h, w) or RGB/RGBA (h, w, c) array: filter 0 on every row, zlib, no bpy."""
-    h, w = img.shape[:2]
-    channels = 1 if img.ndim == 2 else img.shape[2]
-    color_type = {1: 0, 3: 2, 4: 6}[channels]
-    rows = np.ascontiguousarray(img, dtype=np.uint8).reshape(h, w * channels)
-    raw = np.hstack([np.zeros((h, 1), np.uint8), rows]).tobytes()
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")

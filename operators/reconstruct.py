@@ -18,10 +18,11 @@ import bpy
 from bpy.props import BoolProperty, StringProperty
 
 from .. import preferences
-from ..client import Job, RunwareError
+from ..client import Code, Job, Sam3dError
 from ..translations import iface_, rpt_, tip_
-from . import background, photo_camera, pixels
-from .calibration import lowres_mask
+from ..utils import raster
+from ..utils.calibration import lowres_mask
+from . import background, pixels
 from .checks import is_blocking, refuse, why_not_reconstruct
 from .inputs import chosen_seed, listed_masks, pin_photo, settings_of, stem, window_manager_of
 from .job_requests import fingerprint, job_request
@@ -32,11 +33,11 @@ if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems
 
 
-class DuplicateError(RunwareError):
+class DuplicateError(Sam3dError):
     """The same request is already in flight."""
 
     def __init__(self, name: str) -> None:
-        super().__init__("duplicateRequest", rpt_(
+        super().__init__(Code.DUPLICATE_REQUEST, rpt_(
             "An identical reconstruction of {} is already running (same photo, mask, seed and settings): it would "
             "be paid twice. Wait for it, or change the seed; a script can pass allow_duplicate=True.").format(name))
 
@@ -77,8 +78,8 @@ def plan_jobs(context: bpy.types.Context, allow_duplicate: bool = False) -> list
         plan = Plan({**fields, "prepare": pixels.packed(given)}, fingerprint(given.digest(), "", model=prefs.model,
                                                                              **fields),
                     list(given.warnings), photo_collection=bool(listed),
-                    mask_box=photo_camera.mask_box(given.mask) if camera else None,
-                    mask_lowres=photo_camera.encode_mask(lowres_mask(given.mask)) if camera else "",
+                    mask_box=raster.mask_box(given.mask) if camera else None,
+                    mask_lowres=raster.encode_mask(lowres_mask(given.mask)) if camera else "",
                     finishing=(settings.bake_resolution if settings.bake_to_texture else 0, settings.triangle_budget))
         if not allow_duplicate and RUNNER.in_flight(plan.fingerprint):
             raise DuplicateError(name)
@@ -92,7 +93,7 @@ def start(context: bpy.types.Context, plans: list[Plan]) -> list[SceneJob]:
     try:
         for plan in plans:
             requests.append(job_request(context, **plan.fields))
-    except RunwareError:
+    except Sam3dError:
         for request in requests:
             if request.reservation is not None:
                 request.reservation.release()
@@ -127,7 +128,7 @@ def begin(context: bpy.types.Context, report: Report, allow_duplicate: bool = Fa
     """Start the jobs (of `plans` when already read), or report why not (then none)."""
     try:
         entries = start(context, plans if plans is not None else plan_jobs(context, allow_duplicate))
-    except (pixels.MaskError, RunwareError) as exc:
+    except (pixels.MaskError, Sam3dError) as exc:
         report({"ERROR"}, str(exc))
         return []
     untick_sent(context, entries)
@@ -258,7 +259,7 @@ class SAM3D_OT_reconstruct(bpy.types.Operator):
             return self.execute(context)
         try:
             plans = plan_jobs(context, allow_duplicate=True)
-        except (pixels.MaskError, RunwareError) as exc:
+        except (pixels.MaskError, Sam3dError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         if not self.allow_duplicate and any(RUNNER.in_flight(p.fingerprint) for p in plans):

@@ -223,10 +223,6 @@ def redraw_panels() -> None:
                 area.tag_redraw()
 
 
-def register() -> None:
-    pass
-
-
 def clear_status_bar() -> None:
     """Blender's own status bar again in every workspace (ours stays otherwise, once the add-on is gone)."""
     for workspace in bpy.data.workspaces:

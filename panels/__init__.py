@@ -17,9 +17,11 @@ from ..client import TaskRecord
 from ..client.errors import sentence_for
 from ..operators import background, bake, batch, photo_camera
 from ..operators.checks import why_not_reconstruct
+from ..operators.history import why_not_retry
 from ..operators.inputs import listed_masks, photo_of, settings_of
 from ..operators.runner import RUNNER
 from ..translations import iface_
+from ..utils import schema
 
 MESSAGE_SECONDS = 60.0  # how long the latest messages of background jobs stay in the Jobs panel
 
@@ -304,7 +306,7 @@ def draw_task(box: bpy.types.UILayout, task: TaskRecord) -> None:
     sub.operator("sam3d.reimport", text="Re-import", icon="IMPORT").task_uuid = task.task_uuid
     if not task.unfinished:
         sub = row.row(align=True)
-        sub.enabled = not running and task.status in ("imported", "failed", "cancelled", "created")
+        sub.enabled = not why_not_retry(task, task.task_uuid)  # the operator's own rule
         sub.operator("sam3d.retry", text="Retry", icon="FILE_REFRESH").task_uuid = task.task_uuid
     row.operator("sam3d.open_folder", text="", icon="FILE_FOLDER").task_uuid = task.task_uuid
 
@@ -342,11 +344,11 @@ def draw_camera(layout: bpy.types.UILayout, context: bpy.types.Context, camera: 
     text(col, iface_("Camera {}: {:.1f} mm").format(camera.name, lens), "CAMERA_DATA")
     if context.scene is not None and context.scene.camera != camera:
         text(col, iface_("Not the scene's camera: Numpad 0 and F12 use another"), "INFO")
-    implied = camera.get("sam3d_focal_mm")
+    implied = camera.get(schema.FOCAL_MM)
     if implied and abs(float(implied) - lens) > 0.05:
         text(col, iface_("The results' poses imply {:.1f} mm").format(float(implied)), "INFO")
-    col.prop(camera.data, "sam3d_lens_locked")
-    fits = camera.get("sam3d_fit") or {}
+    col.prop(camera.data, schema.LENS_LOCKED)
+    fits = camera.get(schema.FIT) or {}
     for name in sorted(n for n in fits if n in bpy.data.objects):  # a deleted object is no fit
         text(col, iface_("{}: silhouette IoU {:.2f}").format(name, float(fits[name])))
     row = layout.row(align=True)

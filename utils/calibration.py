@@ -52,10 +52,6 @@ class Fit:
     ious: list[float] = field(default_factory=list)  # silhouette IoU per object at this fit
     seconds: float = 0.0  # wall time of the fit, rasterization included
 
-    @property
-    def mean_iou(self) -> float:
-        return float(np.mean(self.ious)) if self.ious else 0.0
-
     def lens(self, sensor: float = 36.0) -> float:
         """The focal length in mm for a sensor `sensor` mm wide (the image's width)."""
         return self.focal * sensor

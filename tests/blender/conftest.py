@@ -71,19 +71,8 @@ def module(name: str):  # noqa: ANN201
 
 
 def reset_session() -> None:
-    """Every module-level state the add-on keeps, as in a Blender just started: no job, no money spent, no
-    history read, no batch, no cached upload or PNG."""
-    runner = module("operators.runner")
-    runner.RUNNER.shutdown(join=5.0)
-    module("operators.background").shutdown(join=5.0)
-    runner.RUNNER.__init__()  # a new session: its ledger, limits, history, messages and feeders
-    module("client.jobs").UPLOADS.clear()  # the emulator forgets its uploads at reset
-    module("client.jobs").RECENT.__init__()  # no task timed yet
-    module("operators.pixels")._PNGS.clear()
-    module("operators.pixels")._PHOTOS.clear()
-    module("operators.batch").ACTIVE.clear()
-    module("operators.bake").PROGRESS.update(active=False, fraction=0.0, text="")
-    module("preferences").CONNECTION_REPORT.clear()
+    """Every module-level state the add-on keeps, as in a Blender just started (operators/session.py)."""
+    module("operators.session").reset()
 
 
 def wait_until(condition, timeout: float = 60.0) -> None:  # noqa: ANN001

@@ -422,7 +422,7 @@ def test_the_active_objects_photo_camera_when_the_scene_camera_is_not_one(scene)
     scene.collection.objects.link(other)
     scene.camera = other
     bpy.context.view_layer.objects.active = objects[0]
-    assert composite().find_photo_camera(bpy.context) == camera
+    assert module("operators.photo_camera").camera_of(bpy.context) == camera
     assert bpy.ops.sam3d.composite() == {"FINISHED"}
     assert scene.camera == camera, "the photo's camera renders"
 

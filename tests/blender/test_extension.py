@@ -16,7 +16,7 @@ ADDON_FILES = {"blender_manifest.toml", "__init__.py", "preferences.py", "proper
 def test_zip_holds_the_add_on_and_nothing_else(zip_path):
     names = zip_names(zip_path)
     top = {n.split("/")[0] for n in names}
-    assert top == ADDON_FILES | {"client", "operators", "panels"}
+    assert top == ADDON_FILES | {"client", "operators", "panels", "utils"}
     assert all(n.endswith(".py") for n in names if "/" in n)
     assert not [n for n in names if "__pycache__" in n or n.startswith(".")]
 
