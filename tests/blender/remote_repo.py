@@ -4,8 +4,8 @@
 
 Adds FILE_URL (a `file://` URL of REPO_DIR's index.json) as a remote repository, syncs it, installs `sam3d` from
 it and enables it; then publishes the next release as a studio does (REPO_DIR's files replaced by NEXT_DIR's),
-points the repository at HTTP_URL (the same folder served by a web server), syncs again and upgrades. Prints one
-JSON line: what the user had after the install and after the update.
+points the repository at HTTP_URL (the same folder served by a web server), changes a preference, syncs again and
+upgrades. Prints one JSON line: what the user had after the install and after the update.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ def state(repo: bpy.types.UserExtensionRepo) -> dict:
     installed = Path(repo.directory) / "sam3d" / "blender_manifest.toml"
     enabled = MODULE in bpy.context.preferences.addons
     job_requests = sys.modules.get(f"{MODULE}.operators.job_requests")
+    addon = bpy.context.preferences.addons.get(MODULE)
     return {
+        "model": addon.preferences.model if addon and addon.preferences else "",
         "installed": installed.read_text(encoding="utf-8") if installed.exists() else "",
         "enabled": enabled and hasattr(bpy.ops.sam3d, "reconstruct"),
         "module_dir": str(Path(sys.modules[MODULE].__file__).parent) if MODULE in sys.modules else "",
@@ -47,6 +49,7 @@ def main(file_url: str, repo_dir: str, next_dir: str, http_url: str) -> None:
     assert bpy.ops.extensions.repo_sync(repo_index=index) == {"FINISHED"}
     assert bpy.ops.extensions.package_install(repo_index=index, pkg_id="sam3d", enable_on_install=True) == {"FINISHED"}
     first = state(repo)
+    bpy.context.preferences.addons[MODULE].preferences.model = "meta:sam@3d-kept"  # a setting the user changed
 
     shutil.rmtree(repo_dir)  # the studio uploads the next dist/repo/ in place of the last
     shutil.copytree(next_dir, repo_dir)

@@ -125,6 +125,7 @@ def test_blender_installs_from_the_repository_and_takes_the_next_release_as_an_u
     user = json.loads(done.stdout.strip().splitlines()[-1])
     installed, updated = user["install"], user["update"]
     assert installed["enabled"] and updated["enabled"], "the add-on is enabled after the install and the update"
+    assert (installed["model"], updated["model"]) == ("meta:sam@3d", "meta:sam@3d-kept"), "preferences are kept"
     assert installed["module_dir"] == updated["module_dir"] == str(Path(user["repo_dir"]) / "sam3d")
     assert f'version = "{VERSION}"' in installed["installed"].splitlines()
     assert f'version = "{newer}"' in updated["installed"].splitlines()
