@@ -8,13 +8,14 @@
 #   make batch DIR=photos OUT=library.blend   photos and masks → an asset library (emulator without a key)
 #   make bench             benchmarks of the job machinery against the emulator: prints a table
 #   make build             dist/sam3d-<version>.zip, the file to install in Blender
+#   make repo              dist/repo/: that zip and Blender's index.json (+ index.html) to host for updates in Blender
 #   make emulator          the Runware emulator on http://127.0.0.1:8765/v1 (Ctrl-C stops it)
 
 BLENDERS ?= 4.2 5.0 5.3
 DEV ?= 5.0
 SHELL := /bin/bash
 
-.PHONY: test check lint client-test blender-test window-test batch bench build demo emulator clean
+.PHONY: test check lint client-test blender-test window-test batch bench build repo demo emulator clean
 
 test: lint client-test blender-test window-test
 
@@ -51,6 +52,9 @@ bench:
 
 build:
 	@py=$$(tools/venv.sh $(DEV)) && $$py tools/build.py dist
+
+repo:
+	@py=$$(tools/venv.sh $(DEV)) && $$py tools/repo.py dist/repo
 
 demo:
 	@py=$$(tools/venv.sh $(DEV)) && $$py tools/demo.py

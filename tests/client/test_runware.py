@@ -33,12 +33,12 @@ def run(client: RunwareClient, t: dict) -> tasks.TaskState:
 
 
 def test_bearer_auth_json_array_and_user_agent(emu):
-    c = client_for(emu, user_agent="sam3d-blender/1.0.0")
+    c = client_for(emu, user_agent="sam3d-blender/test")
     state = run(c, task())
     assert len(state.results) == 1 and state.results[0].url.startswith(emu.files_url)
     first = emu.requests[0]
     assert first.headers["Authorization"] == f"Bearer {KEY}"
-    assert first.headers["User-Agent"] == "sam3d-blender/1.0.0"
+    assert first.headers["User-Agent"] == "sam3d-blender/test"
     assert isinstance(first.body, list) and first.body[0]["taskType"] == "3dInference"
     assert all(r.body[0]["taskType"] == "getResponse" for r in emu.requests[1:])
 
