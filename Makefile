@@ -5,7 +5,7 @@
 #   make test BLENDERS=5.0 only one Blender
 #   make check             what every commit should pass: lint, type checks, the tests without Blender, and the
 #                          in-Blender tests on one Blender (5.0); `make test` before a merge or a release
-#   make batch DIR=photos OUT=library.blend   photos and masks → an asset library (emulator without a key)
+#   make batch DIR=photos OUT=library   photos and masks → an asset library folder (emulator without a key)
 #   make bench             benchmarks of the job machinery against the emulator: prints a table
 #   make build             dist/sam3d-<version>.zip, the file to install in Blender
 #   make repo              dist/repo/: that zip and Blender's index.json (+ index.html) to host for updates in Blender
@@ -44,7 +44,7 @@ window-test:
 	  $$py -m pytest tests/window
 
 batch:
-	@test -n "$(DIR)" -a -n "$(OUT)" || { echo "usage: make batch DIR=photos OUT=library.blend"; exit 2; }
+	@test -n "$(DIR)" -a -n "$(OUT)" || { echo "usage: make batch DIR=photos OUT=library"; exit 2; }
 	@py=$$(tools/venv.sh $(DEV)) && $$py tools/batch.py "$(DIR)" -o "$(OUT)"
 
 bench:

@@ -1,5 +1,5 @@
 """Pure-Python access to SAM 3D Objects on Runware, and the rules around it: bounded HTTP, money, the journal,
-locks, the GLB gate. Never imports bpy (README, "Development")."""
+locks, the GLB gate. Never imports bpy (docs/architecture.md)."""
 
 from .errors import Code, RunwareError, Sam3dError
 from .jobs import Event, Job, JobRequest, Result

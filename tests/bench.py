@@ -2,7 +2,7 @@
 
 Runs in a bpy venv with the extension installed from its zip, against the emulator in a separate process
 (as Runware is), stepping jobs with the same `tick()` Blender's app timer calls every 0.1 s in the UI.
-Prints a Markdown table; the README keeps the last one.
+Prints a Markdown table; docs/benchmarks.md keeps the last one.
 """
 
 from __future__ import annotations
