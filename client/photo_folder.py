@@ -46,14 +46,13 @@ def find_items(folder: Path) -> list[Item]:
         images, relative = directory.files, directory.relative
         sizes = _sizes(directory.path)
         photo = next((p for p in images if p.stem == "image"), None)
+        catalog = "/".join([ROOT_CATALOG, *relative.parts])  # each folder a catalog, nested as the folders are
         if photo is not None and directory.relative != Path("."):  # name/image.png + masks: one asset per mask
-            catalog = "/".join([ROOT_CATALOG, *relative.parent.parts]) if relative.parent.parts else ROOT_CATALOG
             for mask in (m for m in images if m != photo):
                 name, height, why = _named(mask.stem, sizes)
                 items.append(_item(Item(f"{relative.name}_{name}", (relative / mask.name).as_posix(), str(photo),
                                         str(mask), catalog, height), why))
             continue
-        catalog = "/".join([ROOT_CATALOG, *relative.parts])
         stems = {p.stem: p for p in images}
         for image in images:
             if image.stem.endswith("_mask"):

@@ -16,6 +16,7 @@ import bpy
 import numpy as np
 import pytest
 from conftest import KEY, SAMPLES, module, reset_session, tick
+from mathutils import Matrix
 
 from tests.utils.test_photo_folder import photos
 
@@ -65,9 +66,13 @@ def test_a_folder_becomes_an_asset_library_with_previews_catalogs_and_provenance
         pixels = np.array(obj.preview.image_pixels_float[:])
         assert obj.preview.image_size[0] > 0 and pixels.std() > 0.01, f"{obj.name}: the preview is blank"
         assert max(obj.dimensions) == pytest.approx(1.0, rel=1e-3)
-    cup = next(o for o in assets if o.name == "cup")
-    assert "SAM 3D/props" in cats and cup.asset_data.catalog_id == module("operators.library").catalog_id(
-        "SAM 3D/props")
+    catalog_id = module("operators.library").catalog_id
+    catalogs = {o.name: o.asset_data.catalog_id for o in assets}
+    assert catalogs["cup"] == catalog_id("SAM 3D/props") and "SAM 3D/props" in cats
+    assert catalogs["socrates_1"] == catalogs["socrates_2"] == catalog_id("SAM 3D/socrates"), "name/ is a catalog"
+    assert "SAM 3D/socrates" in cats and catalogs["bench"] == catalog_id("SAM 3D")
+    with open(library / "bench.png.blend", "rb") as f:
+        assert f.read(4) == b"\x28\xb5\x2f\xfd", "written compressed (zstd): half the size"
 
 
 @pytest.mark.parametrize("height", [0.02, 0.45, 120.0])
@@ -84,6 +89,26 @@ def test_an_asset_preview_shows_the_whole_object_at_any_real_size(sam3d, height)
     assert alpha.mean() > 0.08, f"{alpha.mean():.0%} of the preview shows the object"
     border = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])
     assert not border.any(), "the object touches the preview's frame: it is cut"
+
+
+@pytest.mark.parametrize("height", [0.3, 3.0])
+def test_a_preview_is_framed_on_the_asset_at_its_real_size(sam3d, height):
+    """make_asset scales the mesh to its real size (`bench@0.9m.png`), then frames the preview on what it made:
+    the object fills the preview without touching its border. It was framed on the size before the scaling
+    (Blender's `dimensions` are stale until the next update): a 3 m asset was cut."""
+    bpy.ops.mesh.primitive_monkey_add()
+    monkey = bpy.context.object
+    lowest = min(v.co.z for v in monkey.data.vertices)
+    monkey.data.transform(Matrix.Translation((0.0, 0.0, -lowest)))  # its origin at its base, as results have
+    bpy.context.view_layer.update()
+    module("operators.library").make_asset(monkey, catalog="SAM 3D", description="", tags=[], provenance={},
+                                           real_height=height, preview=True)
+    bpy.context.view_layer.update()
+    assert monkey.dimensions.z == pytest.approx(height, rel=1e-3)
+    w, h = monkey.preview.image_size
+    alpha = np.array(monkey.preview.image_pixels_float[:]).reshape(h, w, 4)[..., 3] > 0.5
+    border = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])
+    assert not border.any() and alpha.mean() > 0.08, f"{alpha.mean():.0%} shown, border touched: {border.any()}"
 
 
 def test_an_asset_written_again_is_replaced_whole_or_not_at_all(sam3d, monkeypatch):

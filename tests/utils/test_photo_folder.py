@@ -34,8 +34,8 @@ def test_items_are_found_in_all_three_conventions_with_their_sizes(tmp_path):
     assert found == {("bench", "bench.png", "bench.png", "bench_mask.png", "SAM 3D", 0.0),
                      ("cup", "props/cup.png", "cup.png", "", "SAM 3D/props", 0.12),
                      ("lamp", "props/lamp@0.45m.png", "lamp@0.45m.png", "", "SAM 3D/props", 0.45),
-                     ("socrates_1", "socrates/1.png", "image.png", "1.png", "SAM 3D", 0.0),
-                     ("socrates_2", "socrates/2.png", "image.png", "2.png", "SAM 3D", 0.0)}
+                     ("socrates_1", "socrates/1.png", "image.png", "1.png", "SAM 3D/socrates", 0.0),
+                     ("socrates_2", "socrates/2.png", "image.png", "2.png", "SAM 3D/socrates", 0.0)}
 
 
 def test_shards_split_the_items_the_same_way_everywhere_without_overlap(tmp_path):
