@@ -26,7 +26,7 @@ def _absolute(prefs: Any, _context: bpy.types.Context) -> None:
     if prefs.result_dir.startswith("//"):
         prefs.result_dir = bpy.path.abspath(prefs.result_dir)
         return  # that assignment calls this again
-    from .operators import runner  # here: preferences register before the operators
+    from .operators.machinery import runner  # here: preferences register before the operators
 
     runner.refresh_quietly(result_folder(prefs))
 

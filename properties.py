@@ -58,7 +58,7 @@ class SAM3D_PG_settings(bpy.types.PropertyGroup):
         items=[("CURSOR", "On 3D Cursor", "Stand the object on the 3D cursor, origin at its base"),
                ("AS_IS", "As Returned", "Keep the transform the GLB came with (SAM 3D's camera frame)"),
                ("CAMERA", "As in the Photo", "Stand in front of the photo's camera as in the photo (scene layout)")])
-    # Asset library building (operators/batch.py).
+    # Asset library building (operators/library/batch.py).
     batch_directory: StringProperty(  # type: ignore[valid-type]
         name="Photos", subtype="DIR_PATH", default="",
         description="Folder of photos and masks: name.png + name_mask.png, cut-outs, or name/image.png + masks")

@@ -1,19 +1,19 @@
-"""Blender-side work, main thread only. Each module owns one concern and its `classes`:
+"""The Blender side, main thread only, grouped as the README's workflows. Each module owns one feature and its
+operators (its `classes`, at its foot); each package's __init__ says what it holds:
 
-  reconstruct   the Reconstruct and Cancel operators (modal in the UI, blocking from a script)
-  history       Resume, Re-import, Retry, Open Folder: the jobs of earlier sessions, from the journal
-  masks         the masks list, New Mask, Split Label Map, Preview
-  auto_masks    Auto Mask and Box to Mask (Runware's background removal, paid)
-  photo_camera  the photo's camera, placement As in the Photo, its calibration, Set Real Size, Re-layout
-  composite     Composite over Photo (a shadow catcher and the compositor)
-  bake          Bake to Texture (a triangle budget and a baked base-colour texture)
-  batch         Build Asset Library (and `blender --command sam3d batch`); library.py writes the assets
-  connection    Test Connection (preferences)
-helpers without operators: runner (the session's jobs, money, history), outcomes (the end of a job: import,
-report, the app timer), job_requests (a job's request from the preferences), background (one-shot requests),
-checks (why a button is disabled; blocking or modal), inputs (what the scene settings choose), pixels (images
-→ PNGs), importing (GLB → objects), session (the session's state and its one reset()). Pure code is in utils/
-(calibration, rasters, the .blend schema) and client/ (the network, the result folder, the photo folder's scan).
+  one_object/   a photo and a mask to one object: Reconstruct and Cancel, the masks, Auto Mask and Box to Mask
+  scene/        a scene laid out from a photo: its camera, As in the Photo, calibration, Re-layout, Set Real
+                Size, Composite over Photo
+  library/      an asset library from folders of photos: the batch (and `blender --command sam3d batch`), the
+                assets it writes
+  bake.py       Bake to Texture: a Triangle Budget and a baked texture (also Reconstruct's Advanced options)
+  machinery/    the session's machinery every workflow runs on: jobs and their money (runner, job_requests,
+                outcomes, background), the journal's jobs (history: Resume, Re-import, Retry), images and
+                results (pixels, importing), rules for buttons (checks, inputs), Test Connection, the
+                session's state (state: its one reset())
+
+A workflow's module may use machinery/ and the pure code (utils/, client/); machinery/ uses no workflow's module
+except to finish a job (outcomes: layout, bake, the library). Pure code stays in utils/ and client/.
 """
 
 from __future__ import annotations
@@ -21,21 +21,12 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
-from . import (
-    auto_masks,
-    background,
-    bake,
-    batch,
-    composite,
-    connection,
-    history,
-    masks,
-    outcomes,
-    photo_camera,
-    reconstruct,
-    runner,
-    session,  # noqa: F401  (imported for scripts and tests: operators.session.reset())
-)
+from . import bake
+from .library import batch
+from .machinery import background, connection, history, outcomes, runner
+from .machinery import state as state  # for scripts and tests: operators.machinery.state.reset()
+from .one_object import auto_masks, masks, reconstruct
+from .scene import composite, photo_camera
 
 _modules = (reconstruct, history, masks, auto_masks, photo_camera, composite, bake, batch, connection, outcomes)
 classes = tuple(cls for module in _modules for cls in module.classes)

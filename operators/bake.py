@@ -35,7 +35,7 @@ from ..client import files
 from ..client.errors import short_error
 from ..translations import iface_, rpt_, tip_
 from ..utils import schema
-from .importing import attribute_material, principled_material
+from .machinery.importing import attribute_material, principled_material
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems, WmReportItems

@@ -15,11 +15,14 @@ import bpy
 from .. import preferences
 from ..client import TaskRecord
 from ..client.errors import sentence_for
-from ..operators import background, bake, batch, photo_camera
-from ..operators.checks import why_not_reconstruct
-from ..operators.history import why_not_retry
-from ..operators.inputs import listed_masks, photo_of, settings_of
-from ..operators.runner import RUNNER
+from ..operators import bake
+from ..operators.library import batch
+from ..operators.machinery import background
+from ..operators.machinery.checks import why_not_reconstruct
+from ..operators.machinery.history import why_not_retry
+from ..operators.machinery.inputs import listed_masks, photo_of, settings_of
+from ..operators.machinery.runner import RUNNER
+from ..operators.scene import photo_camera
 from ..translations import iface_
 from ..utils import schema
 
@@ -237,7 +240,7 @@ class _JobsPanel(_Sidebar):
             row.label(text=iface_("{} running, {} waiting").format(RUNNER.active(), len(RUNNER.jobs) - RUNNER.active()),
                       translate=False)
             row.operator("sam3d.cancel", text="Cancel All", icon="X").task_uuid = ""
-        unfinished = RUNNER.unfinished()
+        unfinished = RUNNER.unfinished(max_age=2.0)  # the lock files read at most every 2 s, not at every redraw
         if unfinished:
             box = layout.box()
             text(box, iface_("{} job(s) were sent but never imported").format(len(unfinished)), "ERROR")

@@ -81,7 +81,8 @@ def setup(api_url: str, result_dir: Path, max_jobs: int = 4) -> None:
 
 
 def modules():  # noqa: ANN201
-    return sys.modules[f"{MODULE}.operators.reconstruct"], sys.modules[f"{MODULE}.operators.runner"]
+    return (sys.modules[f"{MODULE}.operators.one_object.reconstruct"],
+            sys.modules[f"{MODULE}.operators.machinery.runner"])
 
 
 def run_ticks(until_idle: bool, timings: list[float] | None = None, imports: list[bool] | None = None) -> None:
@@ -90,7 +91,7 @@ def run_ticks(until_idle: bool, timings: list[float] | None = None, imports: lis
     while runner.RUNNER.jobs or not until_idle:
         before = len(bpy.data.objects)
         started = time.perf_counter()
-        sys.modules[f"{MODULE}.operators.outcomes"].tick()  # what Blender's app timer calls
+        sys.modules[f"{MODULE}.operators.machinery.outcomes"].tick()  # what Blender's app timer calls
         spent = time.perf_counter() - started
         if timings is not None and imports is not None:
             timings.append(spent)
@@ -166,7 +167,7 @@ def bench_throughput(tmp: Path, jobs: int = 32, processing: float = 2.0, concurr
 def bench_import_work(tmp: Path, repeat: int = 5) -> None:
     """Within each call: the whole import_results, and the importer's own share of it (timed around
     Blender's glTF operator in the same call), so that the noise of two separate runs does not enter."""
-    importing = sys.modules[f"{MODULE}.operators.importing"]
+    importing = sys.modules[f"{MODULE}.operators.machinery.importing"]
     glb = SAMPLE / "sam3d_output_0.glb"
     importer_times: list[float] = []
     original = importing.import_glb
@@ -310,7 +311,7 @@ def bench_history(tmp: Path, lines: int = 100_000) -> None:
     ROWS.append((f"First read of a {lines:,}-line journal (the index and the lines after it)",
                  f"{first * 1000:.1f} ms (the one-time read without an index: {migrate * 1000:.0f} ms)", "≤ 100 ms",
                  "yes" if first <= 0.1 else "NO"))
-    runner = sys.modules[f"{MODULE}.operators.runner"]
+    runner = sys.modules[f"{MODULE}.operators.machinery.runner"]
     runner.RUNNER.history = history
     panels = (bpy.types.SAM3D_PT_view3d_jobs, bpy.types.SAM3D_PT_view3d_history)
     draws = []

@@ -54,10 +54,10 @@ def main(zip_path: str, api_url: str, key: str, assets: str, work: str) -> None:
         f.write("5")  # the peak from here on
     base = kib("VmRSS:")
     started = time.perf_counter()
-    code = sys.modules[f"{MODULE}.operators.batch"].cli(["batch", str(folder), "-o", str(library)])
+    code = sys.modules[f"{MODULE}.operators.library.batch"].cli(["batch", str(folder), "-o", str(library)])
     seconds = time.perf_counter() - started
     peak = kib("VmHWM:") - base
-    sys.modules[f"{MODULE}.operators.runner"].RUNNER.shutdown(join=5.0)
+    sys.modules[f"{MODULE}.operators.machinery.runner"].RUNNER.shutdown(join=5.0)
     size = sum(p.stat().st_size for p in library.rglob("*.blend"))
     done = len(list(library.rglob("*.blend")))
     print(json.dumps({"code": code, "seconds": seconds, "peak_mb": peak / 1024, "library_mb": size / 2**20,

@@ -35,9 +35,9 @@ def main(argv: list[str]) -> int:
         prefs.api_key, prefs.api_url = "batch-key", emulator.api_url
         print(f"sam3d: RUNWARE_API_KEY is not set: using the local Runware EMULATOR at {emulator.api_url}")
     try:
-        return sys.modules[f"{module}.operators.batch"].cli(["batch", *argv])
+        return sys.modules[f"{module}.operators.library.batch"].cli(["batch", *argv])
     finally:
-        sys.modules[f"{module}.operators.runner"].RUNNER.shutdown(join=5.0)
+        sys.modules[f"{module}.operators.machinery.runner"].RUNNER.shutdown(join=5.0)
         if emulator:
             emulator.stop()
         shutil.rmtree(dist, ignore_errors=True)

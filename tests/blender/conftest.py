@@ -66,13 +66,13 @@ def emulator():
 
 
 def module(name: str):  # noqa: ANN201
-    """One of the installed add-on's modules (`operators.runner`, `client.jobs`…)."""
+    """One of the installed add-on's modules (`operators.machinery.runner`, `client.jobs`…)."""
     return sys.modules[f"{MODULE}.{name}"]
 
 
 def reset_session() -> None:
-    """Every module-level state the add-on keeps, as in a Blender just started (operators/session.py)."""
-    module("operators.session").reset()
+    """Every module-level state the add-on keeps, as in a Blender just started (operators/machinery/state.py)."""
+    module("operators.machinery.state").reset()
 
 
 def wait_until(condition, timeout: float = 60.0) -> None:  # noqa: ANN001
@@ -85,7 +85,7 @@ def wait_until(condition, timeout: float = 60.0) -> None:  # noqa: ANN001
 
 def tick() -> None:
     """What Blender's app timer calls in the UI."""
-    module("operators.outcomes").tick()
+    module("operators.machinery.outcomes").tick()
 
 
 @pytest.fixture

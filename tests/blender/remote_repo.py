@@ -29,7 +29,7 @@ def state(repo: bpy.types.UserExtensionRepo) -> dict:
     """The installed copy's manifest version, whether it is enabled, and what the running add-on says it is."""
     installed = Path(repo.directory) / "sam3d" / "blender_manifest.toml"
     enabled = MODULE in bpy.context.preferences.addons
-    job_requests = sys.modules.get(f"{MODULE}.operators.job_requests")
+    job_requests = sys.modules.get(f"{MODULE}.operators.machinery.job_requests")
     addon = bpy.context.preferences.addons.get(MODULE)
     return {
         "model": addon.preferences.model if addon and addon.preferences else "",

@@ -38,8 +38,8 @@ def main(zip_path: str, result_dir: str, api_url: str, key: str, action: str, *f
             at = args.index("--jobs")
             prefs.max_jobs = int(args[at + 1])
             del args[at:at + 2]
-        code = sys.modules["bl_ext.user_default.sam3d.operators.batch"].cli(["batch", args[0], "-o", *args[1:]])
-        sys.modules["bl_ext.user_default.sam3d.operators.runner"].RUNNER.shutdown(join=5.0)
+        code = sys.modules["bl_ext.user_default.sam3d.operators.library.batch"].cli(["batch", args[0], "-o", *args[1:]])
+        sys.modules["bl_ext.user_default.sam3d.operators.machinery.runner"].RUNNER.shutdown(join=5.0)
         sys.exit(code)
     if action == "hold":
         locks = sys.modules["bl_ext.user_default.sam3d.client.locks"].TaskLocks(result_dir)
@@ -60,8 +60,8 @@ def main(zip_path: str, result_dir: str, api_url: str, key: str, action: str, *f
         print("STARTING", flush=True)
         bpy.ops.sam3d.reconstruct()
     else:
-        runner = sys.modules["bl_ext.user_default.sam3d.operators.runner"]
-        sys.modules["bl_ext.user_default.sam3d.operators.outcomes"].tick()  # the app timer's first tick
+        runner = sys.modules["bl_ext.user_default.sam3d.operators.machinery.runner"]
+        sys.modules["bl_ext.user_default.sam3d.operators.machinery.outcomes"].tick()  # the app timer's first tick
         print(json.dumps({"offered": [t.task_uuid for t in runner.RUNNER.unfinished()]}), flush=True)
         outcome = bpy.ops.sam3d.resume()
         again = bpy.ops.sam3d.resume()  # a second press finds nothing left to do

@@ -111,7 +111,7 @@ def import_result(path: Path, name: str = "mask_0") -> bpy.types.Object:
 
 
 def vertex_colour_material(attribute: str) -> bpy.types.Material:
-    """What the add-on's import gives a mesh that only has vertex colours (operators/importing.py)."""
+    """What the add-on's import gives a mesh that only has vertex colours (operators/machinery/importing.py)."""
     mat = bpy.data.materials.new("SAM3D Vertex Colour")
     if mat.node_tree is None:
         mat.use_nodes = True

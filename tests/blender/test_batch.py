@@ -25,7 +25,7 @@ ALL = ["bench", "cup", "socrates_1", "socrates_2"]
 
 
 def batch_module():  # noqa: ANN201
-    return module("operators.batch")
+    return module("operators.library.batch")
 
 
 def read_library(folder: Path) -> list[bpy.types.Object]:
@@ -66,7 +66,7 @@ def test_a_folder_becomes_an_asset_library_with_previews_catalogs_and_provenance
         pixels = np.array(obj.preview.image_pixels_float[:])
         assert obj.preview.image_size[0] > 0 and pixels.std() > 0.01, f"{obj.name}: the preview is blank"
         assert max(obj.dimensions) == pytest.approx(1.0, rel=1e-3)
-    catalog_id = module("operators.library").catalog_id
+    catalog_id = module("operators.library.assets").catalog_id
     catalogs = {o.name: o.asset_data.catalog_id for o in assets}
     assert catalogs["cup"] == catalog_id("SAM 3D/props") and "SAM 3D/props" in cats
     assert catalogs["socrates_1"] == catalogs["socrates_2"] == catalog_id("SAM 3D/socrates"), "name/ is a catalog"
@@ -84,7 +84,7 @@ def test_an_asset_preview_shows_the_whole_object_at_any_real_size(sam3d, height)
     monkey.scale *= height / monkey.dimensions.z
     bpy.context.view_layer.update()
     monkey.location.z = -min((monkey.matrix_world @ v.co).z for v in monkey.data.vertices) + monkey.location.z
-    module("operators.library").render_preview(monkey, size=48)
+    module("operators.library.assets").render_preview(monkey, size=48)
     alpha = np.array(monkey.preview.image_pixels_float[:]).reshape(48, 48, 4)[..., 3] > 0.5
     assert alpha.mean() > 0.08, f"{alpha.mean():.0%} of the preview shows the object"
     border = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])
@@ -101,7 +101,7 @@ def test_a_preview_is_framed_on_the_asset_at_its_real_size(sam3d, height):
     lowest = min(v.co.z for v in monkey.data.vertices)
     monkey.data.transform(Matrix.Translation((0.0, 0.0, -lowest)))  # its origin at its base, as results have
     bpy.context.view_layer.update()
-    module("operators.library").make_asset(monkey, catalog="SAM 3D", description="", tags=[], provenance={},
+    module("operators.library.assets").make_asset(monkey, catalog="SAM 3D", description="", tags=[], provenance={},
                                            real_height=height, preview=True)
     bpy.context.view_layer.update()
     assert monkey.dimensions.z == pytest.approx(height, rel=1e-3)
@@ -114,7 +114,7 @@ def test_a_preview_is_framed_on_the_asset_at_its_real_size(sam3d, height):
 def test_an_asset_written_again_is_replaced_whole_or_not_at_all(sam3d, monkeypatch):
     """A crash while an asset is written again (here: before its rename) leaves the asset as it was, and no
     temporary file among the assets."""
-    library = module("operators.library").Library(sam3d.tmp / "lib")
+    library = module("operators.library.assets").Library(sam3d.tmp / "lib")
     bpy.ops.mesh.primitive_cube_add()
     cube = bpy.context.object
     first = library.write_asset("props/cup.png", cube)
@@ -125,7 +125,7 @@ def test_an_asset_written_again_is_replaced_whole_or_not_at_all(sam3d, monkeypat
     def crash(source: object, target: object) -> None:
         raise OSError("the machine went down")
 
-    monkeypatch.setattr(module("operators.library").os, "replace", crash)
+    monkeypatch.setattr(module("operators.library.assets").os, "replace", crash)
     with pytest.raises(OSError):
         library.write_asset("props/cup.png", cube)
     monkeypatch.undo()
@@ -149,10 +149,10 @@ def test_an_item_another_machine_already_sent_is_fetched_by_its_uuid_never_paid_
         elsewhere.drain(block=0.05)
     assert sam3d.emu.billed("3dInference") == 1
     library = sam3d.tmp / "library"
-    batch = module("operators.batch")
+    batch = module("operators.library.batch")
     hashes = {"photo": batch.file_hash(str(folder / "bench.png")),
               "mask": batch.file_hash(str(folder / "bench_mask.png"))}
-    module("operators.library").Library(library).set_state("bench.png", state="claimed",
+    module("operators.library.assets").Library(library).set_state("bench.png", state="claimed",
                                                            task_uuid=elsewhere.task_uuid, hashes=hashes)
     assert bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library)) == {"FINISHED"}
     assert report(library)["done"] == 1
@@ -307,7 +307,7 @@ def test_the_asset_library_cancel_stops_the_batch_only(sam3d):
 
     sam3d.emu.processing_time = 30
     use_inputs()
-    mine = module("operators.reconstruct").start_job(bpy.context)
+    mine = module("operators.one_object.reconstruct").start_job(bpy.context)
     batch = batch_module().prepare(photos(sam3d.tmp), sam3d.tmp / "c", batch_module().Options())
     batch_module().run(bpy.context, batch, print, blocking=False)
     assert bpy.ops.sam3d.batch_cancel() == {"FINISHED"}

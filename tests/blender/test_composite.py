@@ -1,4 +1,4 @@
-"""Composite over Photo (operators/composite.py) of the installed add-on: a photo scene made by hand, the operator
+"""Composite over Photo (operators/scene/composite.py) of the installed add-on: a photo scene made by hand, the operator
 run, a small Cycles render of the photo's camera compared with the photo itself."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ SUN_ROTATION = (math.radians(50.0), 0.0, math.radians(-40.0))  # shadows fall ba
 
 def composite():  # noqa: ANN201
     """The installed add-on's module (its operator registered by the add-on itself)."""
-    return module("operators.composite")
+    return module("operators.scene.composite")
 
 
 @pytest.fixture(scope="module")
@@ -422,7 +422,7 @@ def test_the_active_objects_photo_camera_when_the_scene_camera_is_not_one(scene)
     scene.collection.objects.link(other)
     scene.camera = other
     bpy.context.view_layer.objects.active = objects[0]
-    assert module("operators.photo_camera").camera_of(bpy.context) == camera
+    assert module("operators.scene.photo_camera").camera_of(bpy.context) == camera
     assert bpy.ops.sam3d.composite() == {"FINISHED"}
     assert scene.camera == camera, "the photo's camera renders"
 

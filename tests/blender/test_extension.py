@@ -113,7 +113,7 @@ def test_the_jobs_panel_shows_history_resume_costs_and_messages(sam3d):
     sam3d.emu.faults.corrupt_downloads = 99  # a second task, paid, that fails on our side: resumable
     with pytest.raises(RuntimeError):
         bpy.ops.sam3d.reconstruct(allow_duplicate=True)
-    sys.modules[f"{MODULE}.operators.runner"].RUNNER.post("WARNING", "a background job said this")
+    sys.modules[f"{MODULE}.operators.machinery.runner"].RUNNER.post("WARNING", "a background job said this")
     calls = draw("SAM3D_PT_view3d_jobs") + draw("SAM3D_PT_view3d_history")
     labels = [text for kind, text in calls if kind == "label"]
     assert any("were sent but never imported" in text for text in labels), "Resume is offered"
@@ -125,8 +125,8 @@ def test_the_jobs_panel_shows_history_resume_costs_and_messages(sam3d):
 
 
 def test_panel_shows_a_running_job_with_progress_and_cancel(sam3d, monkeypatch):
-    reconstruct = sys.modules[f"{MODULE}.operators.reconstruct"]
-    runner = sys.modules[f"{MODULE}.operators.runner"]
+    reconstruct = sys.modules[f"{MODULE}.operators.one_object.reconstruct"]
+    runner = sys.modules[f"{MODULE}.operators.machinery.runner"]
     sam3d.emu.processing_time = 5
     use_inputs()
     running = reconstruct.start_job(bpy.context)
@@ -149,7 +149,7 @@ def test_panel_shows_a_running_job_with_progress_and_cancel(sam3d, monkeypatch):
 
 
 def test_disabling_during_a_job_stops_its_thread(sam3d):
-    reconstruct = sys.modules[f"{MODULE}.operators.reconstruct"]
+    reconstruct = sys.modules[f"{MODULE}.operators.one_object.reconstruct"]
     sam3d.emu.processing_time = 30
     use_inputs()
     job = reconstruct.start_job(bpy.context).job
@@ -164,8 +164,8 @@ def test_disabling_during_a_job_stops_its_thread(sam3d):
 
 
 def test_a_job_survives_loading_another_file_and_imports_into_it(sam3d):
-    reconstruct = sys.modules[f"{MODULE}.operators.reconstruct"]
-    runner = sys.modules[f"{MODULE}.operators.runner"]
+    reconstruct = sys.modules[f"{MODULE}.operators.one_object.reconstruct"]
+    runner = sys.modules[f"{MODULE}.operators.machinery.runner"]
     sam3d.emu.processing_time = 1.5
     use_inputs()
     running = reconstruct.start_job(bpy.context)
@@ -190,8 +190,8 @@ def test_poll_explains_itself(sam3d):
 
 
 def test_the_image_open_in_the_image_editor_is_the_photo_until_one_is_chosen_never_a_mask_or_ours(sam3d):
-    inputs = sys.modules[f"{MODULE}.operators.inputs"]
-    checks = sys.modules[f"{MODULE}.operators.checks"]
+    inputs = sys.modules[f"{MODULE}.operators.machinery.inputs"]
+    checks = sys.modules[f"{MODULE}.operators.machinery.checks"]
     photo = bpy.data.images.new("in the editor", 64, 48)
     sam3d.settings.image = None
     sam3d.settings.mask = bpy.data.images.new("the mask", 64, 48)
@@ -212,7 +212,7 @@ def test_the_image_open_in_the_image_editor_is_the_photo_until_one_is_chosen_nev
 
 
 def test_esc_cancels_only_the_newest_press(sam3d):
-    reconstruct = sys.modules[f"{MODULE}.operators.reconstruct"]
+    reconstruct = sys.modules[f"{MODULE}.operators.one_object.reconstruct"]
     sam3d.emu.processing_time = 600
     use_inputs()
     first, second = (reconstruct.ModalRun(lambda kind, text: None) for _ in range(2))
@@ -220,7 +220,7 @@ def test_esc_cancels_only_the_newest_press(sam3d):
     sam3d.settings.seed, sam3d.settings.use_random_seed = 7, False  # another request, not a duplicate
     assert second.start(bpy.context)
     assert second.on_event(bpy.context, "ESC", "PRESS") == {"RUNNING_MODAL"}
-    runner = sys.modules[f"{MODULE}.operators.runner"].RUNNER
+    runner = sys.modules[f"{MODULE}.operators.machinery.runner"].RUNNER
     assert runner.jobs[second.task_uuid].job.cancel_event.is_set()
     assert not runner.jobs[first.task_uuid].job.cancel_event.is_set(), "the earlier press goes on"
     runner.shutdown(join=5)
@@ -239,7 +239,7 @@ def drive(run, until: float = 20.0) -> set:  # noqa: ANN001
 
 
 def test_modal_run_steps_the_job_on_timer_ticks_and_imports(sam3d):
-    reconstruct = sys.modules[f"{MODULE}.operators.reconstruct"]
+    reconstruct = sys.modules[f"{MODULE}.operators.one_object.reconstruct"]
     reports: list = []
     run = reconstruct.ModalRun(lambda kind, text: reports.append((kind, text)))
     sam3d.emu.processing_time = 1.5
@@ -247,7 +247,7 @@ def test_modal_run_steps_the_job_on_timer_ticks_and_imports(sam3d):
     assert run.start(bpy.context)
     phases = []
     original = reconstruct.redraw_panels
-    running = sys.modules[f"{MODULE}.operators.runner"].RUNNER.jobs[run.task_uuid]
+    running = sys.modules[f"{MODULE}.operators.machinery.runner"].RUNNER.jobs[run.task_uuid]
     reconstruct.redraw_panels = lambda: phases.append(running.job.phase)
     try:
         assert drive(run) == {"FINISHED"}
@@ -257,11 +257,11 @@ def test_modal_run_steps_the_job_on_timer_ticks_and_imports(sam3d):
     assert phases[-2:] == ["importing", "importing"], "the panel shows Importing before the import blocks"
     assert "mask_0" in bpy.data.objects and bpy.data.objects["mask_0"].select_get()
     assert any(kind == {"INFO"} and "added mask_0" in text for kind, text in reports)
-    assert not sys.modules[f"{MODULE}.operators.runner"].RUNNER.jobs
+    assert not sys.modules[f"{MODULE}.operators.machinery.runner"].RUNNER.jobs
 
 
 def test_modal_run_esc_cancels(sam3d):
-    reconstruct = sys.modules[f"{MODULE}.operators.reconstruct"]
+    reconstruct = sys.modules[f"{MODULE}.operators.one_object.reconstruct"]
     reports: list = []
     run = reconstruct.ModalRun(lambda kind, text: reports.append((kind, text)))
     sam3d.emu.processing_time = 30

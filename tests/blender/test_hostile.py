@@ -234,7 +234,7 @@ def trickling_job(sam3d):  # noqa: ANN201
     """A job started as the UI starts it (not waited for), once its download is trickling."""
     sam3d.emu.faults.trickle = 0.3
     use_inputs()
-    entry = module("operators.reconstruct").start_job(bpy.context)
+    entry = module("operators.one_object.reconstruct").start_job(bpy.context)
     assert until(lambda: sam3d.emu.trickle_open == 1 and sam3d.emu.trickle_bytes_sent >= 2), "no download"
     return entry
 
@@ -251,7 +251,7 @@ def test_cancel_ends_a_trickling_download_mid_read(sam3d):
     assert job.join(5) and until(lambda: sam3d.emu.trickle_open == 0, 5), "the connection was not closed"
     before = snapshot()
     tick()  # the app timer takes the ended job and says what happened
-    runner = module("operators.runner").RUNNER
+    runner = module("operators.machinery.runner").RUNNER
     assert not runner.jobs and snapshot() == before
     [(level, text)] = list(runner.messages)
     assert level == "INFO" and text.startswith(f"Cancelled. The task {job.task_uuid} was already sent")

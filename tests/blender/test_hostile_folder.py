@@ -86,7 +86,7 @@ def test_links_in_a_photo_folder_never_reconstruct_a_photo_twice(sam3d):
     (folder / "again").symlink_to(folder / "props", target_is_directory=True)  # the same folder, another name
     (folder / "props" / "loop").symlink_to(folder, target_is_directory=True)  # a loop
     (folder / "cup_link.png").symlink_to(folder / "props" / "cup.png")  # the same file, another name
-    items = module("operators.batch").find_items(folder)
+    items = module("operators.library.batch").find_items(folder)
     assert sorted(i.key for i in items) == ["bench.png", "props/cup.png"], [i.key for i in items]
     library = sam3d.tmp / "library"
     assert bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library)) == {"FINISHED"}

@@ -16,11 +16,11 @@ SESSION = Path(__file__).with_name("session.py")
 
 
 def runner():  # noqa: ANN201
-    return sys.modules[f"{MODULE}.operators.runner"]
+    return sys.modules[f"{MODULE}.operators.machinery.runner"]
 
 
 def reconstruct_module():  # noqa: ANN201
-    return sys.modules[f"{MODULE}.operators.reconstruct"]
+    return sys.modules[f"{MODULE}.operators.one_object.reconstruct"]
 
 
 def tick_until_idle(timeout: float = 30.0) -> None:

@@ -206,7 +206,7 @@ def test_all_23_masks_of_the_painting_load_when_the_shared_samples_are_there(sam
     settings.image = bpy.data.images.load(str(folder / "image.png"))
     assert bpy.ops.sam3d.masks_load_folder(directory=str(folder)) == {"FINISHED"}
     assert len(settings.masks) == 23, "23 cut-outs; the photo itself is skipped"
-    pixels = sys.modules[f"{MODULE}.operators.pixels"]
+    pixels = sys.modules[f"{MODULE}.operators.machinery.pixels"]
     inputs = pixels.read_many(settings.image, [m.image for m in settings.masks])
     assert len(inputs) == 23 and all(given.mask.any() for given in inputs)
     assert sam3d.emu.requests == []

@@ -20,7 +20,7 @@ PRICE = 3800  # micro-dollars: 0.0038 USD per result, Runware's documented examp
 
 
 def runner():  # noqa: ANN201
-    return module("operators.runner").RUNNER
+    return module("operators.machinery.runner").RUNNER
 
 
 def money() -> tuple[int, int]:
@@ -66,7 +66,7 @@ def submitted_then_quit(sam3d) -> str:  # noqa: ANN001
     """A task sent by a session that then quit (or crashed) while Runware processed it: its UUID."""
     sam3d.emu.processing_time = 600
     use_inputs()
-    entry = module("operators.reconstruct").start_job(bpy.context)
+    entry = module("operators.one_object.reconstruct").start_job(bpy.context)
     wait_for(lambda: sam3d.emu.billed_tasks() >= 1 and entry.job.submitted, "the submission")
     reset_session()  # Blender quits: a new session starts, with nothing spent
     return entry.job.task_uuid
@@ -77,7 +77,7 @@ def downloaded_not_imported(sam3d) -> str:  # noqa: ANN001
     from client.locks import TaskLocks
 
     use_inputs()
-    entry = module("operators.reconstruct").start_job(bpy.context)
+    entry = module("operators.one_object.reconstruct").start_job(bpy.context)
     entry.owned = True  # nobody imports it
     wait_for(lambda: (entry.job.drain(), entry.job.done)[1], "the download")
     assert entry.job.outcome.kind == "done"
@@ -204,7 +204,7 @@ def test_the_batch_operator_is_refused_below_its_price_and_counted_when_it_goes(
 
 
 def test_the_command_line_max_cost_refuses_below_the_price_and_counts_what_goes(sam3d, capsys):
-    cli = module("operators.batch").cli
+    cli = module("operators.library.batch").cli
     folder = photos(sam3d.tmp)
     assert cli(["batch", str(folder), "-o", str(sam3d.tmp / "refused"), "--max-cost", "0.0037"]) == 1
     out = capsys.readouterr().out
@@ -278,7 +278,7 @@ def test_an_identical_request_in_flight_is_refused_unless_allowed_and_another_se
     settings = sam3d.settings
     settings.use_random_seed, settings.seed = False, 1
     sam3d.emu.processing_time = 600
-    first = module("operators.reconstruct").start_jobs(bpy.context)[0]
+    first = module("operators.one_object.reconstruct").start_jobs(bpy.context)[0]
     wait_for(lambda: sam3d.emu.billed_tasks() == 1, "the first submission")
     sam3d.emu.processing_time = 0.2
     sent = len(sam3d.emu.requests)
@@ -298,7 +298,7 @@ def test_an_identical_request_in_flight_is_refused_unless_allowed_and_another_se
 def test_random_seeds_are_still_duplicates_while_in_flight(sam3d):
     use_inputs()  # the default: a random seed, chosen by Runware
     sam3d.emu.processing_time = 600
-    module("operators.reconstruct").start_jobs(bpy.context)
+    module("operators.one_object.reconstruct").start_jobs(bpy.context)
     wait_for(lambda: sam3d.emu.billed_tasks() == 1, "the first submission")
     with pytest.raises(RuntimeError, match="identical reconstruction"):
         bpy.ops.sam3d.reconstruct()
@@ -308,7 +308,7 @@ def test_random_seeds_are_still_duplicates_while_in_flight(sam3d):
 def running_here(sam3d) -> str:  # noqa: ANN001
     sam3d.emu.processing_time = 600
     use_inputs()
-    entry = module("operators.reconstruct").start_job(bpy.context)
+    entry = module("operators.one_object.reconstruct").start_job(bpy.context)
     wait_for(lambda: sam3d.emu.billed_tasks() >= 1, "the submission")
     return entry.job.task_uuid
 
@@ -317,7 +317,7 @@ def processed_not_downloaded(sam3d) -> str:  # noqa: ANN001
     """Results came, and Blender quit while downloading them."""
     sam3d.emu.faults.declared_length = 10**7  # the download stalls
     use_inputs()
-    entry = module("operators.reconstruct").start_job(bpy.context)
+    entry = module("operators.one_object.reconstruct").start_job(bpy.context)
     wait_for(lambda: getattr(journal(sam3d).get(entry.job.task_uuid), "status", "") == "processed", "the results")
     reset_session()
     sam3d.emu.faults.declared_length = None
@@ -354,7 +354,7 @@ def test_retry_is_refused_for_a_task_that_may_still_finish(sam3d, state):
         bpy.ops.sam3d.retry(task_uuid=uuid)
     assert sam3d.emu.billed_tasks() == billed and money() == held
     assert "3dInference" not in kinds(sam3d.emu, sent)
-    why = module("operators.history").why_not_retry(runner().record(uuid), uuid)
+    why = module("operators.machinery.history").why_not_retry(runner().record(uuid), uuid)
     assert words in why
 
 
@@ -370,7 +370,7 @@ def test_retry_is_allowed_for_a_task_that_has_ended(sam3d, state):
         sam3d.emu.faults.task_error = None
     [uuid] = [u for u, t in sam3d.emu.tasks.items() if t.task_type == "3dInference"]
     assert journal(sam3d)[uuid].status == state.split()[0]
-    assert module("operators.history").why_not_retry(runner().record(uuid), uuid) == ""
+    assert module("operators.machinery.history").why_not_retry(runner().record(uuid), uuid) == ""
     assert bpy.ops.sam3d.retry(task_uuid=uuid) == {"FINISHED"}
     assert sam3d.emu.billed_tasks() == 2 and sam3d.emu.tasks[uuid].submissions == 1
 
@@ -453,7 +453,7 @@ def test_the_jobs_panel_disables_retry_for_tasks_that_may_still_finish(sam3d):
                 fields = {**fields, "info": info}
             j.append(event, uuid, **fields)
     running = running_here(sam3d)  # sent by this session, still processing
-    module("operators.runner").refresh_quietly(sam3d.results)
+    module("operators.machinery.runner").refresh_quietly(sam3d.results)
     assert {t.status for t in runner().history.recent(16)} >= set(lines)
     enabled = draw_jobs_panel()
     for status in ("imported", "failed", "cancelled"):
@@ -464,6 +464,33 @@ def test_the_jobs_panel_disables_retry_for_tasks_that_may_still_finish(sam3d):
     assert not enabled.get(("sam3d.retry", running)), "a task running here may still finish"
     assert ("sam3d.resume", running) not in enabled, "a task running here is not offered for Resume"
     assert enabled[("sam3d.resume", "")], "what may still finish is offered for Resume instead"
+
+
+def test_redrawing_the_jobs_panel_reads_no_lock_file(sam3d, monkeypatch):
+    """The panel offers Resume for tasks no other Blender holds, which takes reading their lock files: once
+    (then at most every 2 s), not at every redraw (a panel is drawn many times a second while a job runs)."""
+    from client.journal import Journal
+
+    journal = Journal(sam3d.results)
+    for n in range(20):
+        uuid = f"00000000-0000-4000-8000-{n:012d}"
+        journal.append("created", uuid, info={"name": f"m{n}"})
+        journal.append("submitted", uuid, info={"name": f"m{n}"})
+    module("operators.machinery.runner").refresh_quietly(sam3d.results)
+    locks = module("client.locks").TaskLocks
+    looked: list[str] = []
+    real = locks.held_elsewhere
+    monkeypatch.setattr(locks, "held_elsewhere", lambda self, uuid: looked.append(uuid) or real(self, uuid))
+    assert enabled_resume_all()
+    assert len(looked) == 20, "the first draw reads each task's lock (the control)"
+    for _ in range(10):
+        assert enabled_resume_all()
+    assert len(looked) == 20, f"{len(looked) - 20} lock reads by 10 redraws"
+    assert len(runner().unfinished()) == 20 and len(looked) == 40, "Resume itself asks anew"
+
+
+def enabled_resume_all() -> bool:
+    return draw_jobs_panel().get(("sam3d.resume", ""), False)
 
 
 # --- 3. work identified by what it is -------------------------------------------------------------------
@@ -484,7 +511,7 @@ def test_a_batch_cut_off_midway_is_resumed_without_a_single_second_submission(sa
     run is cut off while both process; the next run sends no submission and no upload, only polls."""
     folder = two_folders_of_image_png(sam3d.tmp, same_mask)
     library = sam3d.tmp / "library"
-    batch_module = module("operators.batch")
+    batch_module = module("operators.library.batch")
     sam3d.emu.processing_time = 600
     batch = batch_module.prepare(folder, library, batch_module.Options())
     batch_module.run(bpy.context, batch, print, blocking=False)

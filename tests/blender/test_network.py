@@ -99,7 +99,7 @@ def shown_proxy() -> str:
 
 
 def ledger():  # noqa: ANN201
-    return module("operators.runner").RUNNER.ledger
+    return module("operators.machinery.runner").RUNNER.ledger
 
 
 def free(*emus: Emulator) -> None:

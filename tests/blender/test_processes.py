@@ -122,11 +122,11 @@ def downloaded_not_imported(sam3d) -> str:  # noqa: ANN001
     from client.locks import TaskLocks
 
     use_inputs()
-    entry = module("operators.reconstruct").start_job(bpy.context)
+    entry = module("operators.one_object.reconstruct").start_job(bpy.context)
     entry.owned = True
     wait_for(lambda: (entry.job.drain(), entry.job.done)[1], "the download")
     assert entry.job.outcome.kind == "done"
-    module("operators.runner").RUNNER.jobs.clear()
+    module("operators.machinery.runner").RUNNER.jobs.clear()
     TaskLocks(sam3d.results).release(entry.job.task_uuid)
     reset_session()
     return entry.job.task_uuid
@@ -168,7 +168,7 @@ def test_a_downloaded_task_held_by_a_live_blender_is_not_imported_elsewhere_unti
         wait_for(lambda: holder.said() or not holder.alive, "the lock taken")
         assert holder.said() == [{"holding": uuid, "taken": True, "pid": holder.pid}], holder.output()
         since = len(sam3d.emu.requests)
-        runner = module("operators.runner")
+        runner = module("operators.machinery.runner")
         runner.refresh_quietly(sam3d.results)
         assert uuid not in [t.task_uuid for t in runner.RUNNER.unfinished()], "not offered in this Blender"
         assert bpy.ops.sam3d.resume(task_uuid=uuid) == {"CANCELLED"} and with_uuid(uuid) == []
@@ -238,12 +238,12 @@ def test_resume_pressed_twice_imports_a_downloaded_task_once(sam3d):
 def test_resume_pressed_again_while_the_first_fetch_runs_does_nothing(sam3d):
     sam3d.emu.processing_time = 600
     use_inputs()
-    entry = module("operators.reconstruct").start_job(bpy.context)
+    entry = module("operators.one_object.reconstruct").start_job(bpy.context)
     wait_for(lambda: sam3d.emu.billed_tasks() == 1 and entry.job.submitted, "the submission")
     uuid = entry.job.task_uuid
     reset_session()  # Blender quit while it processed
-    history = module("operators.history")
-    runner = module("operators.runner")
+    history = module("operators.machinery.history")
+    runner = module("operators.machinery.runner")
     runner.refresh_quietly(sam3d.results)
     fetching = history.SAM3D_OT_resume._fetch(bpy.context, runner.RUNNER.record(uuid))  # the UI's Resume: a job
     assert uuid in runner.RUNNER.jobs and fetching.job.request.resume
@@ -301,7 +301,7 @@ def test_a_task_found_locked_by_another_blender_stays_resumable_after_that_blend
     finally:
         holder.kill()
     assert journal(sam3d)[uuid].unfinished, "the holder died: the paid task must stay resumable"
-    runner = module("operators.runner")
+    runner = module("operators.machinery.runner")
     runner.refresh_quietly(sam3d.results)
     assert uuid in [t.task_uuid for t in runner.RUNNER.unfinished()]
     finish_now(sam3d.emu)

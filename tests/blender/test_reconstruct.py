@@ -218,7 +218,7 @@ def test_a_triangle_budget_alone_reduces_without_baking(sam3d):
 
 
 def test_a_photo_file_read_again_is_not_decoded_again_but_a_changed_or_edited_one_is(sam3d, tmp_path, monkeypatch):
-    pixels = module("operators.pixels")
+    pixels = module("operators.machinery.pixels")
     path = tmp_path / "photo.png"
     path.write_bytes((SAMPLES / "human_object" / "image.png").read_bytes())
     decoded = []

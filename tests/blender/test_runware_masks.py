@@ -87,7 +87,7 @@ def box_masks(settings) -> list:  # noqa: ANN001
 
 
 def ledger():  # noqa: ANN201
-    return module("operators.runner").RUNNER.ledger
+    return module("operators.machinery.runner").RUNNER.ledger
 
 
 def nothing_paid(emu) -> None:  # noqa: ANN001
@@ -323,7 +323,7 @@ def region_of(px: float, py: float) -> tuple[int, int]:
 
 
 def gesture():  # noqa: ANN201
-    return module("operators.auto_masks").BoxGesture((W, H), to_view)
+    return module("operators.one_object.auto_masks").BoxGesture((W, H), to_view)
 
 
 def drag(g, start: tuple[int, int], end: tuple[int, int]):  # noqa: ANN001, ANN201

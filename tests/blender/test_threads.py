@@ -44,7 +44,7 @@ def busy_threads(count: int = 4) -> Iterator[list[int]]:
 
 
 def test_asset_previews_render_while_threads_run_python(sam3d):
-    library = sys.modules[f"{MODULE}.operators.library"]
+    library = sys.modules[f"{MODULE}.operators.library.assets"]
     bpy.ops.mesh.primitive_monkey_add()
     monkey = bpy.context.object
     with busy_threads() as rounds:
@@ -57,7 +57,7 @@ def test_asset_previews_render_while_threads_run_python(sam3d):
 
 
 def test_results_import_while_threads_run_python(sam3d):
-    importing = sys.modules[f"{MODULE}.operators.importing"]
+    importing = sys.modules[f"{MODULE}.operators.machinery.importing"]
     with busy_threads() as rounds:
         for _ in range(15):
             made = importing.import_glb(DATA / "two_parts.glb")

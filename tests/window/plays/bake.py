@@ -25,7 +25,7 @@ def _baked(objects):
 
 def _after(ui, editor):
     with bpy.context.temp_override(window=ui.window, area=editor, region=ui.region(editor)):
-        reason = addon("operators.checks").why_not_reconstruct(bpy.context)
+        reason = addon("operators.machinery.checks").why_not_reconstruct(bpy.context)
     return {"editor": getattr(editor.spaces[0].image, "name", None), "reason": reason,
             "field": getattr(settings().image, "name", None)}
 

@@ -40,8 +40,8 @@ def addon(name: str) -> Any:
 
 
 def jobs() -> list[Any]:
-    """The session's jobs in the order they were asked for (operators/runner.py)."""
-    return list(addon("operators.runner").RUNNER.jobs.values())
+    """The session's jobs in the order they were asked for (operators/machinery/runner.py)."""
+    return list(addon("operators.machinery.runner").RUNNER.jobs.values())
 
 
 def inputs(params: dict[str, Any], photo: str = "human_object/image.png", mask: str | None = "human_object/mask_0.png",

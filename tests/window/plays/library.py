@@ -14,7 +14,7 @@ def build_and_browse(ui, **params):
     settings().batch_directory = params["photos"]
     settings().batch_library = params["library"]
     yield from ui.open_panel(region, "sam3d.batch(", index=1)
-    batch = addon("operators.batch")
+    batch = addon("operators.library.batch")
     yield from ui.click((yield from ui.find(region, "sam3d.batch(")))
     yield from ui.frames(6)
     yield from ui.shot("library-question")

@@ -8,7 +8,7 @@ from photo import _editor_with_photo
 
 
 def asked() -> int:
-    return addon("operators.runner").RUNNER.count
+    return addon("operators.machinery.runner").RUNNER.count
 
 
 def list_and_box(ui, **params):

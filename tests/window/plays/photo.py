@@ -18,8 +18,8 @@ def _editor_with_photo(ui, params, relative="human_object/image.png"):
 
 def _state(ui, editor):
     with bpy.context.temp_override(window=ui.window, area=editor, region=ui.region(editor)):
-        chosen = addon("operators.inputs").photo_of(bpy.context)
-        reason = addon("operators.checks").why_not_reconstruct(bpy.context)
+        chosen = addon("operators.machinery.inputs").photo_of(bpy.context)
+        reason = addon("operators.machinery.checks").why_not_reconstruct(bpy.context)
     shown = editor.spaces[0].image
     return {"field": getattr(settings().image, "name", None), "editor": getattr(shown, "name", None),
             "photo": getattr(chosen, "name", None), "mask": getattr(settings().mask, "name", None),

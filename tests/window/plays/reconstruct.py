@@ -10,7 +10,7 @@ VIEW = "VIEW_3D"
 
 def asked() -> int:
     """How many jobs this session started."""
-    return addon("operators.runner").RUNNER.count
+    return addon("operators.machinery.runner").RUNNER.count
 
 
 def click_and_undo(ui, **params):
@@ -88,7 +88,7 @@ def duplicate(ui, **params):
     yield from ui.until(lambda: jobs() and jobs()[0].job.submitted, 30, "the first job was sent")
     yield from ui.click(button)  # the same request again: a question
     yield from ui.frames(6)
-    question = ui.module("operators.reconstruct").duplicate_question(bpy.context)
+    question = ui.module("operators.one_object.reconstruct").duplicate_question(bpy.context)
     first = jobs()[0].job.fraction
     shot_a = yield from ui.shot("duplicate-question")
     yield 2.5
@@ -144,9 +144,9 @@ def three_of_one_mask(ui, **params):
     yield from ui.move(*third)
     yield from ui.until(lambda: order[0] not in {e.job.task_uuid for e in jobs()}, 60, "the first one ended")
     yield from ui.frames(6)
-    status = ui.module("operators.reconstruct").status_line(jobs()[0]) if jobs() else ""
+    status = ui.module("operators.one_object.reconstruct").status_line(jobs()[0]) if jobs() else ""
     yield from ui.shot("three-jobs-one-ended")
-    rows = [r.label for r in addon("operators.runner").RUNNER.rows()]
+    rows = [r.label for r in addon("operators.machinery.runner").RUNNER.rows()]
     yield from ui.move(third[0] - 60, third[1] + 40)  # the hand leaves (a tooltip closes) and comes back
     yield from ui.click(third)
     yield from ui.until(lambda: not jobs(), 60, "all ended")
@@ -167,7 +167,7 @@ def many_masks(ui, **params):
     yield from ui.click(button)
     yield from ui.frames(6)
     yield from ui.shot("many-masks-question")
-    question = ui.module("operators.reconstruct").many_question(bpy.context, 25)
+    question = ui.module("operators.one_object.reconstruct").many_question(bpy.context, 25)
     ui.record(question=question, started_while_asking=asked())
     yield from no_then_yes(ui, button, "started_after_no")
     yield from ui.until(lambda: asked() == 25, 30, "25 jobs")

@@ -36,7 +36,7 @@ def disable_mid_job(ui, **params):
     bpy.ops.preferences.addon_enable(module=ADDON)
     connect(ui, params)
     region = yield from ui.sidebar(VIEW)
-    yield from ui.until(lambda: addon("operators.runner").RUNNER.history is not None, 10, "the journal read")
+    yield from ui.until(lambda: addon("operators.machinery.runner").RUNNER.history is not None, 10, "the journal read")
     texts = yield from _texts(ui, region)
     ui.record(offered=[t for t in texts if "never imported" in t])
     before = names()
@@ -68,7 +68,7 @@ def resume_after_restart(ui, **params):
     """Blender started again on the same result folder: the job is offered, and Resume brings it in."""
     connect(ui, params)
     region = yield from ui.sidebar(VIEW)
-    yield from ui.until(lambda: addon("operators.runner").RUNNER.history is not None, 10, "the journal read")
+    yield from ui.until(lambda: addon("operators.machinery.runner").RUNNER.history is not None, 10, "the journal read")
     texts = yield from _texts(ui, region)
     before = names()
     yield from ui.click((yield from ui.find(region, 'sam3d.resume(task_uuid="")')))

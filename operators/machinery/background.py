@@ -17,11 +17,11 @@ from typing import Any
 
 import bpy
 
-from ..client import Sam3dError
-from ..client.errors import Code
-from ..client.http import Guard
-from ..client.money import Reservation, refused_before_billing
-from ..translations import rpt_
+from ...client import Sam3dError
+from ...client.errors import Code
+from ...client.http import Guard
+from ...client.money import Reservation, refused_before_billing
+from ...translations import rpt_
 from .runner import RUNNER, redraw_panels
 
 log = logging.getLogger(__name__)

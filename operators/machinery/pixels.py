@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 import bpy
 import numpy as np
 
-from ..client.cache import OnceCache
-from ..client.imagesize import dimensions, file_dimensions, file_orientation, orientation
-from ..translations import rpt_
-from ..utils import schema
-from ..utils.raster import (
+from ...client.cache import OnceCache
+from ...client.imagesize import dimensions, file_dimensions, file_orientation, orientation
+from ...translations import rpt_
+from ...utils import schema
+from ...utils.raster import (
     MAX_SIDE,
     encode_png,
     fit_size,

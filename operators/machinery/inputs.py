@@ -9,7 +9,7 @@ from typing import Any
 
 import bpy
 
-from ..utils import schema
+from ...utils import schema
 
 
 def scene_of(context: bpy.types.Context) -> bpy.types.Scene:

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import bpy
 
-from .. import preferences
-from ..client import RunwareClient, Sam3dError
-from ..client.http import Transport
-from ..translations import rpt_
+from ... import preferences
+from ...client import RunwareClient, Sam3dError
+from ...client.http import Transport
+from ...translations import rpt_
 from .background import BackgroundCall
 from .checks import is_blocking, refuse, why_offline
 from .job_requests import network

@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from ..client import Journal, Sam3dError
-from ..client.errors import Code
-from ..client.locks import TaskLocks
-from ..translations import iface_, rpt_
-from ..utils import schema
-from . import bake, importing, library, photo_camera
+from ...client import Journal, Sam3dError
+from ...client.errors import Code
+from ...client.locks import TaskLocks
+from ...translations import iface_, rpt_
+from ...utils import schema
+from .. import bake
+from ..library import assets as library
+from ..scene import photo_camera
+from . import importing
 from .runner import IDLE, RUNNER, TICK, Report, SceneJob, load_history, redraw_panels, refresh_quietly
 
 if TYPE_CHECKING:

@@ -15,15 +15,15 @@ import bpy
 import numpy as np
 from bpy.props import StringProperty
 
-from .. import preferences
-from ..client.folders import walk
-from ..client.photo_folder import IMAGE_SUFFIXES
-from ..translations import rpt_
-from ..utils import raster
-from . import pixels
-from .checks import refuse, why_no_photo
-from .inputs import listed_masks, mark_made, pin_photo, settings_of, window_manager_of
-from .runner import Report
+from ... import preferences
+from ...client.folders import walk
+from ...client.photo_folder import IMAGE_SUFFIXES
+from ...translations import rpt_
+from ...utils import raster
+from ..machinery import pixels
+from ..machinery.checks import refuse, why_no_photo
+from ..machinery.inputs import listed_masks, mark_made, pin_photo, settings_of, window_manager_of
+from ..machinery.runner import Report
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems

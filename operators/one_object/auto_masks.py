@@ -19,23 +19,23 @@ import bpy
 import numpy as np
 from bpy.props import IntProperty
 
-from .. import preferences
-from ..client import RunwareClient, Sam3dError
-from ..client.errors import Code
-from ..client.http import Transport
-from ..client.imagesize import dimensions
-from ..client.runware import Cutout
-from ..client.tasks import REMBG_MODEL
-from ..translations import iface_, rpt_
-from ..utils import raster
-from . import pixels
-from .background import BackgroundCall
-from .checks import is_blocking, refuse, why_no_photo, why_offline
-from .inputs import pin_photo, settings_of, window_manager_of
-from .job_requests import network, reserve
+from ... import preferences
+from ...client import RunwareClient, Sam3dError
+from ...client.errors import Code
+from ...client.http import Transport
+from ...client.imagesize import dimensions
+from ...client.runware import Cutout
+from ...client.tasks import REMBG_MODEL
+from ...translations import iface_, rpt_
+from ...utils import raster
+from ..machinery import pixels
+from ..machinery.background import BackgroundCall
+from ..machinery.checks import is_blocking, refuse, why_no_photo, why_offline
+from ..machinery.inputs import pin_photo, settings_of, window_manager_of
+from ..machinery.job_requests import network, reserve
+from ..machinery.outcomes import tell
+from ..machinery.runner import Report
 from .masks import new_mask_image, packed_png, show_preview
-from .outcomes import tell
-from .runner import Report
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems

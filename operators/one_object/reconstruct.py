@@ -17,17 +17,17 @@ from typing import TYPE_CHECKING, Any
 import bpy
 from bpy.props import BoolProperty, StringProperty
 
-from .. import preferences
-from ..client import Code, Job, Sam3dError
-from ..translations import iface_, rpt_, tip_
-from ..utils import raster
-from ..utils.calibration import lowres_mask
-from . import background, pixels
-from .checks import is_blocking, refuse, why_not_reconstruct
-from .inputs import chosen_seed, listed_masks, pin_photo, settings_of, stem, window_manager_of
-from .job_requests import fingerprint, job_request
-from .outcomes import can_import, conclude, import_budget_spent, run_blocking
-from .runner import RUNNER, TICK, Report, SceneJob, keep_quit_asking, redraw_panels
+from ... import preferences
+from ...client import Code, Job, Sam3dError
+from ...translations import iface_, rpt_, tip_
+from ...utils import raster
+from ...utils.calibration import lowres_mask
+from ..machinery import background, pixels
+from ..machinery.checks import is_blocking, refuse, why_not_reconstruct
+from ..machinery.inputs import chosen_seed, listed_masks, pin_photo, settings_of, stem, window_manager_of
+from ..machinery.job_requests import fingerprint, job_request
+from ..machinery.outcomes import can_import, conclude, import_budget_spent, run_blocking
+from ..machinery.runner import RUNNER, TICK, Report, SceneJob, keep_quit_asking, redraw_panels
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems

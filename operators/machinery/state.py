@@ -18,9 +18,12 @@ and the ledger's reservations are files in the result folder, and the scene's se
 
 from __future__ import annotations
 
-from .. import preferences
-from ..client import jobs
-from . import background, bake, batch, photo_camera, pixels, runner
+from ... import preferences
+from ...client import jobs
+from .. import bake
+from ..library import batch
+from ..scene import photo_camera
+from . import background, pixels, runner
 
 
 def reset(join: float = 5.0) -> None:

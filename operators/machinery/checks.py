@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import bpy
 
-from .. import preferences
-from ..client.http import MISSING
-from ..client.tasks import MAX_SEED
-from ..translations import tip_
+from ... import preferences
+from ...client.http import MISSING
+from ...client.tasks import MAX_SEED
+from ...translations import tip_
 from .inputs import listed_masks, photo_of, settings_of
 
 

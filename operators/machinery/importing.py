@@ -26,11 +26,11 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
-from .. import preferences
-from ..client import Sam3dError, files, glb_gate
-from ..client.errors import short_error
-from ..translations import rpt_
-from ..utils import schema
+from ... import preferences
+from ...client import Sam3dError, files, glb_gate
+from ...client.errors import short_error
+from ...translations import rpt_
+from ...utils import schema
 from .inputs import scene_of, view_layer_of
 
 # Importer options we rely on, passed only where the running Blender has them (4.5+ added several).
@@ -79,7 +79,7 @@ def import_results(context: bpy.types.Context, paths: list[Path], provenance: li
             roots.append(root)
         if placement == "CURSOR":
             place_on_cursor(context, roots)
-        elif arrange is not None:  # e.g. in front of the photo's camera (operators/layout.py)
+        elif arrange is not None:  # e.g. in front of the photo's camera (operators/scene/photo_camera.py)
             arrange(roots)
         view_layer_of(context).update()
         select_only(context, roots)

@@ -45,11 +45,11 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
-from ..translations import rpt_, tip_
-from ..utils import schema
-from . import pixels
-from .importing import mesh_of
-from .inputs import scene_of
+from ...translations import rpt_, tip_
+from ...utils import schema
+from ..machinery import pixels
+from ..machinery.importing import mesh_of
+from ..machinery.inputs import scene_of
 from .photo_camera import camera_data, camera_of
 
 if TYPE_CHECKING:

@@ -11,17 +11,17 @@ from typing import Any
 
 import bpy
 
-from .. import preferences
-from ..client import JobRequest, Sam3dError
-from ..client.errors import Code
-from ..client.money import Limit, Reservation
+from ... import preferences
+from ...client import JobRequest, Sam3dError
+from ...client.errors import Code
+from ...client.money import Limit, Reservation
 from .runner import RUNNER
 
 
 def user_agent() -> str:
     """`sam3d-blender/<version> Blender/<version>`: read here, on the main thread (bpy.app is not thread-safe)."""
     try:
-        with open(Path(__file__).parents[1] / "blender_manifest.toml", "rb") as f:
+        with open(Path(__file__).parents[2] / "blender_manifest.toml", "rb") as f:
             version = tomllib.load(f).get("version", "0")
     except OSError:
         version = "0"

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import bpy
 
-from .. import preferences
-from ..client import Job, TaskRecord
-from ..client.journal import History
-from ..client.locks import TaskLocks
-from ..client.money import Ledger, Limit
-from ..translations import iface_
+from ... import preferences
+from ...client import Job, TaskRecord
+from ...client.journal import History
+from ...client.locks import TaskLocks
+from ...client.money import Ledger, Limit
+from ...translations import iface_
 
 log = logging.getLogger(__name__)
 TICK = 0.1  # seconds between steps while jobs run
@@ -87,6 +87,7 @@ class Runner:
         self.message_time = 0.0  # when the latest came (the panel shows them for a minute, or until cleared)
         self.feeders: list[Callable[[], None]] = []  # called on each tick: a batch starts its next items
         self.count = 0  # jobs added this session
+        self._unfinished: tuple[float, tuple, list[TaskRecord]] | None = None  # for drawing: (when, what, list)
         self._ended: dict[str, Row] = {}  # jobs that ended while others run, by task UUID
         self._order: list[str] = []  # every row's task UUID, in the order the jobs were asked for
 
@@ -170,14 +171,22 @@ class Runner:
             self.ledger.learn("3dInference", model, price)
         return self.history
 
-    def unfinished(self) -> list[TaskRecord]:
+    def unfinished(self, max_age: float = 0.0) -> list[TaskRecord]:
         """Submitted (so perhaps paid) but never imported, not running here, and not held by another live
-        Blender sharing the result folder: worth resuming."""
+        Blender sharing the result folder: worth resuming. A panel asks with `max_age` (seconds): the answer
+        of that long ago is reused while the history and the jobs are the same, so a redraw reads no lock file."""
         if self.history is None:
             return []
+        candidates = self.history.unfinished()
+        key = (id(self.history), tuple(t.task_uuid for t in candidates), tuple(self.jobs))
+        now = time.monotonic()
+        if self._unfinished is not None and max_age > 0 and self._unfinished[1] == key and \
+                now - self._unfinished[0] < max_age:
+            return self._unfinished[2]
         locks = TaskLocks(self.history.journal.folder)
-        return [t for t in self.history.unfinished()
-                if t.task_uuid not in self.jobs and not locks.held_elsewhere(t.task_uuid)]
+        found = [t for t in candidates if t.task_uuid not in self.jobs and not locks.held_elsewhere(t.task_uuid)]
+        self._unfinished = (now, key, found)
+        return found
 
     def record(self, task_uuid: str) -> TaskRecord | None:
         return self.history.get(task_uuid) if self.history is not None else None

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING
 import bpy
 from bpy.props import StringProperty
 
-from .. import preferences
-from ..client import Job, Sam3dError, TaskRecord, files
-from ..client.imagesize import dimensions
-from ..client.jobs import INPUT_FILES
-from ..client.journal import task_files
-from ..client.locks import TaskLocks
-from ..translations import rpt_
-from ..utils import raster
+from ... import preferences
+from ...client import Job, Sam3dError, TaskRecord, files
+from ...client.imagesize import dimensions
+from ...client.jobs import INPUT_FILES
+from ...client.journal import task_files
+from ...client.locks import TaskLocks
+from ...translations import rpt_
+from ...utils import raster
 from . import importing
 from .checks import is_blocking, refuse, why_offline
 from .job_requests import job_request

@@ -29,10 +29,11 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
-from ..client import files
-from ..utils import schema
-from . import bake, pixels
-from .importing import mesh_of
+from ...client import files
+from ...utils import schema
+from .. import bake
+from ..machinery import pixels
+from ..machinery.importing import mesh_of
 
 CATS_FILE = "blender_assets.cats.txt"
 STATE_DIR = ".sam3d"

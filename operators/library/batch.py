@@ -33,21 +33,21 @@ from typing import TYPE_CHECKING, Any
 import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
-from .. import preferences
-from ..client import Job, Sam3dError, files
-from ..client.errors import Code
-from ..client.journal import task_files
-from ..client.money import Limit
-from ..client.photo_folder import Item, file_hash, find_items, shard
-from ..translations import iface_, rpt_, tip_
-from ..utils import schema
-from . import pixels
-from .checks import is_blocking, refuse, why_offline
-from .inputs import settings_of, window_manager_of
-from .job_requests import job_request
-from .library import Library, make_asset, remove_from_file
-from .outcomes import conclude, tell
-from .runner import RUNNER, TICK, Report, SceneJob
+from ... import preferences
+from ...client import Job, Sam3dError, files
+from ...client.errors import Code
+from ...client.journal import task_files
+from ...client.money import Limit
+from ...client.photo_folder import Item, file_hash, find_items, shard
+from ...translations import iface_, rpt_, tip_
+from ...utils import schema
+from ..machinery import pixels
+from ..machinery.checks import is_blocking, refuse, why_offline
+from ..machinery.inputs import settings_of, window_manager_of
+from ..machinery.job_requests import job_request
+from ..machinery.outcomes import conclude, tell
+from ..machinery.runner import RUNNER, TICK, Report, SceneJob
+from .assets import Library, make_asset, remove_from_file
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems
@@ -251,7 +251,7 @@ class Batch:
                    triangle_budget=0 if self.options.bake else self.options.triangle_budget,
                    preview=True)
         if self.options.bake:
-            from .bake import bake_object  # only batches that bake need it
+            from ..bake import bake_object  # only batches that bake need it
 
             textures = files.ensure_dir(self.library.folder, *Path(item.key).parent.parts, "textures")  # no link
             bake_object(bpy.context, root, resolution=self.options.bake, max_triangles=self.options.triangle_budget,
@@ -289,7 +289,7 @@ class Batch:
         self._reported = now
         data = {"library": str(self.library.folder), "shard": list(self.options.shard), **self.counts(),
                 "cost": self.cost(), "items": [asdict(i) for i in self.items]}
-        from .library import write_atomically
+        from .assets import write_atomically
 
         write_atomically(self.report_path, json.dumps(data, indent=1).encode(), self.library.folder)
 

@@ -25,10 +25,10 @@ from bpy.app.handlers import persistent
 from bpy.props import EnumProperty, FloatProperty
 from mathutils import Matrix, Vector
 
-from ..translations import rpt_, tip_
-from ..utils import calibration, raster, schema
-from . import importing, pixels
-from .inputs import scene_of, view_layer_of, window_manager_of
+from ...translations import rpt_, tip_
+from ...utils import calibration, raster, schema
+from ..machinery import importing, pixels
+from ..machinery.inputs import scene_of, view_layer_of, window_manager_of
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems

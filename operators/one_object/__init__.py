@@ -1,0 +1,3 @@
+"""A photo and a mask to one object: Reconstruct and Cancel (reconstruct), the masks list, New Mask, Split
+Label Map and Preview (masks), Auto Mask and Box to Mask (auto_masks).
+"""
