@@ -26,6 +26,7 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeGuard
 
 # A task UUID as this add-on makes them (uuid4's canonical form); anything else is never a folder name.
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -52,6 +53,15 @@ class UnsafeFileError(OSError):
 def is_uuid(text: object) -> bool:
     """A task UUID in the form this add-on makes (lower-case, hyphenated uuid4): safe as a folder name."""
     return isinstance(text, str) and _UUID.fullmatch(text) is not None
+
+
+LATEST_TIME = 1e11  # seconds since 1970: the year 5138; a time past it cannot be one this add-on wrote
+
+
+def is_time(value: object) -> TypeGuard[int | float]:
+    """A time as the add-on writes it (seconds since 1970, from 0 to LATEST_TIME), never converted before it
+    is checked: a huge integer neither overflows a float nor breaks `time.localtime` in a panel."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= LATEST_TIME
 
 
 def safe_name(name: str, limit: int = 60) -> str:

@@ -365,7 +365,7 @@ class History:
             broken = _int(data.get("broken"))
             if broken < 0:
                 raise ValueError("broken")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError, OverflowError):
             return  # no index, or not one we wrote: read the whole journal once (streamed)
         self.tasks, self.total_cost, self.prices, self.broken, self._offset = tasks, total, learnt, broken, offset
         self._scanned = offset
@@ -415,7 +415,7 @@ def parse(raw: bytes | None) -> dict[str, Any] | None:
     if not isinstance(record, dict) or not files.is_uuid(record.get("task_uuid")):
         return None
     stamp = record.get("time", 0.0)
-    if isinstance(stamp, bool) or not isinstance(stamp, (int, float)) or not math.isfinite(stamp):
+    if not files.is_time(stamp):
         return None
     record["time"] = float(stamp)
     if not isinstance(record.get("event", ""), str):
@@ -512,7 +512,7 @@ def record_from_index(t: object) -> TaskRecord:
     if t.get("status") not in STATUSES or not isinstance(t.get("code", ""), str):
         raise ValueError("status")
     stamps = [t.get(k, 0.0) for k in ("time", "submitted_at", "finished_at")]
-    if any(isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) for s in stamps):
+    if not all(files.is_time(s) for s in stamps):
         raise ValueError("time")
     if not isinstance(t.get("info", {}), dict) or not all(isinstance(t.get(k, []), list) for k in ("results", "files")):
         raise ValueError("info, results or files")

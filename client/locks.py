@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import secrets
 import socket
@@ -135,8 +134,7 @@ def _holder(data: dict) -> dict:
     return {"host": data["host"] if isinstance(data.get("host"), str) else "?",
             "pid": pid if isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2**31 else -1,
             "start": data["start"] if isinstance(data.get("start"), str) else "",
-            "time": float(stamp) if isinstance(stamp, (int, float)) and not isinstance(stamp, bool)
-            and math.isfinite(stamp) else 0.0}
+            "time": float(stamp) if files.is_time(stamp) else 0.0}
 
 
 def _is_me(holder: dict) -> bool:
