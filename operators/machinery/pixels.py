@@ -174,6 +174,9 @@ def upright_view(image):  # type: ignore[no-untyped-def]
     found = bpy.data.images.get(name)
     if found is not None and found.get(schema.UPRIGHT_OF) == image.name and found.has_data:
         return found
+    w, h = stored_size(image)
+    if w * h > DEFAULT_MAX_MEGAPIXELS * 1e6:  # read whole in float: a photo larger than any sent stays as stored
+        return image
     rgba = upright(pixels(image), turn)
     h, w = rgba.shape[:2]
     view = found if found is not None and tuple(found.size) == (w, h) else bpy.data.images.new(name, w, h, alpha=True)
