@@ -570,7 +570,8 @@ class _Document:
             indices = _opt_index(primitive, "indices", len(self.accessor_counts), where, "accessor")
             _opt_index(primitive, "material", materials, where, "material")
             mode = _int(primitive, "mode", where, 4, maximum=6)
-            for target in _list(primitive, "targets", where):
+            targets = _list(primitive, "targets", where)
+            for target in targets:
                 if not isinstance(target, dict):
                     _malformed(f"a morph target of {where} is not an object")
                 for accessor in target.values():
@@ -593,7 +594,9 @@ class _Document:
                 d_tris, d_verts = self._draco(draco, where, attributes, indices)
                 tris, verts = max(tris, d_tris), max(verts, d_verts)
             triangles += tris
-            vertices += verts
+            # Blender's importer makes every morph target a shape key holding a copy of each vertex, however
+            # small the file (200 targets can share one accessor): weigh what it allocates, not what is stored.
+            vertices += verts * (1 + len(targets))
         return triangles, vertices
 
     def _draco(self, draco: dict, where: str, attributes: dict, indices: int | None) -> tuple[int, int]:

@@ -484,6 +484,16 @@ def test_a_mesh_instanced_many_times_counts_each_time(tmp_path):
     refused(tmp_path, mutated(change), "glbTooLarge", "triangles", max_triangles=10_000)
 
 
+def test_morph_targets_are_weighed_as_the_shape_keys_blender_makes_of_them(tmp_path):
+    """A few kilobytes whose one POSITION accessor is reused by 200 targets: 201 copies of every vertex."""
+    vertices = inspect_glb(write(tmp_path, canonical_glb())).vertices
+    def change(doc):
+        primitive = doc["meshes"][0]["primitives"][0]
+        primitive["targets"] = [{"POSITION": primitive["attributes"]["POSITION"]} for _ in range(200)]
+    assert inspect_glb(write(tmp_path, mutated(change), "ok.glb")).vertices == 201 * vertices
+    refused(tmp_path, mutated(change), "glbTooLarge", "vertices", max_vertices=100 * vertices)
+
+
 @pytest.mark.timeout(60)  # a hang detector: counting 2**64 instances one by one would never end
 def test_a_fan_out_of_shared_nodes_is_counted_fast(tmp_path):
     """64 levels, each node listing the next one twice: 2**64 instances of one mesh, in 65 node objects."""
