@@ -110,13 +110,13 @@ class Ledger:
         self.unreported: dict[str, int] = {}  # of `spent`, by task type: kept at the estimate, no price reported
 
     def price(self, task_type: str, model: str) -> int:
-        """Worst-case price of one result, micro-dollars."""
+        """Worst-case price of one result, micro-dollars: the documented default, or more when Runware has
+        reported more. A learnt price never lowers it: prices are also learnt from the shared result folder's
+        journal, which anyone with write access to the folder can plant."""
         with self._lock:
-            known = self._prices.get((task_type, model))
-        if known is not None:
-            return known
+            known = self._prices.get((task_type, model), 0)
         default = DEFAULT_PRICES.get((task_type, model), DEFAULT_PRICES.get((task_type, "")))
-        return micro(FALLBACK_PRICE if default is None else default)
+        return max(known, micro(FALLBACK_PRICE if default is None else default))
 
     def learn(self, task_type: str, model: str, per_result_usd: float) -> None:
         """The price of one result for the next reservations, when it can be right (`checked`)."""

@@ -51,8 +51,24 @@ def test_a_learnt_price_replaces_the_default_for_its_task_type_and_model_only():
     ledger.learn("3dInference", SAM3D, 0.0)  # a report of nothing is no price
     ledger.learn("3dInference", SAM3D, -1.0)
     assert ledger.price("3dInference", SAM3D) == 5100
-    ledger.learn("3dInference", SAM3D, 0.0029)  # cheaper now: the last report wins
-    assert ledger.price("3dInference", SAM3D) == 2900
+    ledger.learn("3dInference", SAM3D, 0.0042)  # cheaper now: the last report wins
+    assert ledger.price("3dInference", SAM3D) == 4200
+    ledger.learn("3dInference", SAM3D, 0.0029)  # but never below the documented default
+    assert ledger.price("3dInference", SAM3D) == 3800
+
+
+def test_a_price_planted_in_the_shared_journal_cannot_lower_what_a_limit_lets_through():
+    """Prices are learnt from the shared folder's journal too: a planted $0.0001 would let Jobs at Once
+    tasks through a limit meant for two."""
+    ledger = Ledger()
+    ledger.learn("3dInference", SAM3D, 0.0001)
+    ledger.learn("3dInference", "meta:sam@3d-next", 0.0001)  # a model we know no price for: the fallback holds
+    assert ledger.price("3dInference", "meta:sam@3d-next") == micro(FALLBACK_PRICE)
+    limit = Limit("Spending Limit", 0.008)
+    held = [ledger.reserve("3dInference", SAM3D, 1, [limit]) for _ in range(2)]
+    with pytest.raises(RunwareError):
+        ledger.reserve("3dInference", SAM3D, 1, [limit])
+    assert len(held) == 2
 
 
 def test_a_settled_cost_teaches_the_price_per_result():
