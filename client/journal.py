@@ -46,6 +46,7 @@ MAX_TEXT = 4096  # a name, a prompt, a path in a line: longer is cut
 # Runware's error codes are words in lower camel case ("insufficientCredits"); anything else a server puts there
 # (an API key it quotes, a path) is never kept.
 _CODE = re.compile(r"[a-z][A-Za-z]{0,63}")
+_UUID_FIELD = re.compile(rb'"task_uuid"\s*:\s*"([^"\\]{1,64})"')  # a line's task, found without parsing it
 _TEXT_INFO = ("name", "image", "mask", "prompt", "model")
 _PLACEMENTS = {"CURSOR", "AS_IS", "CAMERA"}
 _MAX_SEED = 2**63 - 1
@@ -167,6 +168,7 @@ class History:
     KEEP_RECENT = 64  # finished tasks kept in memory (the panel shows the latest few)
     READ_WINDOW = 1024  # finished tasks held while a long tail is read: memory stays flat however long it is
     COMPACT_EVERY = 500  # lines read since the snapshot before a new one is written
+    BATCH = 1024  # lines folded together: one look-up pass for the old tasks they name
 
     def __init__(self, folder: Path) -> None:
         self.journal = Journal(folder)
@@ -205,8 +207,8 @@ class History:
         """These tasks as the journal tells them (up to byte `until`), in one streamed pass (other tasks' lines
         are not parsed)."""
         found: dict[str, TaskRecord] = {}
-        wanted = [u.encode() for u in task_uuids if files.is_uuid(u)]
-        if not wanted:
+        wanted = {u.encode() for u in task_uuids if files.is_uuid(u)}
+        if not wanted or until == 0:
             return found
         try:
             fd = files.open_regular(self.journal.path, root=self.journal.folder)
@@ -215,7 +217,7 @@ class History:
         with os.fdopen(fd, "rb") as f:
             end = os.fstat(f.fileno()).st_size if until is None else until
             for _end, raw in lines(f, 0, end):
-                if raw is not None and any(u in raw for u in wanted):
+                if raw is not None and not wanted.isdisjoint(_UUID_FIELD.findall(raw)):
                     rec = parse(raw)
                     if rec is not None and rec["task_uuid"] in task_uuids:
                         _fold(found, rec)
@@ -268,8 +270,10 @@ class History:
         """The whole lines from the offset, streamed: memory stays within a piece and a line, however long the
         journal (its first read without an index included)."""
         broken, prune_at = 0, 2 * self.READ_WINDOW
+        batch: list[dict[str, Any]] = []
+        batch_start = self._offset
         for end, raw in lines(f, self._offset, size):
-            start, self._offset = self._offset, end
+            self._offset = end
             self._since_snapshot += 1
             if raw is not None and not raw.strip():
                 continue
@@ -277,21 +281,36 @@ class History:
             if rec is None:
                 broken += 1
                 continue
-            self._apply(rec, start)
-            if len(self.tasks) > prune_at:  # a task pruned and seen again is found by `find` (rare: a re-import)
-                self._prune(self.READ_WINDOW)
-                prune_at = len(self.tasks) + self.READ_WINDOW  # unfinished tasks stay: never prune at every line
+            batch.append(rec)
+            if len(batch) >= self.BATCH:
+                self._apply_batch(batch, batch_start)
+                batch, batch_start = [], end
+                if len(self.tasks) > prune_at:  # a task pruned and seen again is found by `find` (a re-import)
+                    self._prune(self.READ_WINDOW)
+                    prune_at = len(self.tasks) + self.READ_WINDOW  # unfinished tasks stay: never at every line
+        self._apply_batch(batch, batch_start)
         self._scanned = self._offset
         if broken:
             log.warning("SAM 3D: skipped %d broken line(s) of %s", broken, self.journal.path)
         self.broken += broken
 
-    def _apply(self, rec: dict[str, Any], start: int) -> None:
+    def _apply_batch(self, batch: list[dict[str, Any]], start: int) -> None:
+        """Fold the lines read from byte `start`. A task met first by a later event is an old one (a re-import):
+        what the journal knew of it before `start` is looked up for the whole batch in one pass, so lines of
+        unknown tasks (planted, or a journal's tail) cost a pass per batch, never one per line."""
+        known, old = set(self.tasks), set()
+        for rec in batch:
+            if rec["task_uuid"] not in known:
+                known.add(rec["task_uuid"])
+                if rec.get("event") != "created":
+                    old.add(rec["task_uuid"])
+        if old:
+            self.tasks.update(self.find(old, until=start))
+        for rec in batch:
+            self._apply(rec)
+
+    def _apply(self, rec: dict[str, Any]) -> None:
         before = self.tasks.get(rec["task_uuid"])
-        if before is None and rec.get("event") != "created":  # an old task (a re-import): what is known of it
-            before = self.find({rec["task_uuid"]}, until=start).get(rec["task_uuid"])
-            if before is not None:
-                self.tasks[before.task_uuid] = before
         old_cost = before.cost if before is not None else 0.0
         task = _fold(self.tasks, rec)
         if rec.get("event") == "results":
