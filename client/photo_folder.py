@@ -20,6 +20,10 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".e
 ROOT_CATALOG = "SAM 3D"  # the asset catalog every item's catalog is under
 MIN_HEIGHT, MAX_HEIGHT = 0.001, 1000.0  # metres: a real size between a millimetre and a kilometre
 SIZE_IN_NAME = re.compile(r"^(?P<name>.+)@(?P<size>\d+(?:\.\d+)?)m$")
+# An asset file is named after its source (`name.blend`, its state `name.json`, a temporary name while written):
+# a longer source name would be paid for, then fail to be written.
+MAX_NAME_BYTES = 200
+_NOT_IN_CATALOG = re.compile(r"[\x00-\x1f\x7f:\\]")  # blender_assets.cats.txt is `id:path:name` per line
 
 
 
@@ -46,7 +50,7 @@ def find_items(folder: Path) -> list[Item]:
         images, relative = directory.files, directory.relative
         sizes = _sizes(directory.path)
         photo = next((p for p in images if p.stem == "image"), None)
-        catalog = "/".join([ROOT_CATALOG, *relative.parts])  # each folder a catalog, nested as the folders are
+        catalog = "/".join([ROOT_CATALOG, *map(_catalog_part, relative.parts)])  # nested as the folders are
         if photo is not None and directory.relative != Path("."):  # name/image.png + masks: one asset per mask
             for mask in (m for m in images if m != photo):
                 name, height, why = _named(mask.stem, sizes)
@@ -66,10 +70,21 @@ def find_items(folder: Path) -> list[Item]:
 
 
 def _item(item: Item, why: str) -> Item:
-    """An item, refused at once (with its sentence) when its real size cannot be right."""
+    """An item, refused at once (with its sentence) when its real size cannot be right or its name cannot name
+    a file: before anything is sent, so nothing is paid for that cannot be written."""
+    length = len(Path(item.key).name.encode("utf-8", "surrogateescape"))
+    if length > MAX_NAME_BYTES:
+        why = (f"its file name is {length} bytes long: the asset's file is named after it, and at most "
+               f"{MAX_NAME_BYTES} bytes fit; rename it")
     if why:
         item.status, item.reason = "failed", why
     return item
+
+
+def _catalog_part(folder_name: str) -> str:
+    """A folder's name as a catalog path component: a line break or `:` would write lines of its own into the
+    catalog file (another catalog, or a broken one), so they become `-`."""
+    return _NOT_IN_CATALOG.sub("-", folder_name).strip() or "-"
 
 
 
@@ -128,8 +143,10 @@ def shard(items: list[Item], k: int, n: int) -> list[Item]:
 
 
 def file_hash(path: str) -> str:
+    """A photo's or mask's content hash; a regular file only (one swapped for a FIFO or /dev/zero since the
+    folder was walked is refused, never read without end)."""
     digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
+    with open(files.open_regular(path, follow_links=True), "rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()

@@ -262,6 +262,10 @@ class Batch:
             self.library.add_catalogs({item.catalog})
             self.library.set_state(item.key, state="done", task_uuid=item.task_uuid, hashes=hashes,
                                    asset=self.library.asset_path(item.key).name, cost=item.cost)
+        except OSError as exc:  # the item fails with a sentence; its result stays in the result folder
+            raise Sam3dError(Code.BAD_LIBRARY, rpt_(
+                "{} could not be written to the library ({}); its result is kept, and running the batch again "
+                "writes it without paying again.").format(item.name, exc.strerror or exc)) from exc
         finally:
             remove_from_file(root)
         item.status = "done"
@@ -338,7 +342,7 @@ def prepare(folder: Path, library_folder: Path, options: Options) -> Batch:
 
 def estimate(batch: Batch) -> tuple[int, float]:
     """(items not yet in the library, their cost at the next reservation's price): the batch's own words."""
-    todo = sum(1 for i in batch.items if batch.library.state(i.key).get("state") != "done")
+    todo = sum(1 for i in batch.items if i.status == "pending" and batch.library.state(i.key).get("state") != "done")
     model = preferences.get().model.strip()  # the price of the model the next reservation uses
     return todo, RUNNER.ledger.estimate("3dInference", model, todo)
 

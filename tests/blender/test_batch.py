@@ -252,6 +252,24 @@ def test_a_failing_item_is_reported_and_the_rest_succeed_and_the_command_says_so
     assert batch_module().cli(["batch", str(folder / "props"), "-o", str(sam3d.tmp / "ok")]) == 0
 
 
+def test_a_name_too_long_for_its_asset_file_is_refused_unpaid_and_a_failed_write_is_not_paid_again(sam3d):
+    folder = photos(sam3d.tmp) / "props"
+    shutil.copy(SAMPLES / "socrates" / "6.png", folder / ("l" * 246 + ".png"))
+    library = sam3d.tmp / "library"
+    (library / "cup.png.blend").mkdir(parents=True)  # what the asset is written over: a write that fails
+    assert bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library)) == {"CANCELLED"}, "nothing made"
+    items = {i["name"][:8]: i for i in report(library)["items"]}
+    assert items["llllllll"]["status"] == "failed" and "250 bytes" in items["llllllll"]["reason"]
+    assert items["cup"]["status"] == "failed", items["cup"]
+    assert "could not be written to the library" in items["cup"]["reason"]
+    assert "without paying again" in items["cup"]["reason"]
+    assert sam3d.emu.billed_tasks() == 1, "only the cup was sent"
+    (library / "cup.png.blend").rmdir()
+    bpy.ops.wm.read_homefile(use_empty=True)
+    assert bpy.ops.sam3d.batch(directory=str(folder), filepath=str(library)) == {"FINISHED"}
+    assert names(library) == ["cup"] and sam3d.emu.billed_tasks() == 1, "its result was kept: not paid again"
+
+
 def test_the_command_refuses_a_blend_file_as_the_library_and_a_bad_shard(sam3d, capsys):
     folder = photos(sam3d.tmp)
     assert batch_module().cli(["batch", str(folder), "-o", str(sam3d.tmp / "library.blend")]) == 2

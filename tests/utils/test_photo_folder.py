@@ -6,7 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from client.photo_folder import find_items, shard
+import pytest
+
+from client.photo_folder import MAX_NAME_BYTES, file_hash, find_items, shard
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -44,3 +46,34 @@ def test_shards_split_the_items_the_same_way_everywhere_without_overlap(tmp_path
     assert sorted(i.key for s in shards for i in s) == sorted(i.key for i in items)
     again = [shard(list(reversed(items)), k, 3) for k in (1, 2, 3)]
     assert [{i.key for i in s} for s in shards] == [{i.key for i in s} for s in again], "order does not matter"
+
+
+def test_a_photo_whose_name_cannot_name_its_asset_file_fails_before_anything_is_sent(tmp_path):
+    """A 250-byte name fits the photo folder's file system, not `<name>.blend` and its state file: it was paid
+    for, then its write raised OSError and the batch stopped with a traceback."""
+    folder = photos(tmp_path)
+    long_name = "a" * 246 + ".png"
+    shutil.copy(SAMPLES / "socrates" / "5.png", folder / long_name)
+    items = {i.key: i for i in find_items(folder)}
+    assert items[long_name].status == "failed" and "250 bytes" in items[long_name].reason, items[long_name].reason
+    assert items["bench.png"].status == "pending", "the others are kept"
+    fits = "b" * (MAX_NAME_BYTES - 4) + ".png"
+    shutil.copy(SAMPLES / "socrates" / "5.png", folder / fits)
+    assert {i.key: i for i in find_items(folder)}[fits].status == "pending", "the bound is tight"
+
+
+def test_a_folder_name_cannot_write_lines_of_its_own_into_the_catalog_file(tmp_path):
+    folder = photos(tmp_path)
+    hostile = folder / "chairs\n00000000-0000-4000-8000-000000000000:SAM 3D:owned"
+    hostile.mkdir()
+    shutil.copy(SAMPLES / "socrates" / "5.png", hostile / "stool.png")
+    catalog = next(i.catalog for i in find_items(folder) if i.name == "stool")
+    assert "\n" not in catalog and ":" not in catalog
+    assert catalog == "SAM 3D/chairs-00000000-0000-4000-8000-000000000000-SAM 3D-owned"
+
+
+def test_a_photo_swapped_for_a_device_after_the_walk_is_refused_not_read_forever(tmp_path):
+    swapped = tmp_path / "photo.png"
+    swapped.symlink_to("/dev/zero")
+    with pytest.raises(OSError):
+        file_hash(str(swapped))
