@@ -13,16 +13,17 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
+from . import files
 from .errors import Code, Sam3dError
 from .http import Guard, Transport, declared_length, get_following, read_body
 
 GLB_MAGIC = b"glTF"
 
 
-def check_glb(path: Path) -> None:
+def check_glb(path: Path, root: Path | None = None) -> None:
     """Raise `notGlb` unless the file starts with a GLB 2.0 header whose declared length is the file's."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
+    with os.fdopen(files.open_regular(path, root=root or path.parent), "rb") as f:
+        size = os.fstat(f.fileno()).st_size
         header = f.read(12)
     if len(header) < 12 or header[:4] != GLB_MAGIC:
         raise Sam3dError(Code.NOT_GLB, f"{path.name} does not start like a GLB file")
@@ -38,18 +39,19 @@ def partial_path(dest: Path) -> Path:
     return dest.with_name(f"{dest.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
 
 
-def save_inline(data: bytes, dest: Path, *, max_bytes: int) -> Path:
+def save_inline(data: bytes, dest: Path, *, max_bytes: int, root: Path | None = None) -> Path:
     """A result the server sent inline (`modelBase64Data`): capped, written and checked like a download."""
     if len(data) > max_bytes:
         raise Sam3dError(Code.DOWNLOAD_TOO_LARGE, f"{len(data) / 1e6:.0f} MB")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    root = root or dest.parent
     part = partial_path(dest)
     try:
-        part.write_bytes(data)
-        check_glb(part)
-        os.replace(part, dest)
+        with os.fdopen(files.open_write(part, root=root), "wb") as out:
+            out.write(data)
+        check_glb(part, root)
+        files.rename(part, dest, root=root)
     finally:
-        part.unlink(missing_ok=True)
+        files.remove(part, root=root)
     return dest
 
 
@@ -64,15 +66,18 @@ def download(
     transport: Transport | None = None,
     on_progress: Callable[[int, int | None], None] | None = None,
     api_url: str = "",
+    root: Path | None = None,
 ) -> Path:
     """Stream `url` to `dest` (through a partial file of our own, renamed when whole and valid). A transfer cut
     short, or a file that is not a GLB yet, is fetched again, resuming with a Range request when the host
     honours it (a host that answers a Range with the whole body starts the file over). Without a `transport`,
-    `api_url` says whether the result may be on this machine (only when the API is: client/http.py)."""
+    `api_url` says whether the result may be on this machine (only when the API is: client/http.py). Every file
+    is reached from `root` (the result folder; `dest`'s own folder by default) without following a link: nothing
+    is written outside it."""
     guard = guard or Guard()
     own = transport is None
     transport = transport or Transport(api_url=api_url)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    root = root or dest.parent
     part = partial_path(dest)
     last: Sam3dError | None = None
     try:
@@ -80,33 +85,37 @@ def download(
             if attempt:
                 guard.wait(min(0.5 * 2**attempt, 5.0))
             try:
-                _fetch(transport, url, part, max_bytes, timeout, guard, on_progress)
-                check_glb(part)
-                os.replace(part, dest)
+                _fetch(transport, url, part, root, max_bytes, timeout, guard, on_progress)
+                check_glb(part, root)
+                files.rename(part, dest, root=root)
                 return dest
             except Sam3dError as exc:
                 if not exc.retryable:
                     raise
                 last = exc
                 if exc.code == Code.NOT_GLB:  # corrupt, not short: start over rather than append
-                    part.unlink(missing_ok=True)
+                    files.remove(part, root=root)
         raise last or Sam3dError(Code.DOWNLOAD_FAILED)
     finally:
-        part.unlink(missing_ok=True)
+        files.remove(part, root=root)
         if own:
             transport.close()
 
 
-def _fetch(transport: Transport, url: str, part: Path, max_bytes: int, timeout: float, guard: Guard,
+def _fetch(transport: Transport, url: str, part: Path, root: Path, max_bytes: int, timeout: float, guard: Guard,
            on_progress: Callable[[int, int | None], None] | None) -> None:
-    have = part.stat().st_size if part.exists() else 0
+    try:
+        with os.fdopen(files.open_regular(part, root=root), "rb") as f:
+            have = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        have = 0
     headers = {"Range": f"bytes={have}-"} if have else {}
     with get_following(transport, url, guard=guard, timeout=timeout, headers=headers) as (resp, exchange):
         status = resp.status_code
         if status in (403, 404, 410):
             raise Sam3dError(Code.RESULT_EXPIRED, f"HTTP {status}", status=status)
         if status == 416 and have:  # our partial file is already whole (or bigger): start over
-            part.unlink(missing_ok=True)
+            files.remove(part, root=root)
             raise Sam3dError(Code.DOWNLOAD_FAILED, "HTTP 416", status=status, retryable=True)
         if status >= 400 or status not in (200, 206):
             raise Sam3dError(Code.DOWNLOAD_FAILED, f"HTTP {status}", status=status,
@@ -115,7 +124,7 @@ def _fetch(transport: Transport, url: str, part: Path, max_bytes: int, timeout: 
             have = 0  # the host ignored the Range (or there was none): the body is the whole file
         declared = declared_length(resp)
         total = have + declared if declared is not None else None
-        with open(part, "ab" if have else "wb") as out:
+        with os.fdopen(files.open_write(part, root=root, append=bool(have)), "wb") as out:
             write = out.write if have else _GlbStart(out.write, max_bytes)
             read_body(resp, exchange, max_bytes - have, write, too_large="downloadTooLarge",
                       on_progress=(lambda got: on_progress(have + got, total)) if on_progress else None)

@@ -242,6 +242,26 @@ def open_append(path: str | os.PathLike[str], *, root: str | os.PathLike[str]) -
         return _open_regular(dir_fd, name, full, os.O_RDWR | os.O_APPEND | os.O_CREAT)
 
 
+def open_write(path: str | os.PathLike[str], *, root: str | os.PathLike[str], append: bool = False) -> int:
+    """A descriptor for writing the regular file at `path` inside `root` (made when missing; emptied unless
+    `append`), no component below `root` a link: a task folder swapped for a link mid-download is refused."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    with _parent(Path(path), Path(root), create=True) as (dir_fd, name, full):
+        return _open_regular(dir_fd, name, full, flags)
+
+
+def rename(source: str | os.PathLike[str], target: str | os.PathLike[str], *, root: str | os.PathLike[str]) -> None:
+    """Rename `source` over `target`, both inside `root`, each reached without following a link."""
+    with _parent(Path(source), Path(root)) as (src_fd, src, _), _parent(Path(target), Path(root)) as (dst_fd, dst, _):
+        os.replace(src, dst, **({"src_dir_fd": src_fd, "dst_dir_fd": dst_fd} if src_fd is not None else {}))
+
+
+def remove(path: str | os.PathLike[str], *, root: str | os.PathLike[str]) -> None:
+    """Remove the file at `path` inside `root` if it is there (a link itself, never what it points to)."""
+    with contextlib.suppress(FileNotFoundError), _parent(Path(path), Path(root)) as (dir_fd, name, _full):
+        os.unlink(name, **({"dir_fd": dir_fd} if dir_fd is not None else {}))
+
+
 def create_exclusive(path: str | os.PathLike[str], *, root: str | os.PathLike[str]) -> int:
     """A new file at `path` inside `root`, for writing; FileExistsError when anything (a link too) is there."""
     with _parent(Path(path), Path(root), create=True) as (dir_fd, name, _full):

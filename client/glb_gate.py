@@ -83,12 +83,14 @@ def inspect_glb(
     max_nodes: int = 10_000,
     max_json_bytes: int = 64 * 2**20,
     known_extensions: Collection[str] = KNOWN_EXTENSIONS,
+    root: Path | None = None,
 ) -> GlbSummary:
     """Check the GLB at `path` before Blender imports it; its summary, or `Sam3dError` with code `notGlb`,
-    `glbExternalFile`, `glbMalformed`, `glbTooLarge` or `glbUnknownExtension`. Opens no other file."""
+    `glbExternalFile`, `glbMalformed`, `glbTooLarge` or `glbUnknownExtension`. Opens no other file; inside `root`
+    (the result folder), no folder on the way may be a link either."""
     limits = _Limits(max_triangles, max_vertices, max_image_pixels, max_nodes, max_json_bytes)
     try:  # a regular file, never through a link (a shared folder's file may be a link to anything)
-        with os.fdopen(files.open_regular(path), "rb") as f:
+        with os.fdopen(files.open_regular(path, root=root), "rb") as f:
             return _Gate(f, limits, frozenset(known_extensions)).run()
     except Sam3dError:
         raise

@@ -436,7 +436,7 @@ class Job:
     def _gate(self, path: Path) -> None:
         """Only a GLB that refers to nothing outside itself, within the budget, may reach the importer."""
         budget = self.request.max_triangles
-        glb_gate.inspect_glb(path, max_triangles=budget, max_vertices=budget)
+        glb_gate.inspect_glb(path, max_triangles=budget, max_vertices=budget, root=self.request.result_dir)
 
     def _from_disk(self) -> list[Result]:
         """The files of an earlier run, each looked for by its name in this task's own folder (never at a path
@@ -470,10 +470,10 @@ class Job:
 
             self._emit("downloading", n / total, "Downloading {}/{}", n + 1, total)
             if gen.data is not None:
-                save_inline(gen.data, dest, max_bytes=req.max_download_bytes)
+                save_inline(gen.data, dest, max_bytes=req.max_download_bytes, root=req.result_dir)
             elif gen.url:
                 download(gen.url, dest, max_bytes=req.max_download_bytes, timeout=req.request_timeout,
-                         guard=guard, transport=transport, on_progress=progress)
+                         guard=guard, transport=transport, on_progress=progress, root=req.result_dir)
             self._gate(dest)
             results.append(Result(dest, gen.task_uuid, gen.index, gen.seed, gen.cost, gen.url))
         return results

@@ -143,11 +143,13 @@ def gated_copy(path: Path) -> Iterator[Path]:
     """A private copy of the GLB at `path` that passed the gate (raises GlbRefusedError otherwise)."""
     prefs = preferences.get()
     limit = prefs.max_download_mb * 1024 * 1024
+    results = preferences.result_folder(prefs)  # its task folders may be swapped for links: reached from it
+    root = results if Path(path).is_relative_to(results) else None
     folder = tempfile.mkdtemp(prefix="sam3d-import-")  # this process's own (0700)
     copy = Path(folder) / "result.glb"
     try:
         try:
-            fd = files.open_regular(path, max_bytes=limit)
+            fd = files.open_regular(path, max_bytes=limit, root=root)
         except files.UnsafeFileError as exc:
             raise GlbRefusedError(rpt_("The result {} was not imported: {}.").format(path, exc.why)) from None
         except OSError as exc:

@@ -114,3 +114,24 @@ def test_a_host_that_ignores_range_gives_a_whole_file_not_a_doubled_one(emu, tmp
     assert path.read_bytes() == emu.result_bytes
     ranged = [r for r in emu.file_requests if "range" in r.headers]
     assert ranged, "the second transfer asked for the rest"
+
+
+def test_a_task_folder_swapped_for_a_link_receives_nothing_and_nothing_is_read_through_it(emu, tmp_path):
+    """The result folder is shared: between the job making its task folder and writing into it, anyone who can
+    write there may put a link in its place. Nothing is written, renamed or read through it."""
+    from client.glb_gate import inspect_glb
+
+    results, elsewhere = tmp_path / "results", tmp_path / "elsewhere"
+    results.mkdir()
+    elsewhere.mkdir()
+    (results / "task").symlink_to(elsewhere, target_is_directory=True)
+    url = result_url(emu)
+    with pytest.raises(OSError, match="not a folder"):
+        download(url, results / "task" / "r.glb", api_url=API, max_bytes=10**8, root=results)
+    with pytest.raises(OSError, match="not a folder"):
+        save_inline(canonical_glb(), results / "task" / "r.glb", max_bytes=10**8, root=results)
+    assert list(elsewhere.iterdir()) == [], "nothing written outside the result folder"
+    (elsewhere / "r.glb").write_bytes(canonical_glb())
+    with pytest.raises(RunwareError):
+        inspect_glb(results / "task" / "r.glb", root=results)
+    assert download(url, results / "real" / "r.glb", api_url=API, max_bytes=10**8, root=results).is_file()
