@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
-from . import files, imagesize
+from . import draco, files, imagesize
 from .errors import Code, Sam3dError
 
 GLB_MAGIC = b"glTF"
@@ -55,7 +55,6 @@ _MAX_COUNT = 2**32  # accessor and sparse counts
 _HUGE = 10**15  # counts are exact below this, which no budget comes near
 _B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _IMAGE_PREFIX = 64 * 1024  # base64 characters decoded first to read an inline image's size
-_DRACO_MAX_ITEMS = 100_000  # Draco metadata entries walked before giving up on a header
 
 
 @dataclass
@@ -591,9 +590,9 @@ class _Document:
                         if not isinstance(mapping, dict):
                             _malformed(f"a material variant of {where} is not an object")
                         _opt_index(mapping, "material", materials, where, "material")
-            draco = extensions.get("KHR_draco_mesh_compression")
-            if draco is not None:
-                d_tris, d_verts = self._draco(draco, where, attributes, indices)
+            compression = extensions.get("KHR_draco_mesh_compression")
+            if compression is not None:
+                d_tris, d_verts = self._draco(compression, where, attributes, indices)
                 tris, verts = max(tris, d_tris), max(verts, d_verts)
             triangles += tris
             # Blender's importer makes every morph target a shape key holding a copy of each vertex, however
@@ -601,18 +600,18 @@ class _Document:
             vertices += verts * (1 + len(targets))
         return triangles, vertices
 
-    def _draco(self, draco: dict, where: str, attributes: dict, indices: int | None) -> tuple[int, int]:
+    def _draco(self, compression: dict, where: str, attributes: dict, indices: int | None) -> tuple[int, int]:
         """(faces, vertices) the Draco decoder will allocate for, from the header of its data. Its output
         replaces the accessors' counts in Blender's importer, so these counts are the ones to budget."""
-        view = _index(draco.get("bufferView"), len(self.views), f"the Draco data of {where}", "buffer view")
-        for draco_id in _dict(draco, "attributes", where).values():
+        view = _index(compression.get("bufferView"), len(self.views), f"the Draco data of {where}", "buffer view")
+        for draco_id in _dict(compression, "attributes", where).values():
             if not _is_int(draco_id):
                 _malformed(f"the Draco data of {where} names an attribute by something that is not a number")
         self.draco_outputs.update(attributes.values())
         if indices is not None:
             self.draco_outputs.add(indices)
         if view not in self.draco_counts:
-            self.draco_counts[view] = _draco_counts(self._view_reader(view), self.views[view][2])
+            self.draco_counts[view] = draco.header_counts(self._view_reader(view), self.views[view][2])
         counts = self.draco_counts[view]
         if counts is None:
             _malformed(f"the Draco-compressed data of {where} cannot be read")
@@ -791,133 +790,3 @@ def _element_size(component: int, kind: str) -> int:
 
 def _count(value: int) -> str:
     return f"{value:,}" if value < _HUGE else f"more than {_HUGE:,}"
-
-
-# -- Draco --------------------------------------------------------------------------------------------
-
-
-def _draco_counts(read: Callable[[int, int], bytes], length: int) -> tuple[int, int] | None:
-    """(faces, vertices) declared by a Draco bitstream's header, as draco's decoder reads them
-    (draco/compression: point_cloud_decoder.cc, mesh_sequential_decoder.cc, mesh_edgebreaker_decoder*.cc);
-    None when it is not one the decoder accepts or cannot be walked within bounds."""
-    reader = _DracoReader(read, length)
-    try:
-        if reader.take(5) != b"DRACO":
-            return None
-        major, minor, encoder_type, method = reader.take(4)
-        flags = reader.u16()
-        version = (major << 8) | minor
-        if major < 1 or major > 2 or (major == 2 and minor > (3 if encoder_type == 0 else 2)):
-            return None  # the decoder knows meshes up to 2.2, point clouds up to 2.3
-        if version >= 0x0103 and flags & 0x8000:
-            reader.skip_metadata()
-        if encoder_type == 0:  # point cloud: a signed 32-bit point count
-            points = struct.unpack("<i", reader.take(4))[0]
-            return (0, points) if points >= 0 else None
-        if encoder_type != 1:
-            return None
-        old = version < 0x0200  # fixed 32-bit fields before 2.0, varints since
-        if method == 0:  # sequential
-            if version < 0x0202:
-                return reader.u32(), reader.u32()
-            return reader.varint(), reader.varint()
-        if method != 1:
-            return None
-        if reader.take(1)[0] > 2:  # edgebreaker traversal: standard, predictive or valence
-            return None
-        new_vertices = 0
-        if version < 0x0202:
-            new_vertices = reader.u32() if old else reader.varint()
-        encoded_vertices = reader.u32() if old else reader.varint()
-        faces = reader.u32() if old else reader.varint()
-        reader.take(1)  # attribute data count
-        _symbols = reader.u32() if old else reader.varint()
-        split_symbols = reader.u32() if old else reader.varint()
-        return faces, encoded_vertices + split_symbols + new_vertices
-    except _DracoError:
-        return None
-
-
-class _DracoError(Exception):
-    pass
-
-
-class _DracoReader:
-    def __init__(self, read: Callable[[int, int], bytes], length: int) -> None:
-        self.read = read
-        self.length = length
-        self.pos = 0
-        self.budget = _DRACO_MAX_ITEMS  # metadata entries and blocks walked before giving up
-
-    def take(self, n: int) -> bytes:
-        if self.pos + n > self.length:
-            raise _DracoError
-        data = self.read(self.pos, n)
-        if len(data) != n:
-            raise _DracoError
-        self.pos += n
-        return data
-
-    def skip(self, n: int) -> None:
-        if self.pos + n > self.length:
-            raise _DracoError
-        self.pos += n
-
-    def u16(self) -> int:
-        return int(struct.unpack("<H", self.take(2))[0])
-
-    def u32(self) -> int:
-        return int(struct.unpack("<I", self.take(4))[0])
-
-    def varint(self) -> int:
-        """Draco's unsigned LEB128 for 32-bit values: at most 5 bytes, kept to 32 bits."""
-        value = shift = 0
-        for _ in range(5):
-            byte = self.take(1)[0]
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                return value & 0xFFFFFFFF
-        raise _DracoError
-
-    def skip_metadata(self) -> None:
-        """Geometry metadata: attribute metadata (an id, then a block) and the geometry's own block. A block
-        is entries (name, size, bytes), then named sub-blocks in turn (name, block, name, block...)."""
-        attributes = self.varint()
-        self._spend(attributes)
-        for _ in range(attributes):
-            self.varint()
-            self._skip_block()
-        self._skip_block()
-
-    def _skip_block(self) -> None:
-        remaining = [1]  # blocks still to read at each depth; the outermost one has no name before it
-        first = True
-        while remaining:
-            if not remaining[-1]:
-                remaining.pop()
-                continue
-            remaining[-1] -= 1
-            if not first:
-                self._skip_name()
-            first = False
-            entries = self.varint()
-            self._spend(entries)
-            for _ in range(entries):
-                self._skip_name()
-                size = self.varint()
-                if size == 0:
-                    raise _DracoError
-                self.skip(size)
-            subs = self.varint()
-            self._spend(subs)
-            if subs:
-                remaining.append(subs)
-
-    def _skip_name(self) -> None:
-        self.skip(self.take(1)[0])
-
-    def _spend(self, items: int) -> None:
-        self.budget -= items
-        if self.budget < 0:
-            raise _DracoError
