@@ -23,6 +23,7 @@ class Recorder:
         self.roots = [os.path.abspath(r) + os.sep for r in roots]
         self.exact = set(paths)
         self.opened: list[str] = []
+        self.relative: list[str] = []  # names opened relative to a folder descriptor or the working folder
         self.resolved: list[str] = []
 
     def __enter__(self) -> Recorder:
@@ -33,6 +34,8 @@ class Recorder:
         _RECORDERS.remove(self)
 
     def see_open(self, path: str) -> None:
+        if not os.path.isabs(path):  # opened from a folder's descriptor (client/files.py): only its name is known
+            self.relative.append(path)
         full = os.path.abspath(path)
         if full in self.exact or any(full.startswith(root) for root in self.roots):
             self.opened.append(full)

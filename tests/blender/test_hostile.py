@@ -105,8 +105,9 @@ def test_a_result_naming_a_file_outside_never_reaches_blender(sam3d, kind):
         fails(r"^Error: The result refers to files outside itself.*it was not imported, for your safety")
     uuid = task_uuid(sam3d.emu)
     task_dir = result_dir / uuid
-    assert str(task_dir / "mask_0_0.glb") in seen.opened, "the recorder saw the gate open the result"
-    assert str(secret) not in seen.opened
+    assert "mask_0_0.glb" in seen.relative, "the recorder saw the gate open the result, from its task's folder"
+    assert str(result_dir) in seen.opened and uuid in seen.relative, "reached folder by folder from the result folder"
+    assert str(secret) not in seen.opened and not any(".." in name for name in seen.relative)
     folders = {result_dir, result_dir / "locks", task_dir}  # opened as folders, to open their files without links
     outside = [p for p in seen.opened if not (p.startswith(str(task_dir) + os.sep) or Path(p) in folders or
                                               Path(p).parent in (result_dir, result_dir / "locks"))]
