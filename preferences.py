@@ -104,6 +104,13 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
         name="Upload Endpoint", default="", update=_https_only("upload_endpoint"),
         description="A presigned URL of your storage: Runware also PUTs the GLB there (https only). "
                     "Kept here, never in a .blend file")
+    # What a studio fills once: written on every asset of a library (Blender's asset metadata), never sent.
+    asset_author: StringProperty(  # type: ignore[valid-type]
+        name="Author", default="", description="The author of the assets a library batch makes (e.g. a studio)")
+    asset_license: StringProperty(  # type: ignore[valid-type]
+        name="License", default="", description="Their licence, e.g. CC-BY-4.0 or \"All rights reserved\"")
+    asset_copyright: StringProperty(  # type: ignore[valid-type]
+        name="Copyright", default="", description="Their copyright notice, e.g. © 2026 Studio Name")
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -133,6 +140,9 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
         col.prop(self, "webhook_url")
         col.prop(self, "upload_endpoint")
         col.label(text=iface_("Empty: none (https only; kept here, never in a .blend file)"), icon="INFO")
+        col = _group(layout, "Asset Library", "ASSET_MANAGER")
+        for name in ("asset_author", "asset_license", "asset_copyright"):
+            col.prop(self, name)
         layout.label(text=iface_("Disabling the add-on forgets these settings (Blender's rule for add-ons); a key in "
                                  "{} stays").format(ENV_KEY), icon="INFO")
 

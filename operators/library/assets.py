@@ -29,6 +29,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
+from ... import preferences
 from ...client import files
 from ...utils import schema
 from .. import bake
@@ -157,6 +158,8 @@ def make_asset(root: bpy.types.Object, *, catalog: str, description: str, tags: 
     meta = root.asset_data
     assert meta is not None  # asset_mark made it
     meta.description = description
+    prefs = preferences.get()  # what a studio fills once (Preferences › Asset Library)
+    meta.author, meta.license, meta.copyright = prefs.asset_author, prefs.asset_license, prefs.asset_copyright
     meta.catalog_id = catalog_id(catalog)
     for tag in tags:
         if tag and tag not in meta.tags:

@@ -75,6 +75,17 @@ def test_a_folder_becomes_an_asset_library_with_previews_catalogs_and_provenance
         assert f.read(4) == b"\x28\xb5\x2f\xfd", "written compressed (zstd): half the size"
 
 
+def test_every_asset_carries_the_author_licence_and_copyright_a_studio_set_once(sam3d):
+    sam3d.prefs.asset_author, sam3d.prefs.asset_license = "Northwind Studio", "CC-BY-4.0"
+    sam3d.prefs.asset_copyright = "© 2026 Northwind Studio"
+    library = sam3d.tmp / "library"
+    assert bpy.ops.sam3d.batch(directory=str(photos(sam3d.tmp) / "props"), filepath=str(library)) == {"FINISHED"}
+    (asset,) = read_library(library)
+    meta = asset.asset_data
+    assert (meta.author, meta.license, meta.copyright) == ("Northwind Studio", "CC-BY-4.0", "© 2026 Northwind Studio")
+    assert "Task" in meta.description and meta["sam3d_task_uuid"], "the provenance stays"
+
+
 @pytest.mark.parametrize("height", [0.02, 0.45, 120.0])
 def test_an_asset_preview_shows_the_whole_object_at_any_real_size(sam3d, height):
     """A photo named with its real size (a 2 cm ring, a 120 m tower) gives an asset of that size: its preview
