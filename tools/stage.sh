@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make (once) the real-window stage and print its root folder: Debian's own Blender 5.2 LTS binary, Xvfb and
-# ImageMagick in a Debian `sid` root folder of their own (debootstrap), never installed onto this machine.
-#   tools/stage.sh            prints the root (set up on first use, ~2 minutes, ~1.7 GB; cached by a stamp)
+# ImageMagick (and Chromium, for the contact sheet) in a Debian `sid` root folder of their own (debootstrap), never
+# installed onto this machine.
+#   tools/stage.sh            prints the root (set up on first use, ~2 minutes, ~1.8 GB; cached by a stamp)
 # It needs Linux and root (debootstrap and chroot). Where it cannot run it prints one line saying why and
 # exits 3, so `make test` can say so and go on (`.ci/run` sets SAM3D_REQUIRE_WINDOW=1 and fails instead).
 # Everything comes from the package registries: Debian's mirror for the root, PyPI for the one wheel Debian
@@ -9,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${SAM3D_STAGE:-$PWD/.venv/stage}
-packages=(blender xvfb xauth imagemagick python3-requests python3-numpy python3-attr python3-typing-extensions)
+packages=(blender xvfb xauth imagemagick chromium python3-requests python3-numpy python3-attr python3-typing-extensions)
 cattrs="cattrs==26.2.1"
 want="sid ${packages[*]} $cattrs"
 stamp="$root/.sam3d-stage-$(echo "$want" | cksum | cut -d' ' -f1)"

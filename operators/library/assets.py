@@ -143,8 +143,9 @@ class Library:
 
 def make_asset(root: bpy.types.Object, *, catalog: str, description: str, tags: list[str],
                provenance: dict[str, Any], target_size: float = 0.0, real_height: float = 0.0,
-               triangle_budget: int = 0, preview: bool = False) -> None:
-    """Clean the object for reuse and mark it as an asset with its metadata and a rendered preview."""
+               triangle_budget: int = 0, preview: bool = False) -> bytes:
+    """Clean the object for reuse and mark it as an asset with its metadata and a rendered preview; the
+    preview's PNG (empty without one)."""
     root.location = (0.0, 0.0, 0.0)  # the origin is at the base already (placement on the cursor)
     if root.type == "MESH":
         if real_height > 0 and _size(root)[2] > 0:  # a real size from the file name or sizes.csv
@@ -166,8 +167,7 @@ def make_asset(root: bpy.types.Object, *, catalog: str, description: str, tags: 
             meta.tags.new(tag)
     for key, value in provenance.items():
         meta[key] = value
-    if preview:
-        render_preview(root)
+    return render_preview(root) if preview else b""
 
 
 def decimate(obj: bpy.types.Object, budget: int) -> None:
@@ -183,8 +183,9 @@ def decimate(obj: bpy.types.Object, budget: int) -> None:
         bpy.data.meshes.remove(old)
 
 
-def render_preview(obj: bpy.types.Object, size: int = 128) -> None:
-    """A small Cycles render of the object alone, set as its asset preview (not Blender's blank icon)."""
+def render_preview(obj: bpy.types.Object, size: int = 128) -> bytes:
+    """A small Cycles render of the object alone, set as its asset preview (not Blender's blank icon); its PNG
+    (for the library's contact sheet)."""
     scene = bpy.data.scenes.new("SAM3D Preview")
     try:
         scene.collection.objects.link(obj)
@@ -215,6 +216,7 @@ def render_preview(obj: bpy.types.Object, size: int = 128) -> None:
         try:
             bpy.ops.render.render(write_still=True, scene=scene.name)
             set_preview(obj, private / "preview.png")
+            png = (private / "preview.png").read_bytes()  # our own render, in our own private folder
         finally:
             shutil.rmtree(private, ignore_errors=True)
         if not had_result and "Render Result" in bpy.data.images:  # leave the file as it was
@@ -228,6 +230,7 @@ def render_preview(obj: bpy.types.Object, size: int = 128) -> None:
             elif isinstance(data, bpy.types.Light) and data.users == 0:
                 bpy.data.lights.remove(data)
         bpy.data.scenes.remove(scene)
+    return png
 
 
 def set_preview(obj: bpy.types.Object, path: Path) -> None:

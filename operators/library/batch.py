@@ -40,7 +40,7 @@ from ...client.journal import task_files
 from ...client.money import Limit
 from ...client.photo_folder import Item, file_hash, find_items, shard
 from ...translations import iface_, rpt_, tip_
-from ...utils import schema
+from ...utils import contact_sheet, schema
 from ..machinery import pixels
 from ..machinery.checks import is_blocking, refuse, why_offline
 from ..machinery.inputs import settings_of, window_manager_of
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems
 
 log = logging.getLogger(__name__)
+SHEET = "index.html"  # the contact sheet, beside the report
 REPORT_EVERY = 2.0  # seconds between rewrites of the report while a batch runs
 
 
@@ -240,7 +241,8 @@ class Batch:
         item.task_uuid = str(root.get(schema.TASK_UUID, ""))
         item.cost = float(root.get(schema.COST) or 0.0)
         source = Path(item.mask or item.photo).name
-        make_asset(root, catalog=item.catalog, tags=["SAM 3D", item.catalog.split("/")[-1], Path(item.photo).stem],
+        tags = ["SAM 3D", item.catalog.split("/")[-1], Path(item.photo).stem]
+        preview = make_asset(root, catalog=item.catalog, tags=tags,
                    description=(f"SAM 3D Objects reconstruction of {source} in {Path(item.photo).name}. "
                                 f"Task {item.task_uuid}, seed {root.get(schema.SEED)}"
                                 + (f", cost ${item.cost:.4f}" if root.get(schema.COST) is not None else "") + "."),
@@ -260,6 +262,8 @@ class Batch:
             with _lent_name(root, item.name):
                 self.library.write_asset(item.key, root)
             self.library.add_catalogs({item.catalog})
+            files.write_atomically(self.library.folder / contact_sheet.preview_path(item.key), preview,
+                                   root=self.library.folder)
             self.library.set_state(item.key, state="done", task_uuid=item.task_uuid, hashes=hashes,
                                    asset=self.library.asset_path(item.key).name, cost=item.cost)
         except OSError as exc:  # the item fails with a sentence; its result stays in the result folder
@@ -296,6 +300,16 @@ class Batch:
         from .assets import write_atomically
 
         write_atomically(self.report_path, json.dumps(data, indent=1).encode(), self.library.folder)
+        write_atomically(self.library.folder / SHEET, self.sheet().encode(), self.library.folder)
+
+    def sheet(self) -> str:
+        """The contact sheet of this run's items (index.html): previews by relative path, as written."""
+        folder = self.library.folder
+        entries = [contact_sheet.Entry(i.name, i.key, i.catalog, i.status, i.reason, i.cost,
+                                       preview=i.status in ("done", "skipped") and
+                                       files.is_regular(folder / contact_sheet.preview_path(i.key), root=folder))
+                   for i in self.items]
+        return contact_sheet.page(f"SAM 3D asset library: {folder.name}", entries, self.cost())
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ import pytest
 from conftest import KEY, SAMPLES, module, reset_session, tick
 from mathutils import Matrix
 
+from tests.utils.test_contact_sheet import Parsed
 from tests.utils.test_photo_folder import photos
 
 SESSION = Path(__file__).with_name("session.py")
@@ -73,6 +74,17 @@ def test_a_folder_becomes_an_asset_library_with_previews_catalogs_and_provenance
     assert "SAM 3D/socrates" in cats and catalogs["bench"] == catalog_id("SAM 3D")
     with open(library / "bench.png.blend", "rb") as f:
         assert f.read(4) == b"\x28\xb5\x2f\xfd", "written compressed (zstd): half the size"
+    sheet = Parsed((library / "index.html").read_text())  # the contact sheet, beside the report
+    images = sorted(a["src"] for t, a in sheet.tags if t == "img")
+    assert images == sorted(f"previews/{k}.png" for k in data_keys(data)), "every asset's preview, relative"
+    for src in images:
+        png = (library / src).read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 1000, f"{src}: a real render"
+    assert all(name in " ".join(sheet.text) for name in ALL)
+
+
+def data_keys(data: dict) -> list[str]:
+    return [i["key"] for i in data["items"] if i["status"] == "done"]
 
 
 def test_every_asset_carries_the_author_licence_and_copyright_a_studio_set_once(sam3d):
