@@ -47,7 +47,7 @@ from ..machinery.inputs import settings_of, window_manager_of
 from ..machinery.job_requests import job_request
 from ..machinery.outcomes import conclude, tell
 from ..machinery.runner import RUNNER, TICK, Report, SceneJob
-from .assets import Library, make_asset, remove_from_file
+from .assets import Library, make_asset, remove_from_file, render_preview
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems
@@ -242,7 +242,7 @@ class Batch:
         item.cost = float(root.get(schema.COST) or 0.0)
         source = Path(item.mask or item.photo).name
         tags = ["SAM 3D", item.catalog.split("/")[-1], Path(item.photo).stem]
-        preview = make_asset(root, catalog=item.catalog, tags=tags,
+        make_asset(root, catalog=item.catalog, tags=tags,
                    description=(f"SAM 3D Objects reconstruction of {source} in {Path(item.photo).name}. "
                                 f"Task {item.task_uuid}, seed {root.get(schema.SEED)}"
                                 + (f", cost ${item.cost:.4f}" if root.get(schema.COST) is not None else "") + "."),
@@ -250,14 +250,14 @@ class Batch:
                                   if root.get(k) is not None}, schema.SOURCE: item.key,
                                schema.SOURCE_PHOTO: item.photo},
                    target_size=self.options.target_size, real_height=item.height,
-                   triangle_budget=0 if self.options.bake else self.options.triangle_budget,
-                   preview=True)
+                   triangle_budget=0 if self.options.bake else self.options.triangle_budget)
         if self.options.bake:
             from ..bake import bake_object  # only batches that bake need it
 
             textures = files.ensure_dir(self.library.folder, *Path(item.key).parent.parts, "textures")  # no link
             bake_object(bpy.context, root, resolution=self.options.bake, max_triangles=self.options.triangle_budget,
                         save_dir=textures)
+        preview = render_preview(root)  # of the finished asset: its real size, its budget, its baked texture
         try:
             with _lent_name(root, item.name):
                 self.library.write_asset(item.key, root)
