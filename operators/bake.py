@@ -34,7 +34,7 @@ from mathutils.bvhtree import BVHTree
 from ..client import files
 from ..client.errors import short_error
 from ..translations import iface_, rpt_, tip_
-from ..utils import schema
+from ..utils import raster, schema
 from .machinery.importing import attribute_material, principled_material
 
 if TYPE_CHECKING:
@@ -632,28 +632,9 @@ def _filled(image: bpy.types.Image, name: str) -> np.ndarray:
         raise BakeError(rpt_("Nothing of “{}” was baked: the reduced mesh and the original do not meet.").format(name))
     colour = rgba[..., :3]  # premultiplied where the margin blended (0 < alpha < 1), as alpha is 0 or 1 elsewhere
     out = np.empty_like(rgba)
-    out[..., :3] = _pull_push(colour, alpha)
+    out[..., :3] = raster.pull_push(colour, alpha)
     out[..., 3] = 1.0
     return out
-
-
-def _pull_push(premultiplied: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Straight colour everywhere from premultiplied colour and coverage weight: each texel is its own colour
-    over (premultiplied "over") the average of its 2×2 block one level coarser, recursively."""
-    h, w = weight.shape
-    if h == 1 and w == 1:
-        return premultiplied / max(float(weight[0, 0]), 1e-12)
-    ph, pw = h + h % 2, w + w % 2
-    c = np.zeros((ph, pw, 3), dtype=np.float32)
-    wt = np.zeros((ph, pw), dtype=np.float32)
-    c[:h, :w], wt[:h, :w] = premultiplied, weight
-    coarse_c = c.reshape(ph // 2, 2, pw // 2, 2, 3).sum(axis=(1, 3))
-    coarse_w = wt.reshape(ph // 2, 2, pw // 2, 2).sum(axis=(1, 3))
-    coarse = _pull_push(coarse_c, coarse_w)
-    up = np.repeat(np.repeat(coarse, 2, axis=0), 2, axis=1)[:h, :w]
-    trust = np.minimum(weight, 1.0)[..., None]
-    own = premultiplied / np.maximum(weight, 1e-12)[..., None]
-    return (own * trust + up * (1.0 - trust)).astype(np.float32)
 
 
 def _save_png(image: bpy.types.Image, path: Path) -> Path:

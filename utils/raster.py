@@ -171,3 +171,23 @@ def decode_mask(text: str) -> np.ndarray | None:
         return bits.reshape(h, w).astype(bool) if bits.size == w * h else None
     except ValueError:
         return None
+
+
+def pull_push(premultiplied: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Straight colour everywhere from premultiplied colour and coverage weight: each texel is its own colour
+    over (premultiplied "over") the average of its 2×2 block one level coarser, recursively. What fills the
+    texels a bake left empty (operators/bake.py), from the nearest baked ones."""
+    h, w = weight.shape
+    if h == 1 and w == 1:
+        return premultiplied / max(float(weight[0, 0]), 1e-12)
+    ph, pw = h + h % 2, w + w % 2
+    c = np.zeros((ph, pw, 3), dtype=np.float32)
+    wt = np.zeros((ph, pw), dtype=np.float32)
+    c[:h, :w], wt[:h, :w] = premultiplied, weight
+    coarse_c = c.reshape(ph // 2, 2, pw // 2, 2, 3).sum(axis=(1, 3))
+    coarse_w = wt.reshape(ph // 2, 2, pw // 2, 2).sum(axis=(1, 3))
+    coarse = pull_push(coarse_c, coarse_w)
+    up = np.repeat(np.repeat(coarse, 2, axis=0), 2, axis=1)[:h, :w]
+    trust = np.minimum(weight, 1.0)[..., None]
+    own = premultiplied / np.maximum(weight, 1e-12)[..., None]
+    return (own * trust + up * (1.0 - trust)).astype(np.float32)

@@ -67,3 +67,19 @@ def test_a_small_mask_kept_as_text_comes_back_and_broken_text_is_none() -> None:
     assert raster.decode_mask("4x4:00") is None, "too few bits for its size"
     box = raster.mask_box(np.pad(np.ones((2, 3), bool), ((1, 1), (2, 5))))
     assert box == (0.2, 0.25, 0.5, 0.75)
+
+
+def test_pull_push_fills_the_empty_texels_from_the_nearest_filled_ones_and_keeps_the_filled_ones():
+    """What a bake leaves empty (coverage 0) gets the colour of its baked neighbourhood, never black; baked
+    texels keep their own colour; a half-covered texel (a bake's margin, premultiplied) is un-premultiplied."""
+    weight = np.zeros((16, 16), np.float32)
+    colour = np.zeros((16, 16, 3), np.float32)
+    weight[:, :8], colour[:, :8] = 1.0, (1.0, 0.0, 0.0)  # red baked on the left
+    weight[:, 12:], colour[:, 12:] = 1.0, (0.0, 0.0, 1.0)  # blue on the right, empty between
+    weight[0, 8], colour[0, 8] = 0.5, (0.0, 0.25, 0.0)  # half covered: straight green 0.5
+    out = raster.pull_push(colour, weight)
+    assert np.allclose(out[:, :8], (1.0, 0.0, 0.0)) and np.allclose(out[:, 12:], (0.0, 0.0, 1.0))
+    assert out[0, 8, 1] > 0.25, "un-premultiplied, not darkened"
+    gap = out[4:, 8:12]  # away from the green texel: a mix of red and blue, whole
+    assert (gap.sum(axis=-1) > 0.9).all(), "no black where nothing was baked"
+    assert gap[..., 2].mean() > 0.9, "the colour of the baked block around it (blue)"
