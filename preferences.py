@@ -15,6 +15,7 @@ from bpy.props import FloatProperty, IntProperty, StringProperty
 
 from .client import DEFAULT_API_URL, DEFAULT_MODEL, Sam3dError
 from .client.http import check_url, host_of, is_loopback
+from .client.tasks import CAPTION_MODEL
 from .translations import iface_, tip_
 
 ENV_KEY = "RUNWARE_API_KEY"
@@ -64,6 +65,9 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
     model: StringProperty(  # type: ignore[valid-type]
         name="Model", default=DEFAULT_MODEL,
         description="Runware model id of SAM 3D Objects; change it when a newer version is published")
+    caption_model: StringProperty(  # type: ignore[valid-type]
+        name="Caption Model", default=CAPTION_MODEL,
+        description="Runware model id that captions objects for Name from Caption (a paid request per object)")
     request_timeout: FloatProperty(  # type: ignore[valid-type]
         name="Request Timeout", default=60.0, min=5.0, max=600.0, unit="TIME_ABSOLUTE",
         description="How long to wait for one answer from Runware or the download host")
@@ -121,6 +125,7 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
                       else iface_("No key: paste one, or set {}").format(ENV_KEY), icon="INFO")
         col.prop(self, "api_url")
         col.prop(self, "model")
+        col.prop(self, "caption_model")
         col.operator("sam3d.test_connection", icon="WORLD")
         for level, text in CONNECTION_REPORT:
             col.label(text=text, icon="ERROR" if level == "ERROR" else "CHECKMARK")

@@ -42,6 +42,10 @@ class SAM3D_PG_settings(bpy.types.PropertyGroup):
     prompt: StringProperty(  # type: ignore[valid-type]
         name="Prompt", default="",
         description="A few words naming the object (sent as positivePrompt). Empty: the mask's name")
+    name_from_caption: BoolProperty(  # type: ignore[valid-type]
+        name="Name from Caption", default=False,
+        description="Ask Runware what each object is (a paid caption per object, about $0.002) and name the "
+                    "object and its collection after it; the caption is kept on the object")
     use_random_seed: BoolProperty(  # type: ignore[valid-type]
         name="Random Seed", default=True, description="Let the server pick a seed (it is kept on the object)")
     seed: IntProperty(  # type: ignore[valid-type]
@@ -72,6 +76,11 @@ class SAM3D_PG_settings(bpy.types.PropertyGroup):
         description="Refuse a batch estimated to cost more (USD, at the last cost per task Runware reported). 0: none")
     batch_triangle_budget: IntProperty(  # type: ignore[valid-type]
         name="Triangle Budget", default=0, min=0, description="Decimate assets above this many triangles. 0: keep")
+    batch_caption: BoolProperty(  # type: ignore[valid-type]
+        name="Name from Caption", default=False,
+        description="Caption each item (a paid request per item, about $0.002): an asset whose file name says "
+                    "nothing (IMG_1234, 0, image) is named after it, and every asset gets the caption as its "
+                    "description and its words as tags")
     batch_bake: IntProperty(  # type: ignore[valid-type]
         name="Bake Texture", default=0, min=0, max=8192,
         description="Bake each asset's colours into a texture of this many pixels a side. 0: keep vertex colours")

@@ -55,6 +55,18 @@ CLIENT_SIDE = {"jobTimeout", "network", "timeout", "downloadFailed", "downloadTo
 
 
 @dataclass
+class CaptionRequest:
+    """A caption of the job's object, asked once its task is sent (while Runware works on it): paid apart,
+    reserved on the main thread like every paid request, and journalled with the task, so it is never asked
+    twice. Its failure is a warning: the reconstruction goes on."""
+
+    model: str
+    prepare: Callable[[], bytes] = field(repr=False)  # the cut-out PNG, on the worker
+    task_uuid: str = field(default_factory=tasks.new_task_uuid)
+    reservation: Reservation | None = field(default=None, repr=False)
+
+
+@dataclass
 class JobRequest:
     """Everything a job needs, read from Blender on the main thread before the worker starts."""
 
@@ -88,6 +100,7 @@ class JobRequest:
     source: dict[str, Any] = field(default_factory=dict)  # what the work is (a batch item's files and hashes)
     downloaded: list[dict[str, Any]] = field(default_factory=list)  # a resumed task's files already on disk
     reservation: Reservation | None = field(default=None, repr=False)  # the money held for it (none: free)
+    caption: CaptionRequest | None = None  # a caption to ask with a new task (never with a resumed one)
 
     @property
     def folder(self) -> Path:
@@ -126,6 +139,8 @@ class Event:
     results: list[Result] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: Sam3dError | None = None
+    caption: str = ""  # what the job's caption said (as sent: the Blender side cleans it)
+    caption_cost: float | None = None  # what Runware reported the caption cost
 
 
 class RecentDurations:
@@ -164,6 +179,9 @@ class Job:
         self.started: float | None = None
         self.submitted = request.resume  # set once the task may have reached the server (it may be billed)
         self.refused = False  # the API refused the submission itself: no task exists, nothing was billed
+        self.caption = ""  # the worker's: what the caption said (and cost), handed over with the outcome
+        self.caption_cost: float | None = None
+        self.caption_warning = ""
         # The main thread's view, updated by drain().
         self.phase = "waiting"
         self.fraction = 0.0
@@ -185,6 +203,13 @@ class Job:
             self.outcome = Event("failed", error=Sam3dError(Code.CANCELLED))
             if self.request.reservation is not None:
                 self.request.reservation.release()
+            self._release_caption()
+
+    def _release_caption(self) -> None:
+        """A caption never asked (the job ended first) was never billed: its money goes back."""
+        ask = self.request.caption
+        if ask is not None and ask.reservation is not None:
+            ask.reservation.release()  # no-op once settled
 
     @property
     def holds_slot(self) -> bool:
@@ -244,6 +269,7 @@ class Job:
             self._take_slot()
         except Sam3dError as exc:
             self._settle_money(exc)
+            self._release_caption()
             self.events.put(Event("failed", error=exc))
             return
         try:
@@ -252,6 +278,7 @@ class Job:
             log.exception("SAM 3D job %s failed", self.task_uuid)
             self.events.put(Event("failed", error=Sam3dError(Code.INTERNAL, f"unexpected {type(exc).__name__}")))
         finally:
+            self._release_caption()
             if self.slots is not None:
                 self.slots.release()
 
@@ -328,7 +355,9 @@ class Job:
             if self.slots is not None:  # free the slot before the main thread imports: the next job starts now
                 self.slots.release()
                 self.slots = None
-            self.events.put(Event("done", results=results, warnings=[e.sentence for e in state.errors]))
+            warnings = [e.sentence for e in state.errors] + ([self.caption_warning] if self.caption_warning else [])
+            self.events.put(Event("done", results=results, warnings=warnings, caption=self.caption,
+                                  caption_cost=self.caption_cost))
         except Sam3dError as exc:
             # another Blender's task (its lines are its own), or none
             if exc.code in (Code.TASK_LOCKED, Code.BAD_TASK_UUID):
@@ -379,9 +408,43 @@ class Job:
             # never created, so it keeps its UUID.
             task["inputs"]["image"] = self._photo(client, image_png, fresh=True)[0]
             state = self._send(client, task)
+        self._caption(client, journal)
         if len(state.results) >= req.number_results:  # sync delivery, or an instant answer
             return state
         return self._wait(client)
+
+    def _caption(self, client: RunwareClient, journal: Journal) -> None:
+        """Ask the job's caption, if it has one to ask; a failure is a warning, never the job's."""
+        ask = self.request.caption
+        if ask is None:
+            return
+        self._emit("uploading", 0.8, text="Asking for a caption")
+        sent = False
+        try:
+            png = ask.prepare()
+            client.check_cancel()
+            journal.append("caption_sent", self.task_uuid, caption_uuid=ask.task_uuid)  # before: never lost
+            sent = True
+            answer = client.caption(png, model=ask.model, task_uuid=ask.task_uuid)
+        except Sam3dError as exc:
+            if exc.code == Code.CANCELLED:
+                raise
+            self.caption_warning = f"No caption: {exc}"
+            if ask.reservation is not None:
+                if sent and not refused_before_billing(exc):
+                    ask.reservation.settle(None)
+                else:
+                    ask.reservation.release()
+            return
+        except (OSError, ValueError) as exc:  # the cut-out could not be made (an empty mask): nothing sent
+            self.caption_warning = f"No caption: {exc}"
+            if ask.reservation is not None:
+                ask.reservation.release()
+            return
+        if ask.reservation is not None:
+            ask.reservation.settle(answer.cost, 1 if answer.cost is not None else 0)
+        self.caption, self.caption_cost = answer.text, answer.cost
+        _try(self._note, journal, "caption", info={"caption": answer.text}, cost=answer.cost)
 
     def _send(self, client: RunwareClient, task: dict[str, Any]) -> tasks.TaskState:
         """Submit; an answer that refuses the request itself (4xx: key, credits, a parameter) means no task was

@@ -47,7 +47,7 @@ MAX_TEXT = 4096  # a name, a prompt, a path in a line: longer is cut
 # (an API key it quotes, a path) is never kept.
 _CODE = re.compile(r"[a-z][A-Za-z]{0,63}")
 _UUID_FIELD = re.compile(rb'"task_uuid"\s*:\s*"([^"\\]{1,64})"')  # a line's task, found without parsing it
-_TEXT_INFO = ("name", "image", "mask", "prompt", "model")
+_TEXT_INFO = ("name", "image", "mask", "prompt", "model", "caption")  # caption: what a caption task said
 _PLACEMENTS = {"CURSOR", "AS_IS", "CAMERA"}
 _MAX_SEED = 2**63 - 1
 
@@ -313,6 +313,8 @@ class History:
         before = self.tasks.get(rec["task_uuid"])
         old_cost = before.cost if before is not None else 0.0
         task = _fold(self.tasks, rec)
+        if rec.get("event") == "caption":  # the task's caption, paid apart from its results
+            self.total_cost += checked_cost(rec.get("cost")) or 0.0
         if rec.get("event") == "results":
             self.total_cost += task.cost - old_cost
             if task.cost and task.results:
@@ -549,7 +551,7 @@ def _fold(tasks: dict[str, TaskRecord], rec: dict[str, Any]) -> TaskRecord:
     event = rec.get("event", "")
     task.status = STATUS.get(event, task.status)
     task.time = rec.get("time", task.time)
-    if event in ("created", "submitted", "imported") and isinstance(rec.get("info"), dict):
+    if event in ("created", "submitted", "imported", "caption") and isinstance(rec.get("info"), dict):
         task.info.update(clean_info(rec["info"]))
     if event == "submitted":
         task.submitted_at = task.time

@@ -1,6 +1,6 @@
 """The one place that prices paid requests and reserves money before they are sent.
 
-Every paid request (`3dInference`, `removeBackground`, any later paid task type) reserves its worst-case
+Every paid request (`3dInference`, `removeBackground`, `caption`, any later paid task type) reserves its worst-case
 price first: the last price Runware reported for that task type and model, else the documented default
 below, times the number of results. A reservation that would cross a limit (the session's Spending Limit,
 a batch's Cost Limit, `--max-cost`) is refused with a sentence naming that limit. The reservation becomes
@@ -19,8 +19,9 @@ from .errors import Code, Sam3dError
 
 MICRO = 1_000_000
 # Documented defaults, USD per result: Runware's examples show 0.0038 for a SAM 3D task and for a RemBG
-# background removal. Used until Runware reports a price for that task type and model.
-DEFAULT_PRICES = {("3dInference", "meta:sam@3d"): 0.0038, ("removeBackground", ""): 0.0038}
+# background removal; its caption models' pages show 0.0019 (runware:152@2) and 0.0026 (runware:152@1), the
+# higher held for any caption model. Used until Runware reports a price for that task type and model.
+DEFAULT_PRICES = {("3dInference", "meta:sam@3d"): 0.0038, ("removeBackground", ""): 0.0038, ("caption", ""): 0.0026}
 FALLBACK_PRICE = 0.01  # a task type or model we know no price for: a cautious guess, until Runware reports one
 # A 4xx answer refuses the request itself (a key, credit, a parameter): no task exists, nothing was billed.
 # Except these: a conflict means an earlier send of the same task got through; the others are transient.

@@ -39,6 +39,7 @@ class Item:
     reason: str = ""
     task_uuid: str = ""
     cost: float = 0.0
+    caption: str = ""  # what a caption said it is (the batch's Name from Caption)
 
 
 

@@ -40,6 +40,12 @@ class Cutout:
     cost: float | None
 
 
+@dataclass(frozen=True)
+class Caption:
+    text: str
+    cost: float | None
+
+
 class RunwareClient:
     """Talks to one API endpoint with one key. Thread-safe as long as each thread has its own client."""
 
@@ -156,6 +162,12 @@ class RunwareClient:
         if not data or not data.startswith(b"\x89PNG"):
             raise Sam3dError(Code.BAD_RESPONSE, "The background removal did not return a PNG.")
         return Cutout(data, mask_only, cost)
+
+    def caption(self, png: bytes, *, model: str = tasks.CAPTION_MODEL, task_uuid: str | None = None) -> Caption:
+        """What the object in `png` (a cut-out) is, in a sentence: the text as the server sent it, unread."""
+        text, cost = self._one(tasks.caption_task(tasks.data_uri_png(png), model=model, task_uuid=task_uuid),
+                               tasks.caption_of)
+        return Caption(text, cost)
 
     def fetch_image(self, url: str, max_bytes: int = MAX_CUTOUT_BYTES) -> bytes:
         """An image Runware made, from its own host: no API header goes with it, every hop is checked."""

@@ -133,6 +133,32 @@ def cutout_of(body: Any, task_uuid: str) -> tuple[bytes | None, str | None, floa
     raise Sam3dError(Code.BAD_RESPONSE, "The background removal answer held no image.")
 
 
+CAPTION_MODEL = "runware:152@2"  # Qwen2.5-VL 7B: its page documents a prompt and the `caption` task
+CAPTION_PROMPT = ("In one short sentence, say what the single object shown is: its kind, its material and its colour. "
+                  "Do not describe the background.")
+
+
+def caption_task(image: str, *, model: str = CAPTION_MODEL, prompt: str = CAPTION_PROMPT,
+                 task_uuid: str | None = None) -> dict[str, Any]:
+    """A sync `caption` task as the model pages write it (`inputs.image`; the older utility page's `imageCaption`
+    with `inputImage` is the same task). The answer's `text` is the caption."""
+    return {"taskType": "caption", "taskUUID": task_uuid or new_task_uuid(), "model": model, "prompt": prompt,
+            "inputs": {"image": image}, "deliveryMethod": "sync", "includeCost": True}
+
+
+def caption_of(body: Any, task_uuid: str) -> tuple[str, float | None]:
+    """(the caption, its cost) from a caption answer, whatever its items call their task type."""
+    items, errors = split_envelope(body)
+    for err in errors:
+        if err.get("taskUUID") in (None, task_uuid):
+            raise error_from(err)
+    for item in items:
+        text = item.get("text")
+        if item.get("taskUUID") in (None, task_uuid) and isinstance(text, str) and text.strip():
+            return text, checked_cost(item.get("cost"))
+    raise Sam3dError(Code.BAD_RESPONSE, "The caption answer held no text.")
+
+
 def account_task() -> dict[str, Any]:
     return {"taskType": "accountManagement", "taskUUID": new_task_uuid(), "operation": "getDetails"}
 

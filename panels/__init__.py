@@ -150,6 +150,7 @@ class _MainPanel(_Sidebar):
         sub.prop(settings, "seed", text="")
         col.prop(settings, "num_results")
         col.prop(settings, "placement")
+        col.prop(settings, "name_from_caption")
 
         prefs = preferences.get(context)
         for name, label in (("webhook_url", "Webhook"), ("upload_endpoint", "Upload Endpoint")):
@@ -367,7 +368,8 @@ class _LibraryPanel(_Sidebar):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         _settings_column(layout, settings_of(context), ("batch_directory", "batch_library", "batch_target_size",
-                                                         "batch_triangle_budget", "batch_bake", "batch_max_cost"))
+                                                         "batch_triangle_budget", "batch_bake", "batch_caption",
+                                                         "batch_max_cost"))
         layout.operator("sam3d.batch", icon="ASSET_MANAGER")
         for job in batch.ACTIVE:
             counts = job.counts()

@@ -60,6 +60,12 @@ SAM3D_DOC = f"{DOCS}/models/meta-sam-3d-objects"
 REMBG_MODELS = {"runware:109@1", "bria:2@1", *(f"runware:112@{i}" for i in range(1, 11))}
 REMBG_MASK_MODELS = {"runware:109@1"}  # the models whose docs list settings.returnOnlyMask (RemBG v1.4)
 REMBG_DOC = f"{DOCS}/models/rembg-v1-4"
+# Caption models (their pages, and the SDK's curated models): the model pages' `caption` task with inputs.image,
+# or the utility page's older `imageCaption` with inputImage. Either way the answer says "imageCaption".
+CAPTION_MODELS = {"runware:150@1": 0.0019, "runware:150@2": 0.0019, "runware:151@1": 0.0019,
+                  "runware:152@1": 0.0026, "runware:152@2": 0.0019}
+CAPTION_KEYS = {"taskType", "taskUUID", "model", "prompt", "inputs", "inputImage", "deliveryMethod", "includeCost",
+                "webhookURL"}
 HUGE_RESULT_INDEXES = (10**30, -5, "7", 2**64)  # Style.result_index "huge": generation i reports the i-th
 STALL_AFTER = 64 * 1024  # Faults.declared_length: bytes sent before the body stalls
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -540,7 +546,8 @@ class Emulator:
     """Two servers (API and FILE host) and everything they remember.
 
     Besides `faults` and `style` (both restored by reset()), tests may set: `result_bytes`, `result_factory`,
-    `balance` (accountManagement, default 12.5) and `rembg_shape` (the object removeBackground finds, a `Shape`).
+    `balance` (accountManagement, default 12.5), `rembg_shape` (the object removeBackground finds, a `Shape`) and
+    `caption_text` (what a caption says: a text, or a function of the task).
     They may read: `requests`, `file_requests`, `tasks`, `uploads`, `billed()`, `file_bytes_sent` (body bytes the
     FILE host sent), `trickle_bytes_sent` (bytes sent by trickling answers) and `trickle_open` (trickling or
     stalled answers whose client has not hung up yet: a live count, never reset).
@@ -630,6 +637,8 @@ class Emulator:
             self._forgotten: set[str] = set()
             self.balance = 12.5  # USD, what accountManagement getDetails reports
             self.rembg_shape: Shape = None  # the object removeBackground finds (None: a centred ellipse)
+            # What a caption says: a text, or made from the task (a test's own captions)
+            self.caption_text: str | Callable[[dict], object] = "A wooden chair with a red cushion."
             self.file_bytes_sent = 0
             self.trickle_bytes_sent = 0
 
@@ -639,8 +648,9 @@ class Emulator:
 
     def billed(self, task_type: str = "3dInference") -> int:
         """How many tasks of `task_type` were accepted (and so billed): "3dInference", "removeBackground"."""
+        names = {"caption", "imageCaption"} if task_type == "caption" else {task_type}
         with self.lock:
-            return sum(1 for t in self.tasks.values() if t.task_type == task_type)
+            return sum(1 for t in self.tasks.values() if t.task_type in names)
 
     def forget(self, task_uuid: str) -> None:
         """From now on getResponse answers taskFailedOrNotFound for this task, as Runware does once its
@@ -784,6 +794,8 @@ class Emulator:
             "imageUpload": self._image_upload,
             "mediaStorage": self._media_storage,
             "removeBackground": self._remove_background,
+            "caption": self._caption,
+            "imageCaption": self._caption,
         }
         task_type = task.get("taskType")
         try:
@@ -1163,6 +1175,30 @@ class Emulator:
                 out.data.append({"taskType": "removeBackground", "taskUUID": task["taskUUID"]})
         else:
             out.data.append({"taskType": "removeBackground", "taskUUID": task["taskUUID"], **item})
+
+    def _caption(self, task: dict, out: _Outcome) -> None:
+        self._check_uuid(task)
+        model = task.get("model")
+        if model not in CAPTION_MODELS:
+            raise ApiError(400, "invalidModel" if model else "missingModel", f"Model {model!r} cannot caption.",
+                           "model")
+        for key in task:
+            if key not in CAPTION_KEYS:
+                raise ApiError(400, "unsupportedParameter", f"Parameter {key} is not supported by {model}.", key)
+        if task["taskType"] == "caption":
+            value, name = (task.get("inputs") or {}).get("image"), "inputs.image"
+        else:
+            value, name = task.get("inputImage"), "inputImage"
+        if not value:
+            raise ApiError(400, "missingImage", f"{name} is required.", name)
+        if not image_size(self._resolve_image(value, name)):
+            raise ApiError(400, "invalidImage", "Unsupported image format.", name)
+        text = self.caption_text(task) if callable(self.caption_text) else self.caption_text
+        item = {"taskType": "imageCaption", "taskUUID": task["taskUUID"], "text": text}
+        if task.get("includeCost"):
+            item["cost"] = CAPTION_MODELS[model]
+        self._create(task, [item])
+        out.data.append(item)
 
     # ---- webhooks and upload endpoints (the server calls out)
 

@@ -1,5 +1,5 @@
-"""The asset library's contact sheet (`LIBRARY/index.html`): every asset's preview, name, catalog, cost and
-source, and the failures with their sentence. One self-contained page: no script, no style sheet, font or image
+"""The asset library's contact sheet (`LIBRARY/index.html`): every asset's preview, name, catalog, caption, cost
+and source, and the failures with their sentence. One self-contained page: no script, no style sheet, font or image
 from anywhere but the library folder itself (previews by relative path), so it opens from disk in any browser,
 with no server and no network. Every text is escaped: file and folder names come from a photo folder, which may
 hold `<script>` in a name. Pure: never imports bpy."""
@@ -23,6 +23,7 @@ class Entry:
     reason: str = ""
     cost: float = 0.0
     preview: bool = False  # a PNG of it is at preview_path(key)
+    caption: str = ""  # what a caption said it is (Name from Caption), if asked
 
 
 def preview_path(key: str) -> str:
@@ -54,7 +55,8 @@ def _card(entry: Entry) -> str:
              f'height="128">' if entry.preview else '<div class="none">no preview</div>')
     cost = f"${entry.cost:.4f}" if entry.status == "done" else "already in the library"
     return (f'<figure class="asset">{image}<figcaption><b>{_text(entry.name)}</b><br>{_text(entry.catalog)}<br>'
-            f"{_text(cost)}<br><small>{_text(entry.key)}</small></figcaption></figure>")
+            + (f'<i class="caption">{_text(entry.caption)}</i><br>' if entry.caption else "")
+            + f"{_text(cost)}<br><small>{_text(entry.key)}</small></figcaption></figure>")
 
 
 def _text(value: str) -> str:

@@ -156,6 +156,23 @@ def mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
 
 
 
+def cutout(photo: np.ndarray, mask: np.ndarray, margin: float = 0.1, max_side: int = 1024) -> np.ndarray:
+    """The photo under the mask, transparent elsewhere, cropped to the mask's box plus `margin` of its size on
+    each side, at most `max_side` long: what a model that takes no mask is shown of the object. (h, w, 4) uint8."""
+    if not mask.any():
+        raise ValueError("the mask is empty")
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    pad_y, pad_x = (max(1, round((a[-1] + 1 - a[0]) * margin)) for a in (rows, cols))
+    top, bottom = max(0, rows[0] - pad_y), min(mask.shape[0], rows[-1] + 1 + pad_y)
+    left, right = max(0, cols[0] - pad_x), min(mask.shape[1], cols[-1] + 1 + pad_x)
+    rgba = np.zeros((bottom - top, right - left, 4), np.uint8)
+    rgba[..., :3] = photo[top:bottom, left:right, :3]
+    rgba[..., 3] = np.where(mask[top:bottom, left:right], 255, 0)
+    rgba[..., :3] *= (rgba[..., 3:] > 0)  # nothing of the background under the transparent pixels either
+    w, h = fit_size(rgba.shape[1], rgba.shape[0], max_side)
+    return rgba if (w, h) == (rgba.shape[1], rgba.shape[0]) else resize(rgba, h, w)
+
+
 def encode_mask(mask: np.ndarray) -> str:
     """A small bool mask as text ("WxH:hex" of its packed bits), to keep on the object for calibration."""
     h, w = mask.shape

@@ -32,6 +32,7 @@ TASK_UUID = _key("sam3d_task_uuid", "object", "str", "the Runware task it came f
 SEED = _key("sam3d_seed", "object", "str", "the seed Runware reports for the result")
 COST = _key("sam3d_cost", "object", "float", "what Runware charged for the result, in USD")
 PROMPT = _key("sam3d_prompt", "object", "str", "the prompt sent with the task")
+CAPTION = _key("sam3d_caption", "object", "str", "what a caption task said the object is (Name from Caption)")
 IMAGE = _key("sam3d_image", "object", "str", "the photo's image name (the objects of one photo)")
 MASK = _key("sam3d_mask", "object", "str", "the mask's image name")
 MODEL = _key("sam3d_model", "object", "str", "the model id that made it (meta:sam@3d)")

@@ -36,11 +36,13 @@ from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 from ... import preferences
 from ...client import Job, Sam3dError, files
 from ...client.errors import Code
+from ...client.jobs import Event
 from ...client.journal import task_files
 from ...client.money import Limit
 from ...client.photo_folder import Item, file_hash, find_items, shard
+from ...client.tasks import CAPTION_MODEL
 from ...translations import iface_, rpt_, tip_
-from ...utils import contact_sheet, schema
+from ...utils import captions, contact_sheet, schema
 from ..machinery import pixels
 from ..machinery.checks import is_blocking, refuse, why_offline
 from ..machinery.inputs import settings_of, window_manager_of
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 SHEET = "index.html"  # the contact sheet, beside the report
 REPORT_EVERY = 2.0  # seconds between rewrites of the report while a batch runs
+MAX_NAME = 63  # characters of an asset's name read back from a (shared) state file: Blender's own name limit
 
 
 
@@ -69,6 +72,7 @@ class Options:
     bake: int = 0  # bake colours into a texture of this size; 0: keep vertex colours
     max_cost: float = 0.0  # the batch's own cost limit, USD; 0: none (the session's limit still holds)
     shard: tuple[int, int] = (1, 1)
+    caption: bool = False  # caption each new item (paid): names, descriptions and tags from what is in it
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
@@ -114,6 +118,7 @@ class Batch:
     ended: float | None = None  # when its last item ended (the panel's clock stops there)
     _next: int = 0
     _active: dict[str, Item] = field(default_factory=dict)  # task UUID → item, jobs in flight
+    _captions: dict[str, dict[str, str]] = field(default_factory=dict)  # item key → its caption's UUID and text
     _reported: float = 0.0
     _collect: bool = False  # an item ended since the last garbage collection
 
@@ -178,27 +183,39 @@ class Batch:
             hashes = {"photo": file_hash(item.photo), "mask": file_hash(item.mask) if item.mask else ""}
             if self.library.is_done(item.key, hashes):
                 item.status, item.reason = "skipped", "already in the library"
+                state = self.library.state(item.key)  # the sheet shows it as it was made
+                item.caption = _caption_of_state(state).get("caption", "")
+                if isinstance(state.get("name"), str) and state["name"].strip():
+                    item.name = captions.clean(state["name"])[:MAX_NAME]
                 return None
             earlier = self._earlier(context, item, hashes)
+            kept = self._captions[item.key] = _caption_of_state(self.library.state(item.key))
             fields: dict[str, Any] = {
                 "name": item.name, "image_name": item.photo, "mask_name": item.mask or f"{item.photo} (alpha)",
                 "placement": "CURSOR", "prompt": item.name.replace("_", " "), "source": {"key": item.key, **hashes}}
             if earlier:
                 request = job_request(context, **earlier, **fields)
             else:
-                request = job_request(context, limits=(self.limit,), prepare=self._inputs(context, item).encode,
-                                      **fields)
+                inputs = self._inputs(context, item)
+                ask = self.options.caption and "caption_uuid" not in kept  # a caption is never asked twice
+                request = job_request(context, limits=(self.limit,), prepare=inputs.encode,
+                                      caption=inputs.cutout_png if ask else None, **fields)
+                if request.caption is not None:
+                    kept["caption_uuid"] = request.caption.task_uuid
                 try:  # written before anything is sent: a kill from here on is resumed by this UUID, anywhere
-                    self.library.set_state(item.key, state="claimed", task_uuid=request.task_uuid, hashes=hashes)
+                    self.library.set_state(item.key, state="claimed", task_uuid=request.task_uuid, hashes=hashes,
+                                           **kept)
                 except OSError:
-                    if request.reservation is not None:  # nothing was sent: the money goes back
-                        request.reservation.release()
+                    for held in (request.reservation, request.caption.reservation if request.caption else None):
+                        if held is not None:  # nothing was sent: the money goes back
+                            held.release()
                     raise
         except (OSError, pixels.MaskError, RuntimeError, Sam3dError) as exc:
             item.status, item.reason = "failed", _sentence(exc)
             return None
         entry = SceneJob(Job(request), batch=self)
-        entry.after_import = lambda objects, item=item, hashes=hashes: self._made(item, hashes, objects)
+        entry.after_import = lambda objects, item=item, hashes=hashes, entry=entry: self._made(
+            item, hashes, objects, entry.job.outcome)
         entry.on_failure = lambda reason, item=item, entry=entry: self._failed(item, reason, entry)
         return RUNNER.add(entry)
 
@@ -219,6 +236,11 @@ class Batch:
             return {"task_uuid": uuid, "resume": True, "downloaded": list(record.files)}
         return {"task_uuid": uuid, "resume": True} if record.unfinished else {}
 
+    def _journalled(self, item: Item) -> str:
+        """The caption this machine's journal holds for the item's task (asked by an earlier, killed run)."""
+        record = RUNNER.record(item.task_uuid) if files.is_uuid(item.task_uuid) else None
+        return str(record.info.get("caption", "")) if record is not None else ""
+
     def _inputs(self, context: bpy.types.Context, item: Item) -> pixels.Inputs:
         """The item's pixels at the size sent; its images leave the open file at once (memory stays flat)."""
         loaded = []
@@ -234,16 +256,26 @@ class Batch:
             for image in loaded:
                 bpy.data.images.remove(image)
 
-    def _made(self, item: Item, hashes: dict[str, str], objects: list[bpy.types.Object]) -> None:
+    def _made(self, item: Item, hashes: dict[str, str], objects: list[bpy.types.Object],
+              outcome: Event | None = None) -> None:
         """The result is in the open file: make it an asset, write it to its own file, then take it out."""
         self._active.pop(str(objects[0].get(schema.TASK_UUID, "")), None)
         root = objects[0]
         item.task_uuid = str(root.get(schema.TASK_UUID, ""))
-        item.cost = float(root.get(schema.COST) or 0.0)
+        item.cost = float(root.get(schema.COST) or 0.0) + float(outcome.caption_cost or 0.0 if outcome else 0.0)
         source = Path(item.mask or item.photo).name
-        tags = ["SAM 3D", item.catalog.split("/")[-1], Path(item.photo).stem]
-        make_asset(root, catalog=item.catalog, tags=tags,
-                   description=(f"SAM 3D Objects reconstruction of {source} in {Path(item.photo).name}. "
+        kept = self._captions.pop(item.key, {})
+        item.caption = captions.clean(root.get(schema.CAPTION) or kept.get("caption") or self._journalled(item))
+        if item.caption:
+            kept["caption"] = item.caption
+            named = captions.short_name(item.caption)
+            if named and captions.is_anonymous(Path(item.key).stem.split("@")[0]):
+                item.name = named  # IMG_4471, 0, image: the caption says what it is
+        catalog = item.catalog.split("/")[-1]
+        tags = ["SAM 3D", *captions.tags(item.caption, catalog), catalog, Path(item.photo).stem]
+        make_asset(root, catalog=item.catalog, tags=list(dict.fromkeys(tags)),
+                   description=((item.caption + "\n\n" if item.caption else "")
+                                + f"SAM 3D Objects reconstruction of {source} in {Path(item.photo).name}. "
                                 f"Task {item.task_uuid}, seed {root.get(schema.SEED)}"
                                 + (f", cost ${item.cost:.4f}" if root.get(schema.COST) is not None else "") + "."),
                    provenance={**{k: root[k] for k in (schema.TASK_UUID, schema.SEED, schema.COST, schema.PROMPT)
@@ -265,7 +297,8 @@ class Batch:
             files.write_atomically(self.library.folder / contact_sheet.preview_path(item.key), preview,
                                    root=self.library.folder)
             self.library.set_state(item.key, state="done", task_uuid=item.task_uuid, hashes=hashes,
-                                   asset=self.library.asset_path(item.key).name, cost=item.cost)
+                                   asset=self.library.asset_path(item.key).name, cost=item.cost, name=item.name,
+                                   **kept)
         except OSError as exc:  # the item fails with a sentence; its result stays in the result folder
             raise Sam3dError(Code.BAD_LIBRARY, rpt_(
                 "{} could not be written to the library ({}); its result is kept, and running the batch again "
@@ -282,8 +315,10 @@ class Batch:
         item.status, item.reason = "failed", reason
         error = entry.job.outcome.error if entry.job.outcome is not None else None
         lost = (Code.TASK_FAILED_OR_NOT_FOUND, Code.NOT_FOUND)
-        if entry.job.request.resume and error is not None and error.code in lost:
-            self.library.set_state(item.key, state="lost", task_uuid=entry.job.task_uuid)  # the next run sends it
+        if entry.job.request.resume and error is not None and error.code in lost:  # the next run sends it
+            self.library.set_state(item.key, state="lost", task_uuid=entry.job.task_uuid,
+                                   **self._captions.get(item.key, {}))
+        self._captions.pop(item.key, None)
         self.save_report()
 
     def save_report(self, force: bool = False) -> None:
@@ -307,7 +342,8 @@ class Batch:
         folder = self.library.folder
         entries = [contact_sheet.Entry(i.name, i.key, i.catalog, i.status, i.reason, i.cost,
                                        preview=i.status in ("done", "skipped") and
-                                       files.is_regular(folder / contact_sheet.preview_path(i.key), root=folder))
+                                       files.is_regular(folder / contact_sheet.preview_path(i.key), root=folder),
+                                       caption=i.caption)
                    for i in self.items]
         return contact_sheet.page(f"SAM 3D asset library: {folder.name}", entries, self.cost())
 
@@ -329,6 +365,16 @@ def _lent_name(root: bpy.types.Object, name: str) -> Iterator[None]:
             if root.name == name:
                 root.name = f"{name}.sam3d-asset"
             other.name = name
+
+
+def _caption_of_state(state: dict[str, Any]) -> dict[str, str]:
+    """What an item's state (a shared file) says of its caption: the UUID it was asked under, and its text."""
+    kept = {k: state[k] for k in ("caption_uuid", "caption") if isinstance(state.get(k), str)}
+    if "caption_uuid" in kept and not files.is_uuid(kept["caption_uuid"]):
+        kept.pop("caption_uuid")
+    if "caption" in kept:
+        kept["caption"] = captions.clean(kept["caption"])
+    return kept
 
 
 def _sentence(exc: Exception) -> str:
@@ -357,8 +403,11 @@ def prepare(folder: Path, library_folder: Path, options: Options) -> Batch:
 def estimate(batch: Batch) -> tuple[int, float]:
     """(items not yet in the library, their cost at the next reservation's price): the batch's own words."""
     todo = sum(1 for i in batch.items if i.status == "pending" and batch.library.state(i.key).get("state") != "done")
-    model = preferences.get().model.strip()  # the price of the model the next reservation uses
-    return todo, RUNNER.ledger.estimate("3dInference", model, todo)
+    prefs = preferences.get()  # the price of the models the next reservations use
+    cost = RUNNER.ledger.estimate("3dInference", prefs.model.strip(), todo)
+    if batch.options.caption:  # an upper bound: an item captioned by an earlier run is not asked again
+        cost += RUNNER.ledger.estimate("caption", prefs.caption_model.strip() or CAPTION_MODEL, todo)
+    return todo, cost
 
 
 def estimate_text(batch: Batch) -> str:
@@ -424,6 +473,7 @@ class SAM3D_OT_batch(bpy.types.Operator):
     target_size: FloatProperty(name="Target Size", min=0.0, options={"SKIP_SAVE"})  # type: ignore[valid-type]
     triangle_budget: IntProperty(name="Triangle Budget", min=0, options={"SKIP_SAVE"})  # type: ignore[valid-type]
     bake: IntProperty(name="Bake Texture", min=0, max=8192, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    caption: BoolProperty(name="Name from Caption", options={"SKIP_SAVE"})  # type: ignore[valid-type]
     confirmed: BoolProperty(default=False, options={"HIDDEN", "SKIP_SAVE"})  # type: ignore[valid-type]
 
     @classmethod
@@ -442,7 +492,8 @@ class SAM3D_OT_batch(bpy.types.Operator):
         options = Options(float(self._setting(context, "target_size", "batch_target_size")),
                           int(self._setting(context, "triangle_budget", "batch_triangle_budget")),
                           int(self._setting(context, "bake", "batch_bake")),
-                          float(self._setting(context, "max_cost", "batch_max_cost")))
+                          float(self._setting(context, "max_cost", "batch_max_cost")),
+                          caption=bool(self._setting(context, "caption", "batch_caption")))
         return prepare(directory, library, options)
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:
@@ -503,7 +554,7 @@ class SAM3D_OT_batch_cancel(bpy.types.Operator):
 
 def cli(argv: list[str]) -> int:
     """`blender --command sam3d batch DIR -o LIBRARY [--max-cost USD] [--size M] [--triangles N] [--bake RES]
-    [--shard K/N]`"""
+    [--shard K/N] [--caption]`"""
     import argparse
 
     parser = argparse.ArgumentParser(prog="blender --command sam3d")
@@ -516,6 +567,8 @@ def cli(argv: list[str]) -> int:
     batch.add_argument("--triangles", type=int, default=0, help="triangle budget per asset (0: keep)")
     batch.add_argument("--bake", type=int, default=0, help="bake colours into a texture this many pixels a side")
     batch.add_argument("--shard", default="1/1", help="K/N: build only the K-th of N shares of the items")
+    batch.add_argument("--caption", action="store_true",
+                       help="caption each item (paid, about $0.002 each): names, descriptions and tags from it")
     args = parser.parse_args(argv)
     try:
         k, n = (int(v) for v in args.shard.split("/"))
@@ -536,7 +589,7 @@ def cli(argv: list[str]) -> int:
     def say(kind: set[str], text: str) -> None:
         print(f"sam3d: {text}", flush=True)
 
-    options = Options(args.size, args.triangles, args.bake, args.max_cost, (k, n))
+    options = Options(args.size, args.triangles, args.bake, args.max_cost, (k, n), caption=args.caption)
     try:
         done = prepare(Path(args.directory), Path(args.output).absolute(), options)
     except Sam3dError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ import bpy
 from ... import preferences
 from ...client import JobRequest, Sam3dError
 from ...client.errors import Code
+from ...client.jobs import CaptionRequest
 from ...client.money import Limit, Reservation
+from ...client.tasks import CAPTION_MODEL
 from .runner import RUNNER
 
 
@@ -45,9 +48,10 @@ def reserve(context: bpy.types.Context, task_type: str, model: str, results: int
 
 
 def job_request(context: bpy.types.Context, *, paid: bool = True, limits: tuple[Limit, ...] = (),
-                **fields: Any) -> JobRequest:
+                caption: Callable[[], bytes] | None = None, **fields: Any) -> JobRequest:
     """A request with the preferences' key, endpoint, model and limits; `fields` add the job's own. A paid
-    request (not a Resume) holds its reservation from here on."""
+    request (not a Resume) holds its reservation from here on, and so does its caption when `caption` (the
+    cut-out's PNG, made on the worker) is given: a caption is asked only with a new task."""
     prefs = preferences.get(context)
     destinations = {"webhook_url": prefs.webhook_url.strip(), "upload_endpoint": prefs.upload_endpoint.strip()}
     if not all(preferences.is_secure_destination(url, prefs.api_url.strip()) for url in destinations.values() if url):
@@ -60,6 +64,14 @@ def job_request(context: bpy.types.Context, *, paid: bool = True, limits: tuple[
         max_triangles=prefs.max_triangles, **destinations, **network(context), **fields)
     if paid and not request.resume:
         request.reservation = reserve(context, "3dInference", request.model, request.number_results, limits)
+        if caption is not None:
+            model = prefs.caption_model.strip() or CAPTION_MODEL
+            try:
+                held = reserve(context, "caption", model, 1, limits)
+            except Sam3dError:
+                request.reservation.release()  # nothing is sent: neither is held
+                raise
+            request.caption = CaptionRequest(model, caption, reservation=held)
     return request
 
 

@@ -20,7 +20,7 @@ from ...client import Journal, Sam3dError
 from ...client.errors import Code
 from ...client.locks import TaskLocks
 from ...translations import iface_, rpt_
-from ...utils import schema
+from ...utils import captions, schema
 from .. import bake
 from ..library import assets as library
 from ..scene import photo_camera
@@ -53,9 +53,13 @@ def finish(context: bpy.types.Context, entry: SceneJob) -> tuple[list[bpy.types.
                                            req.mask_name, req.model, r.index) for r in outcome.results]
         box, lowres = entry.mask_box, entry.mask_lowres
         arrange = (lambda roots: photo_camera.arrange(context, roots, req.image_name, box, lowres)) if box else None
+        caption = captions.clean(outcome.caption)
+        name = (captions.short_name(caption) or req.name) if entry.name_from_caption else req.name
         objects = importing.import_results(context, [r.path for r in outcome.results], provenance,
-                                           name=req.name, placement=req.placement,
+                                           name=name, placement=req.placement,
                                            photo=req.image_name if entry.photo_collection else "", arrange=arrange)
+        for obj in objects if caption else []:
+            obj[schema.CAPTION] = caption
         resolution, budget = entry.finishing
         for obj in objects if resolution or budget else []:  # Advanced: an engine-ready mesh and texture
             if resolution:

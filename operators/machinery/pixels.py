@@ -26,6 +26,7 @@ from ...translations import rpt_
 from ...utils import schema
 from ...utils.raster import (
     MAX_SIDE,
+    cutout,
     encode_png,
     fit_size,
     linear_to_srgb,
@@ -59,6 +60,10 @@ class Inputs:
         mask = _cached(self.mask, lambda: encode_png(np.where(self.mask, 255, 0).astype(np.uint8)))
         return photo, mask
 
+    def cutout_png(self) -> bytes:
+        """The object alone (the photo under the mask, cropped to it), as a PNG. Safe on a worker thread."""
+        return encode_png(cutout(self.photo, self.mask))
+
     def digest(self) -> str:
         """The pixels sent, as a short hash: two requests with the same digest send the same images."""
         return _digest(self.photo) + _digest(self.mask)
@@ -67,15 +72,26 @@ class Inputs:
 def packed(given: Inputs) -> Callable[[], tuple[bytes, bytes]]:
     """`given.encode`, holding its mask as compressed bits until a worker encodes it: a press of hundreds of
     masks holds the photo once and a few kilobytes per mask (a mask is mostly runs of one value), not megabytes."""
+    unpacked = _packed(given)
+    return lambda: unpacked().encode()
+
+
+def packed_cutout(given: Inputs) -> Callable[[], bytes]:
+    """`given.cutout_png`, held the same way (a caption's input)."""
+    unpacked = _packed(given)
+    return lambda: unpacked().cutout_png()
+
+
+def _packed(given: Inputs) -> Callable[[], Inputs]:
     photo, shape, warnings = given.photo, given.mask.shape, given.warnings
     bits = zlib.compress(np.packbits(given.mask).tobytes(), 1)
 
-    def encode() -> tuple[bytes, bytes]:
+    def unpack() -> Inputs:
         packed_bits = np.frombuffer(zlib.decompress(bits), np.uint8)
         mask = np.unpackbits(packed_bits, count=shape[0] * shape[1]).reshape(shape).astype(bool)
-        return Inputs(photo, mask, warnings).encode()
+        return Inputs(photo, mask, warnings)
 
-    return encode
+    return unpack
 
 
 # The same photo is sent again and again (several masks, variants, retries): encode it once. Keyed by a

@@ -53,6 +53,7 @@ class Plan:
     mask_box: tuple[float, float, float, float] | None = None
     mask_lowres: str = ""
     finishing: tuple[int, int] = (0, 0)
+    name_from_caption: bool = False
 
 
 def plan_jobs(context: bpy.types.Context, allow_duplicate: bool = False) -> list[Plan]:
@@ -75,12 +76,14 @@ def plan_jobs(context: bpy.types.Context, allow_duplicate: bool = False) -> list
                   "placement": settings.placement, "prompt": prompt, "seed": chosen_seed(settings),
                   "number_results": settings.num_results, "delivery": settings.delivery_method.lower(),
                   "ttl": settings.ttl}
-        plan = Plan({**fields, "prepare": pixels.packed(given)}, fingerprint(given.digest(), "", model=prefs.model,
-                                                                             **fields),
+        caption = pixels.packed_cutout(given) if settings.name_from_caption else None
+        plan = Plan({**fields, "prepare": pixels.packed(given), "caption": caption},
+                    fingerprint(given.digest(), "", model=prefs.model, **fields),
                     list(given.warnings), photo_collection=bool(listed),
                     mask_box=raster.mask_box(given.mask) if camera else None,
                     mask_lowres=raster.encode_mask(lowres_mask(given.mask)) if camera else "",
-                    finishing=(settings.bake_resolution if settings.bake_to_texture else 0, settings.triangle_budget))
+                    finishing=(settings.bake_resolution if settings.bake_to_texture else 0, settings.triangle_budget),
+                    name_from_caption=settings.name_from_caption)
         if not allow_duplicate and RUNNER.in_flight(plan.fingerprint):
             raise DuplicateError(name)
         plans.append(plan)
@@ -95,12 +98,13 @@ def start(context: bpy.types.Context, plans: list[Plan]) -> list[SceneJob]:
             requests.append(job_request(context, **plan.fields))
     except Sam3dError:
         for request in requests:
-            if request.reservation is not None:
-                request.reservation.release()
+            for held in (request.reservation, request.caption.reservation if request.caption else None):
+                if held is not None:
+                    held.release()
         raise
     return [RUNNER.add(SceneJob(Job(request), plan.warnings, photo_collection=plan.photo_collection,
                                 mask_box=plan.mask_box, mask_lowres=plan.mask_lowres, fingerprint=plan.fingerprint,
-                                finishing=plan.finishing))
+                                finishing=plan.finishing, name_from_caption=plan.name_from_caption))
             for plan, request in zip(plans, requests, strict=True)]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import urllib.request
 import uuid
 
@@ -153,3 +154,15 @@ def test_sdk_cannot_read_an_upload_answered_as_an_object(emu):
     emu.style.upload_data_form = "object"
     assert run(emu, {"taskType": "imageUpload", "image": DATA_URI}) == []
     assert len(emu.uploads) == 1
+
+
+def test_caption_through_run_in_both_documented_forms(emu):
+    emu.caption_text = "A wooden stool."
+    [item] = run(emu, {"taskType": "caption", "model": "runware:152@2", "inputs": {"image": DATA_URI},
+                       "prompt": "what is it?", "includeCost": True})
+    assert item["text"] == "A wooden stool." and item["cost"] == 0.0019
+    old = {"taskType": "imageCaption", "taskUUID": str(uuid.uuid4()), "model": "runware:150@2", "inputImage": DATA_URI}
+    body = json.loads(urllib.request.urlopen(urllib.request.Request(
+        emu.api_url, json.dumps([old]).encode(), {"Authorization": f"Bearer {KEY}",
+                                                  "Content-Type": "application/json"})).read())
+    assert body["data"][0]["text"] == "A wooden stool." and emu.billed("caption") == 2

@@ -7,8 +7,10 @@ import time
 
 import pytest
 
-from client.jobs import INPUT_FILES, Job, JobRequest
-from client.journal import FILE, Journal
+from client import tasks
+from client.jobs import INPUT_FILES, CaptionRequest, Job, JobRequest
+from client.journal import FILE, History, Journal
+from client.money import Ledger, micro
 from tests.client.conftest import KEY
 from tests.emulator import cutout_png
 
@@ -317,3 +319,45 @@ def test_jobs_started_together_learn_how_long_tasks_take_from_the_first_to_end(e
     assert second.outcome.kind == "done" and seen == [jobs.RECENT._values[key][0]], "it polls by the first one's time"
     resumed = run(Job(request(emu, tmp_path, task_uuid=second.task_uuid, resume=True)))
     assert resumed.outcome.kind == "done" and len(jobs.RECENT._values[key]) == 2, "a resumed wait is not a task's time"
+
+
+def caption_request(ledger, png: bytes | None = None) -> CaptionRequest:
+    shown = png or cutout_png(32, 32)
+    return CaptionRequest(tasks.CAPTION_MODEL, lambda: shown,
+                          reservation=ledger.reserve("caption", tasks.CAPTION_MODEL, 1, []))
+
+
+def test_a_caption_is_asked_once_with_the_new_task_journalled_and_settled(emu, tmp_path):
+    ledger = Ledger()
+    emu.caption_text = "A brass desk lamp."
+    ask = caption_request(ledger)
+    job = run(Job(request(emu, tmp_path, caption=ask)))
+    assert job.outcome.kind == "done" and job.outcome.caption == "A brass desk lamp." and emu.billed("caption") == 1
+    [sent] = [r.body[0] for r in emu.requests if r.body and r.body[0].get("taskType") == "caption"]
+    assert sent["taskUUID"] == ask.task_uuid
+    assert events(tmp_path) == ["created", "submitted", "caption_sent", "caption", "results", "downloaded"]
+    history = History(tmp_path)
+    history.refresh()
+    assert history.tasks[job.task_uuid].info["caption"] == "A brass desk lamp."
+    assert history.total_cost == pytest.approx(0.0019 + 0.0038)  # the caption counts in what was spent
+    assert ledger.reserved == 0 and ledger.spent == micro(0.0019)
+
+
+def test_a_failed_caption_is_a_warning_and_a_resumed_task_asks_none(emu, tmp_path):
+    ledger = Ledger()
+    emu.caption_text = lambda task: None  # an answer with no text: Runware may have billed it
+    job = run(Job(request(emu, tmp_path, caption=caption_request(ledger))))
+    assert job.outcome.kind == "done" and job.outcome.caption == ""
+    assert any("No caption" in w for w in job.outcome.warnings)
+    assert ledger.reserved == 0 and ledger.spent == micro(0.0026), "sent: its worst case stays counted"
+    again = caption_request(ledger)
+    resumed = run(Job(request(emu, tmp_path, task_uuid=job.task_uuid, resume=True, caption=again)))
+    assert resumed.outcome.kind == "done" and emu.billed("caption") == 1
+    assert again.reservation is not None and again.reservation.settled and ledger.reserved == 0  # given back
+
+
+def test_a_cancelled_job_gives_its_caption_money_back(emu, tmp_path):
+    ledger = Ledger()
+    job = Job(request(emu, tmp_path, caption=caption_request(ledger)))
+    job.cancel()
+    assert ledger.reserved == 0 and ledger.spent == 0 and emu.billed("caption") == 0

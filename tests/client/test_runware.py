@@ -181,3 +181,26 @@ def test_without_retry_after_the_backoff_is_used(emu):
     emu.style.retry_after_form = "none"
     state = run(client_for(emu), task())
     assert state.results and emu.requests[1].time - emu.requests[0].time >= 0.05  # backoff_base in client_for
+
+
+def test_a_caption_is_the_answers_text_and_cost_sent_as_the_model_pages_write_it(emu):
+    emu.caption_text = "A brass desk lamp."
+    caption = client_for(emu).caption(cutout_png(40, 30))
+    assert (caption.text, caption.cost) == ("A brass desk lamp.", 0.0019)
+    [sent] = emu.requests[0].body
+    assert (sent["taskType"], sent["model"], sorted(sent["inputs"])) == ("caption", tasks.CAPTION_MODEL, ["image"])
+    assert sent["includeCost"] is True and sent["prompt"] and emu.billed("caption") == 1
+
+
+@pytest.mark.parametrize("text", ["", "   ", None, 42, ["a lamp"]])
+def test_a_caption_answer_without_text_is_a_bad_response(emu, text):
+    emu.caption_text = lambda task: text
+    with pytest.raises(RunwareError) as caught:
+        client_for(emu).caption(cutout_png(40, 30))
+    assert caught.value.code == "badResponse" and "caption" in str(caught.value)
+
+
+def test_a_caption_model_that_is_not_one_is_refused_by_the_server(emu):
+    with pytest.raises(RunwareError) as caught:
+        client_for(emu).caption(cutout_png(40, 30), model="meta:sam@3d")
+    assert caught.value.code == "invalidModel" and emu.billed("caption") == 0

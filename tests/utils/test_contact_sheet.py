@@ -44,16 +44,16 @@ def test_the_sheet_shows_each_asset_with_its_preview_and_each_failure_with_its_s
 
 
 def test_nothing_is_loaded_from_anywhere_and_no_name_becomes_markup():
-    entry = Entry(HOSTILE, f"{HOSTILE}/x #?.png", HOSTILE, "done", preview=True)
+    entry = Entry(HOSTILE, f"{HOSTILE}/x #?.png", HOSTILE, "done", preview=True, caption=HOSTILE)
     failed = Entry(HOSTILE, "y.png", "SAM 3D", "failed", HOSTILE)
     parsed = Parsed(page(HOSTILE, [entry, failed], 0.0))
     tags = {t for t, _ in parsed.tags}
     assert "script" not in tags and tags <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p",
-                                             "div", "figure", "img", "figcaption", "b", "br", "small", "ul", "li"}
+                                             "div", "figure", "img", "figcaption", "b", "br", "small", "ul", "li", "i"}
     assert all(not k.startswith("on") for _, attrs in parsed.tags for k in attrs), "no event handler"
     (src,) = [a["src"] for t, a in parsed.tags if t == "img"]
     assert src is not None and "://" not in src and not src.startswith("/") and "#" not in src and "?" not in src
-    assert HOSTILE in " ".join(parsed.text), "shown as text, whole"
+    assert " ".join(parsed.text).count(HOSTILE) == 8, "each shown as text, whole (the caption too)"
     links = [a for t, a in parsed.tags if t in ("link", "script", "iframe")] + \
         [a for t, a in parsed.tags if t == "img" and not a["src"].startswith("previews/")]
     assert links == []

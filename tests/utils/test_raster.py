@@ -83,3 +83,24 @@ def test_pull_push_fills_the_empty_texels_from_the_nearest_filled_ones_and_keeps
     gap = out[4:, 8:12]  # away from the green texel: a mix of red and blue, whole
     assert (gap.sum(axis=-1) > 0.9).all(), "no black where nothing was baked"
     assert gap[..., 2].mean() > 0.9, "the colour of the baked block around it (blue)"
+
+
+def test_a_cutout_is_the_object_cropped_to_its_box_with_a_margin_transparent_elsewhere() -> None:
+    photo = np.full((100, 200, 3), 200, np.uint8)
+    mask = np.zeros((100, 200), bool)
+    mask[20:40, 50:150] = True  # a box 100 wide, 20 high
+    cut = raster.cutout(photo, mask, margin=0.1)
+    assert cut.shape == (20 + 2 * 2, 100 + 2 * 10, 4)
+    assert (cut[2:-2, 10:-10, 3] == 255).all() and (cut[2:-2, 10:-10, :3] == 200).all()
+    assert cut[0, 0, 3] == 0 and not cut[0, 0, :3].any()  # the background leaves nothing behind
+    edge = np.zeros((100, 200), bool)
+    edge[0:10, 0:10] = True  # at the photo's corner: the margin stops at the photo's edge
+    assert raster.cutout(photo, edge).shape == (11, 11, 4)
+
+
+def test_a_cutout_is_bounded_and_an_empty_mask_is_refused() -> None:
+    photo = np.zeros((3000, 4000, 3), np.uint8)
+    mask = np.ones((3000, 4000), bool)
+    assert max(raster.cutout(photo, mask, max_side=512).shape[:2]) == 512
+    with pytest.raises(ValueError):
+        raster.cutout(photo, np.zeros((3000, 4000), bool))
