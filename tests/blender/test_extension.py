@@ -104,7 +104,7 @@ def test_panels_draw_every_setting_and_say_why_reconstruct_is_disabled(sam3d):
     assert draw("SAM3D_PT_image_advanced")
     library = {name for kind, name in draw("SAM3D_PT_view3d_library") if kind == "prop"}
     assert library == {"batch_directory", "batch_library", "batch_target_size", "batch_triangle_budget",
-                       "batch_bake", "batch_max_cost"}
+                       "batch_bake", "batch_caption", "batch_max_cost"}
 
 
 def test_the_jobs_panel_shows_history_resume_costs_and_messages(sam3d):
