@@ -14,6 +14,7 @@ import bpy
 from bpy.props import FloatProperty, IntProperty, StringProperty
 
 from .client import DEFAULT_API_URL, DEFAULT_MODEL, Sam3dError
+from .client.engines import ENGINES
 from .client.http import check_url, host_of, is_loopback
 from .client.tasks import CAPTION_MODEL
 from .translations import iface_, tip_
@@ -125,6 +126,8 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
                       else iface_("No key: paste one, or set {}").format(ENV_KEY), icon="INFO")
         col.prop(self, "api_url")
         col.prop(self, "model")
+        for engine in OTHER_ENGINES:
+            col.prop(self, engine_model_property(engine.id))
         col.prop(self, "caption_model")
         col.operator("sam3d.test_connection", icon="WORLD")
         for level, text in CONNECTION_REPORT:
@@ -184,6 +187,25 @@ def result_folder(prefs: SAM3D_AddonPreferences) -> Path:
         return Path(bpy.utils.extension_path_user(__package__, path="results", create=True))
     except ValueError:  # not installed as an extension (e.g. loaded from source)
         return Path(tempfile.gettempdir()) / "sam3d" / "results"
+
+
+OTHER_ENGINES = [e for e in ENGINES.values() if e.id != "SAM3D"]
+
+
+def engine_model_property(engine_id: str) -> str:
+    return f"model_{engine_id.lower()}"
+
+
+for _engine in OTHER_ENGINES:  # a newer version of any engine needs no update of the add-on
+    SAM3D_AddonPreferences.__annotations__[engine_model_property(_engine.id)] = StringProperty(  # type: ignore[func-returns-value]
+        name=f"{_engine.label} Model", default=_engine.model,
+        description=f"Runware model id of {_engine.label}; change it when a newer version is published")
+
+
+def engine_model(prefs: SAM3D_AddonPreferences, engine_id: str) -> str:
+    """The model id the preferences give an engine (SAM 3D's is `model`); its default when left empty."""
+    name = "model" if engine_id == "SAM3D" else engine_model_property(engine_id)
+    return str(getattr(prefs, name, "")).strip() or ENGINES[engine_id].model
 
 
 classes = (SAM3D_AddonPreferences,)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import bpy
 from bpy.props import (
     BoolProperty,
@@ -12,6 +14,8 @@ from bpy.props import (
     PointerProperty,
     StringProperty,
 )
+
+from .client.engines import ENGINES, Engine, Setting
 
 
 class SAM3D_PG_mask(bpy.types.PropertyGroup):
@@ -57,6 +61,10 @@ class SAM3D_PG_settings(bpy.types.PropertyGroup):
     num_results: IntProperty(  # type: ignore[valid-type]
         name="Variants", default=1, min=1, max=4,
         description="How many objects to make (each with its own seed), placed side by side")
+    engine: EnumProperty(  # type: ignore[valid-type]
+        name="Engine", default="SAM3D",
+        items=[(e.id, e.label, e.description) for e in ENGINES.values()],
+        description="The image-to-3D model on your Runware key that makes the object (each bills its own price)")
     placement: EnumProperty(  # type: ignore[valid-type]
         name="Placement", default="CURSOR",
         items=[("CURSOR", "On 3D Cursor", "Stand the object on the 3D cursor, origin at its base"),
@@ -102,7 +110,61 @@ class SAM3D_PG_settings(bpy.types.PropertyGroup):
         description="Seconds the result URL stays valid (at least 60). 0: Runware's default")
 
 
-classes = (SAM3D_PG_mask, SAM3D_PG_settings)
+# --- the engines' settings: one group per engine, made from its registry entry (client/engines.py) -----------
+
+
+def group_name(engine_id: str) -> str:
+    """The scene setting that holds one engine's settings (`scene.sam3d.engine_trellis2`)."""
+    return f"engine_{engine_id.lower()}"
+
+
+def _value_property(spec: Setting) -> Any:
+    """A setting as a Blender property with the bounds its page documents (enums by the text of each value)."""
+    text = spec.description
+    if spec.kind == "bool":
+        return BoolProperty(name=spec.label, default=bool(spec.default), description=text)
+    if spec.kind == "enum":
+        items = [(str(c), str(c), "") for c in spec.choices]
+        chosen = str(spec.default) if spec.default in spec.choices else items[0][0]
+        return EnumProperty(name=spec.label, items=items, default=chosen, description=text)
+    low = spec.minimum if spec.minimum is not None else 0
+    high = spec.maximum if spec.maximum is not None else 2**31 - 1
+    default = spec.default if isinstance(spec.default, int | float) and not isinstance(spec.default, bool) else low
+    if spec.kind == "int":
+        return IntProperty(name=spec.label, min=int(low), max=int(high), default=int(default),
+                           step=spec.step or 1, description=text)
+    return FloatProperty(name=spec.label, min=float(low), max=float(high), default=float(default), description=text)
+
+
+def _engine_group(spec: Engine) -> type[bpy.types.PropertyGroup]:
+    """Each documented setting, and beside it whether to send it: an unsent one keeps the server's default."""
+    fields: dict[str, Any] = {}
+    for setting in spec.settings:
+        fields[f"use_{setting.name}"] = BoolProperty(  # type: ignore[func-returns-value]
+            name=setting.label, default=False,
+            description=f"Send {setting.name} (unticked: {spec.label}'s own default)")
+        fields[setting.name] = _value_property(setting)
+    return type(f"SAM3D_PG_{group_name(spec.id)}", (bpy.types.PropertyGroup,), {"__annotations__": fields})
+
+
+ENGINE_GROUPS = [_engine_group(e) for e in ENGINES.values() if e.settings]
+for _group, _spec in zip(ENGINE_GROUPS, [e for e in ENGINES.values() if e.settings], strict=True):
+    SAM3D_PG_settings.__annotations__[group_name(_spec.id)] = PointerProperty(  # type: ignore[func-returns-value]
+        type=_group)
+
+
+def engine_values(settings: Any, engine_id: str) -> dict[str, Any]:
+    """The settings of an engine the artist chose to send, by name, as its registry types them."""
+    group = getattr(settings, group_name(engine_id), None)
+    values: dict[str, Any] = {}
+    for spec in ENGINES[engine_id].settings if group is not None else ():
+        if getattr(group, f"use_{spec.name}"):
+            value = getattr(group, spec.name)
+            values[spec.name] = next((c for c in spec.choices if str(c) == value), value)
+    return values
+
+
+classes: tuple[type[bpy.types.PropertyGroup], ...] = (SAM3D_PG_mask, *ENGINE_GROUPS, SAM3D_PG_settings)
 
 
 def register() -> None:

@@ -249,7 +249,8 @@ def _entries() -> tuple[Engine, ...]:
                "A single cut-out image to a textured asset with PBR materials, complex topology and sharp "
                "features; billed by processing time, a few cents.",
                "image", 1, accepts_text=False, posed=False, pbr=True, quads=False,
-               documented_price=0.0256, worst_case_price=0.0256, settings=TRELLIS_SETTINGS,
+               # Billed by processing time: its page's 0.0256 is for 1024 px textures; 4096 px costs more.
+               documented_price=0.0256, worst_case_price=0.10, settings=TRELLIS_SETTINGS,
                seed_max=tasks.MAX_SEED),
         Engine("HUNYUAN_PRO", "Hunyuan 3D 3.1 Pro", "tencent:hunyuan-3d@3.1-pro",
                "Production-grade assets from a prompt or from views of the object: clean, watertight meshes "

@@ -42,6 +42,7 @@ class Code(StrEnum):
     INVALID_IMAGE = "invalidImage"
     INVALID_NUMBER_RESULTS = "invalidNumberResults"
     INVALID_SEED = "invalidSeed"
+    INVALID_SETTING = "invalidSetting"  # an engine's setting it does not document, or out of its bounds
     INVALID_TTL = "invalidTtl"
     JOB_TIMEOUT = "jobTimeout"
     KEY_IN_RESULT_URL = "keyInResultUrl"

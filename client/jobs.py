@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import files, glb_gate, tasks
+from . import engines, files, glb_gate, tasks
 from .cache import OnceCache
 from .download import download, save_inline
 from .errors import Code, Sam3dError, redact
@@ -81,6 +81,8 @@ class JobRequest:
     placement: str = "CURSOR"
     api_url: str = DEFAULT_API_URL
     model: str = tasks.DEFAULT_MODEL
+    engine: str = "SAM3D"  # which image-to-3D model family (client/engines.py); `model` is its id
+    engine_values: dict[str, Any] = field(default_factory=dict)  # its settings, by name (only those to send)
     prompt: str = ""
     seed: int | None = None
     number_results: int = 1
@@ -111,7 +113,7 @@ class JobRequest:
         info: dict[str, Any] = {
             "name": self.name, "image": self.image_name, "mask": self.mask_name, "prompt": self.prompt,
             "seed": None if self.seed is None else str(self.seed), "model": self.model,
-            "number_results": self.number_results, "placement": self.placement}
+            "number_results": self.number_results, "placement": self.placement, "engine": self.engine}
         if self.source:
             info["source"] = self.source
         return info
@@ -390,11 +392,7 @@ class Job:
             files.write_atomically(req.folder / name, data, root=req.result_dir)
         self._emit("uploading", 0.0, "Uploading the photo ({:.1f} MB)", len(image_png) / 1e6)
         image_ref, reused = self._photo(client, image_png)
-        task = tasks.inference_task(
-            image=image_ref, mask=tasks.data_uri_png(mask_png), prompt=req.prompt,
-            model=req.model, seed=req.seed, number_results=req.number_results, delivery=req.delivery,
-            ttl=req.ttl, webhook_url=req.webhook_url, upload_endpoint=req.upload_endpoint,
-            task_uuid=self.task_uuid)
+        task = engine_task(req, image_ref, tasks.data_uri_png(mask_png), self.task_uuid)
         client.check_cancel()
         journal.append("submitted", self.task_uuid, info=req.info())  # before the request: never lost
         self.submitted = True
@@ -406,7 +404,8 @@ class Job:
                 raise
             # Runware forgot the upload (deleted after 30 days unused): send it again. The refused task was
             # never created, so it keeps its UUID.
-            task["inputs"]["image"] = self._photo(client, image_png, fresh=True)[0]
+            task = engine_task(req, self._photo(client, image_png, fresh=True)[0], tasks.data_uri_png(mask_png),
+                               self.task_uuid)
             state = self._send(client, task)
         self._caption(client, journal)
         if len(state.results) >= req.number_results:  # sync delivery, or an instant answer
@@ -540,6 +539,22 @@ class Job:
             self._gate(dest)
             results.append(Result(dest, gen.task_uuid, gen.index, gen.seed, gen.cost, gen.url))
         return results
+
+
+def engine_task(req: JobRequest, image: str, mask: str, task_uuid: str) -> dict[str, Any]:
+    """The job's `3dInference` task for its engine: SAM 3D gets the photo and its mask, an engine without a mask
+    input its cut-out (the request's image, made so by the Blender side) and no prompt (they take one or the
+    other), a seed only where the engine takes one. A setting it does not document is a sentence, never sent."""
+    spec = engines.engine(req.engine)
+    posed = spec.input_kind == "image+mask"
+    try:
+        return engines.request(
+            spec, model=req.model, image=image, mask=mask if posed else None, prompt=req.prompt if posed else "",
+            seed=req.seed if spec.seed_max is not None else None, values=req.engine_values, task_uuid=task_uuid,
+            number_results=req.number_results, delivery=req.delivery, ttl=req.ttl, webhook_url=req.webhook_url,
+            upload_endpoint=req.upload_endpoint)
+    except engines.EngineError as exc:
+        raise Sam3dError(Code.INVALID_SETTING, str(exc), parameter="settings") from None
 
 
 def _try(write: Callable[..., None], *args: Any, **kwargs: Any) -> None:

@@ -110,14 +110,15 @@ class Ledger:
         self.reserved = 0  # open reservations, micro-dollars
         self.unreported: dict[str, int] = {}  # of `spent`, by task type: kept at the estimate, no price reported
 
-    def price(self, task_type: str, model: str) -> int:
+    def price(self, task_type: str, model: str, floor: float = 0.0) -> int:
         """Worst-case price of one result, micro-dollars: the documented default, or more when Runware has
         reported more. A learnt price never lowers it: prices are also learnt from the shared result folder's
-        journal, which anyone with write access to the folder can plant."""
+        journal, which anyone with write access to the folder can plant. `floor`: the least a caller knows it can
+        cost (an engine's worst case: its model id is a preference, so a newer one has no default here)."""
         with self._lock:
             known = self._prices.get((task_type, model), 0)
         default = DEFAULT_PRICES.get((task_type, model), DEFAULT_PRICES.get((task_type, "")))
-        return max(known, micro(FALLBACK_PRICE if default is None else default))
+        return max(known, micro(FALLBACK_PRICE if default is None else default), micro(floor))
 
     def learn(self, task_type: str, model: str, per_result_usd: float) -> None:
         """The price of one result for the next reservations, when it can be right (`checked`)."""
@@ -126,12 +127,13 @@ class Ledger:
             with self._lock:
                 self._prices[(task_type, model)] = micro(price)
 
-    def estimate(self, task_type: str, model: str, results: int = 1) -> float:
-        return usd(self.price(task_type, model) * results)
+    def estimate(self, task_type: str, model: str, results: int = 1, floor: float = 0.0) -> float:
+        return usd(self.price(task_type, model, floor) * results)
 
-    def reserve(self, task_type: str, model: str, results: int, limits: list[Limit]) -> Reservation:
+    def reserve(self, task_type: str, model: str, results: int, limits: list[Limit],
+                floor: float = 0.0) -> Reservation:
         """Hold the worst case of `results` results against every limit, or refuse with the limit's name."""
-        amount = self.price(task_type, model) * max(1, results)
+        amount = self.price(task_type, model, floor) * max(1, results)
         with self._lock:
             for limit in limits:
                 if limit.limit and limit.committed + amount > limit.limit:

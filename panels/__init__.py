@@ -14,6 +14,7 @@ import bpy
 
 from .. import preferences
 from ..client import TaskRecord
+from ..client.engines import ENGINES, Engine
 from ..client.errors import sentence_for
 from ..operators import bake
 from ..operators.library import batch
@@ -21,8 +22,10 @@ from ..operators.machinery import background
 from ..operators.machinery.checks import why_not_reconstruct
 from ..operators.machinery.history import why_not_retry
 from ..operators.machinery.inputs import listed_masks, photo_of, settings_of
+from ..operators.machinery.job_requests import price_of_press
 from ..operators.machinery.runner import RUNNER
 from ..operators.scene import photo_camera
+from ..properties import group_name
 from ..translations import iface_
 from ..utils import schema
 
@@ -140,10 +143,14 @@ class _MainPanel(_Sidebar):
         col = layout.column()
         col.use_property_split = True
         col.use_property_decorate = False
+        engine = ENGINES[settings.engine]
+        col.prop(settings, "engine")
+        _draw_engine_settings(col, settings, engine)
         row = col.row()
-        row.enabled = not listed  # with a list, each mask's name is its prompt
+        row.enabled = not listed and engine.posed  # with a list, each mask's name; other engines take no prompt
         row.prop(settings, "prompt")
         row = col.row(heading="Seed")
+        row.enabled = engine.seed_max is not None  # Hunyuan and Meshy take no seed
         row.prop(settings, "use_random_seed", text="Random")
         sub = row.row()
         sub.enabled = not settings.use_random_seed
@@ -158,6 +165,10 @@ class _MainPanel(_Sidebar):
                 text(layout, iface_("{}: results are also sent to {}").format(iface_(label), getattr(prefs, name)),
                      "EXPORT")
         reason = why_not_reconstruct(context)
+        jobs = max(1, len(listed))
+        text(layout, iface_("One press: {} task(s), at most ${:.4f}").format(
+            jobs * settings.num_results, price_of_press(context, engine.id, jobs, settings.num_results,
+                                                        settings.name_from_caption)), "FUND")
         big = layout.row()
         big.scale_y = 1.5
         big.operator("sam3d.reconstruct", icon="MESH_MONKEY",
@@ -166,6 +177,17 @@ class _MainPanel(_Sidebar):
         if reason:
             text(layout, reason, "INFO")
         draw_running(layout)
+
+
+def _draw_engine_settings(col: bpy.types.UILayout, settings: Any, engine: Engine) -> None:
+    """The chosen engine's documented settings, each with the box that sends it (unticked: its own default)."""
+    group = getattr(settings, group_name(engine.id), None)
+    for spec in engine.settings if group is not None else ():
+        row = col.row(heading=spec.label)
+        row.prop(group, f"use_{spec.name}", text="")
+        sub = row.row()
+        sub.enabled = bool(getattr(group, f"use_{spec.name}"))
+        sub.prop(group, spec.name, text="")
 
 
 def draw_running(layout: bpy.types.UILayout) -> None:

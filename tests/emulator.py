@@ -57,6 +57,58 @@ COST_PER_GENERATION = 0.0038
 DOCS = "https://runware.ai/docs"
 ERRORS_DOC = f"{DOCS}/platform/errors"
 SAM3D_DOC = f"{DOCS}/models/meta-sam-3d-objects"
+
+
+def _b() -> Callable[[object], bool]:
+    return lambda v: isinstance(v, bool)
+
+
+def _i(low: int, high: int) -> Callable[[object], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def _e(*values: object) -> Callable[[object], bool]:
+    return lambda v: any(v == c and type(v) is type(c) for c in values)
+
+
+# The other image-to-3D models on 3dInference, as their pages (docs/engines.md gives each source) describe them,
+# written apart from client/engines.py so each checks the other: the input key and how many images, whether a
+# prompt alone may drive it, a seed, the settings it documents (any other is refused: unsupportedParameter), and
+# what a result costs here.
+ENGINE_MODELS = {
+    "microsoft:trellis-2@4b": {"input": "image", "max": 1, "text": False, "seed": True, "cost": 0.0256,
+                               "settings": {"textureSize": lambda v: _i(1024, 4096)(v) and v % 1024 == 0,
+                                            "decimationTarget": _i(100_000, 1_000_000),
+                                            "resolution": _e(512, 1024, 1536), "remesh": _b()}},
+    "tencent:hunyuan-3d@3.1-pro": {"input": "images", "max": 8, "text": True, "seed": False, "cost": 0.3,
+                                   "settings": {"generateType": _e("Normal", "LowPoly", "Geometry", "Sketch"),
+                                                "pbr": _b(), "polygonType": _e("triangle", "quadrilateral"),
+                                                "faceCount": _i(3_000, 1_500_000)}},
+    "tencent:hunyuan-3d@3.1-rapid": {"input": "image", "max": 1, "text": True, "seed": False, "cost": 0.15,
+                                     "settings": {"pbr": _b(), "geometryOnly": _b()}},
+    "tripo:v3.1@0": {"input": "images", "max": 4, "text": True, "seed": True, "cost": 0.3,
+                     "settings": {"faceLimit": _i(500, 20_000), "quad": _b(), "texture": _b(), "pbr": _b(),
+                                  "textureQuality": _e("standard", "detailed"),
+                                  "geometryQuality": _e("standard", "detailed"), "autoSize": _b(),
+                                  "orientation": _e("default", "align_image"), "smartLowPoly": _b(),
+                                  "generateParts": _b()}},
+    "hyper3d:rodin@gen-2": {"input": "images", "max": 5, "text": True, "seed": True, "seed_max": 65_535,
+                            "cost": 0.4,
+                            "settings": {"meshMode": _e("Quad", "Raw"), "polyCount": _i(500, 1_000_000),
+                                         "quality": _e("high", "medium", "low", "extra-low"),
+                                         "material": _e("PBR", "Shaded", "All"), "taPose": _b(),
+                                         "hdTexture": _b()}},
+    "meshy:meshy@6": {"input": "images", "max": 4, "text": True, "seed": False, "cost": 0.8,
+                      "settings": {"meshType": _e("standard", "lowpoly"), "topology": _e("quad", "triangle"),
+                                   "polyCount": _i(100, 300_000), "decimation": _i(1, 4), "remesh": _b(),
+                                   "symmetry": _e("auto", "on", "off"), "pose": _e("a-pose", "t-pose"),
+                                   "texture": _b(), "pbr": _b(), "hdTexture": _b(), "removeLighting": _b(),
+                                   "autoSize": _b(), "imageEnhancement": _b(),
+                                   "origin": _e("bottom", "center")}},
+}
+ENGINE_KEYS = {"taskType", "taskUUID", "model", "positivePrompt", "inputs", "numberResults", "outputType",
+               "outputFormat", "deliveryMethod", "includeCost", "seed", "ttl", "webhookURL", "uploadEndpoint",
+               "settings"}
 REMBG_MODELS = {"runware:109@1", "bria:2@1", *(f"runware:112@{i}" for i in range(1, 11))}
 REMBG_MASK_MODELS = {"runware:109@1"}  # the models whose docs list settings.returnOnlyMask (RemBG v1.4)
 REMBG_DOC = f"{DOCS}/models/rembg-v1-4"
@@ -195,6 +247,7 @@ class _File:
     available_at: float = 0.0
     expires_at: float | None = None
     kind: str = "glb"  # "glb" (a result) | "upload" | "cutout" (removeBackground output)
+    engine: bool = False  # another engine's result: `engine_result`, served as made
 
 
 class ApiError(Exception):
@@ -560,6 +613,7 @@ class Emulator:
         self.result_bytes = Path(result_glb).read_bytes() if result_glb else glb.canonical_glb()
         # Tests may make each result from its task (e.g. a shape matching the mask): (task, index) -> GLB bytes.
         self.result_factory: Callable[[dict, int], bytes] | None = None
+        self.engine_result = glb.pbr_glb()  # what the other engines send: a textured PBR mesh
         self.host = host
         self.verbose = verbose
         self.tls = tls  # (certificate file, key file): serve both hosts over HTTPS (see tests/tls.py)
@@ -862,6 +916,8 @@ class Emulator:
         model = task.get("model")
         if not model:
             raise bad("missingModel", "model is required.", "model")
+        if model in ENGINE_MODELS:
+            return self._validate_engine(task, ENGINE_MODELS[model])
         if model != SAM3D:
             raise bad("invalidModel", f"Model {model!r} does not support 3dInference.", "model")
         prompt = task.get("positivePrompt")
@@ -900,6 +956,45 @@ class Emulator:
         for name, ok, code, extra in checks:
             if name in task and not ok(task[name]):
                 raise bad(code, f"Invalid value for {name}: {task[name]!r}.", name, **extra)
+
+    def _validate_engine(self, task: dict, spec: dict) -> None:
+        """Another model's request: its own input key, a prompt or images (not both), only what it documents."""
+        model = task["model"]
+
+        def refuse(param, message, code="unsupportedParameter"):
+            raise ApiError(400, code, message, param)
+
+        for key in task:
+            if key not in ENGINE_KEYS or (key == "seed" and not spec["seed"]):
+                refuse(key, f"Parameter {key} is not supported by {model}.")
+        inputs = task.get("inputs") or {}
+        if not isinstance(inputs, dict) or set(inputs) - {spec["input"]}:
+            refuse("inputs", f"{model} takes inputs.{spec['input']} only.")
+        given = inputs.get(spec["input"])
+        pictures = [given] if spec["input"] == "image" and given else list(given or [])
+        if len(pictures) > spec["max"]:
+            refuse(f"inputs.{spec['input']}", f"{model} takes at most {spec['max']} image(s).", "invalidInputs")
+        for n, picture in enumerate(pictures):
+            if not image_size(self._resolve_image(picture, f"inputs.{spec['input']}")):
+                refuse(f"inputs.{spec['input']}", f"Image {n} is not an image.", "invalidImage")
+        prompt = task.get("positivePrompt")
+        if pictures and prompt is not None:
+            refuse("positivePrompt", f"positivePrompt cannot be used with inputs on {model}.")
+        if not pictures and not (spec["text"] and isinstance(prompt, str) and prompt.strip()):
+            refuse("inputs", f"{model} needs inputs.{spec['input']}" + (" or a positivePrompt." if spec["text"]
+                                                                         else "."), "missingInputs")
+        if "seed" in task and not _i(0, spec.get("seed_max", MAX_SEED))(task["seed"]):
+            refuse("seed", f"Invalid seed for {model}.", "invalidSeed")
+        settings = task.get("settings", {})
+        if not isinstance(settings, dict):
+            refuse("settings", "settings must be an object.", "invalidSettings")
+        for name, value in settings.items():
+            if name not in spec["settings"]:
+                refuse(f"settings.{name}", f"settings.{name} is not supported by {model}.")
+            if not spec["settings"][name](value):
+                refuse(f"settings.{name}", f"Invalid value for settings.{name}: {value!r}.", "invalidSettings")
+        if task.get("outputFormat", "GLB") != "GLB" or task.get("outputType", "URL") != "URL":
+            refuse("outputFormat", "Only GLB at a URL is emulated.")
 
     def _resolve_image(self, value, parameter: str) -> bytes:
         """Bytes of an image given as upload UUID, data URI, bare base64 or URL (the documented forms)."""
@@ -955,9 +1050,11 @@ class Emulator:
             if not gen.error:
                 gen.file_uuid = str(uuid.uuid4())
                 gen.url = f"{self.files_url}/files/{gen.file_uuid}.glb"
-                data = self.result_factory(task, i) if self.result_factory else self.result_bytes
+                engine = task.get("model") in ENGINE_MODELS and self.result_factory is None
+                data = self.result_factory(task, i) if self.result_factory else \
+                    self.engine_result if engine else self.result_bytes
                 self._files[f"/files/{gen.file_uuid}.glb"] = _File(
-                    data, "model/gltf-binary", done_at, done_at + ttl if ttl else None)
+                    data, "model/gltf-binary", done_at, done_at + ttl if ttl else None, engine=engine)
             gens.append(gen)
         return gens
 
@@ -1058,7 +1155,8 @@ class Emulator:
         self._set_index(item, index)  # the SDK tells generations apart by resultIndex first
         item["seed"] = seed
         if state.payload.get("includeCost"):
-            item["cost"] = round(COST_PER_GENERATION * len(gens), 6) if self.faults.cost is None else self.faults.cost
+            price = ENGINE_MODELS.get(state.payload.get("model"), {}).get("cost", COST_PER_GENERATION)
+            item["cost"] = round(price * len(gens), 6) if self.faults.cost is None else self.faults.cost
         form = self.style.result_form
         if form == "modelURL":
             item.update(modelUUID=gens[0].file_uuid, modelURL=gens[0].url)
@@ -1077,7 +1175,7 @@ class Emulator:
         """The GLB bytes of a generation, exactly as the FILE host would serve them now."""
         with self.lock:
             stored = self._files.get(urlsplit(gen.url).path)
-            if stored is None or self.result_factory is None:
+            if stored is None or (self.result_factory is None and not stored.engine):
                 return self._glb_bytes()
             return stored.data
 
@@ -1376,7 +1474,7 @@ class Emulator:
             expired = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
             return 403, expired, "application/xml", None
         body, ctype = stored.data, stored.content_type
-        if ctype == "model/gltf-binary" and self.result_factory is None:
+        if ctype == "model/gltf-binary" and self.result_factory is None and not stored.engine:
             body = self._glb_bytes()
         if faults.corrupt_downloads > 0:
             faults.corrupt_downloads -= 1

@@ -14,6 +14,7 @@ import json
 import math
 import struct
 import sys
+import zlib
 from array import array
 
 GLB_MAGIC = b"glTF"
@@ -152,6 +153,48 @@ def canonical_glb() -> bytes:
     """The emulator's default result: a coloured ellipsoid in the unit cube, Y-up, under "world"."""
     positions, tris, colors = ellipsoid()
     return make_glb(positions, tris, colors)
+
+
+def _png(width: int, height: int, pixel) -> bytes:
+    """An RGB PNG whose pixel (x, y) is `pixel(x, y)` (three bytes)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    rows = b"".join(b"\0" + b"".join(bytes(pixel(x, y)) for x in range(width)) for y in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+# What the PBR result's material says, so tests can check each reached Blender's Principled BSDF.
+PBR_FACTORS = {"metallic": 0.25, "roughness": 0.6, "emissive": (0.1, 0.2, 0.3)}
+
+
+def pbr_glb() -> bytes:
+    """What the PBR engines (TRELLIS.2, Hunyuan, Tripo, Rodin, Meshy) send: a textured mesh with no vertex
+    colours and a metallic-roughness material (base colour, metallic-roughness, normal and emissive textures,
+    embedded as PNGs), under a root node, as those engines' GLBs are."""
+    positions, tris, _ = ellipsoid((0.5, 0.3, 0.2))
+    uvs = [(0.5 + math.atan2(p[2], p[0]) / (2 * math.pi), 0.5 - math.asin(max(-1.0, min(1.0, p[1] / 0.3))) / math.pi)
+           for p in positions]
+    doc, binary = _document(positions, tris, uvs=uvs, root_name="engine_root")
+    textures = [_png(16, 16, lambda x, y: (200, 40 + 8 * x, 30 + 8 * y)),  # base colour
+                _png(8, 8, lambda x, y: (0, 150, 60)),  # occlusion, roughness (G), metallic (B)
+                _png(8, 8, lambda x, y: (128, 128, 255)),  # a flat normal map
+                _png(8, 8, lambda x, y: (255, 255, 255))]  # emission
+    for png in textures:
+        doc["bufferViews"].append({"buffer": 0, "byteOffset": len(binary), "byteLength": len(png)})
+        binary += _pad4(png, b"\0")
+    first = len(doc["bufferViews"]) - len(textures)
+    doc["images"] = [{"bufferView": first + i, "mimeType": "image/png", "name": name}
+                     for i, name in enumerate(("baseColor", "metallicRoughness", "normal", "emissive"))]
+    doc["textures"] = [{"source": i} for i in range(len(textures))]
+    doc["materials"] = [{"name": "engine_pbr", "pbrMetallicRoughness": {
+        "baseColorTexture": {"index": 0}, "metallicRoughnessTexture": {"index": 1},
+        "metallicFactor": PBR_FACTORS["metallic"], "roughnessFactor": PBR_FACTORS["roughness"]},
+        "normalTexture": {"index": 2}, "emissiveTexture": {"index": 3},
+        "emissiveFactor": list(PBR_FACTORS["emissive"])}]
+    doc["meshes"][0]["primitives"][0]["material"] = 0
+    doc["buffers"] = [{"byteLength": len(binary)}]
+    return _assemble(doc, binary)
 
 
 def _chunks(data: bytes) -> list[tuple[int, bytes]]:

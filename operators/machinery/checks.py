@@ -10,6 +10,7 @@ from __future__ import annotations
 import bpy
 
 from ... import preferences
+from ...client.engines import ENGINES
 from ...client.http import MISSING
 from ...client.tasks import MAX_SEED
 from ...translations import tip_
@@ -65,6 +66,10 @@ def why_not_reconstruct(context: bpy.types.Context) -> str:
         return tip_("Exact Seed must be a whole number from 0 to {}").format(MAX_SEED)
     if 0 < settings.ttl < 60:
         return tip_("URL Lifetime must be at least 60 seconds (or 0 for Runware's default)")
+    engine = ENGINES[settings.engine]
+    if settings.placement == "CAMERA" and not engine.posed:
+        return tip_("As in the Photo needs SAM 3D's poses: {} does not say where the object stood. Pick SAM 3D "
+                    "(then Refine), or another Placement").format(engine.label)
     if not settings.use_photo_alpha and settings.mask is None and not listed_masks(settings):
         if len(settings.masks):
             return tip_("Tick the masks of the list to send (sent ones are unticked), or pick a mask image")

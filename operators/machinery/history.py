@@ -87,7 +87,8 @@ def start_from_record(context: bpy.types.Context, record: TaskRecord, **fields: 
     request = job_request(context, name=info.get("name", "object"), image_name=info.get("image", ""),
                           mask_name=info.get("mask", ""), placement=info.get("placement", "CURSOR"),
                           prompt=info.get("prompt", ""), seed=_seed(info.get("seed")),
-                          number_results=int(info.get("number_results", 1)), **fields)  # type: ignore[arg-type]
+                          number_results=int(info.get("number_results", 1)),
+                          engine=info.get("engine", "SAM3D"), **fields)  # type: ignore[arg-type]
     return RUNNER.add(SceneJob(Job(request)))
 
 

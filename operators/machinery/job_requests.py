@@ -13,9 +13,9 @@ from typing import Any
 import bpy
 
 from ... import preferences
-from ...client import JobRequest, Sam3dError
+from ...client import JobRequest, Sam3dError, engines
 from ...client.errors import Code
-from ...client.jobs import CaptionRequest
+from ...client.jobs import CaptionRequest, engine_task
 from ...client.money import Limit, Reservation
 from ...client.tasks import CAPTION_MODEL
 from .runner import RUNNER
@@ -40,11 +40,23 @@ def network(context: bpy.types.Context | None = None) -> dict[str, Any]:
 
 
 def reserve(context: bpy.types.Context, task_type: str, model: str, results: int = 1,
-            limits: tuple[Limit, ...] = ()) -> Reservation:
+            limits: tuple[Limit, ...] = (), floor: float = 0.0) -> Reservation:
     """Hold the worst-case price against the session's limit (and any other), or raise Sam3dError
-    `spendingLimit` naming the limit that would be crossed."""
+    `spendingLimit` naming the limit that would be crossed. `floor`: an engine's own worst case."""
     RUNNER.session_limit.set(preferences.get(context).session_budget)
-    return RUNNER.ledger.reserve(task_type, model, results, [RUNNER.session_limit, *limits])
+    return RUNNER.ledger.reserve(task_type, model, results, [RUNNER.session_limit, *limits], floor=floor)
+
+
+def price_of_press(context: bpy.types.Context, engine_id: str, jobs: int, results: int = 1,
+                   caption: bool = False) -> float:
+    """What one press may cost at most: its jobs at the engine's worst case (and their captions)."""
+    prefs = preferences.get(context)
+    spec = engines.ENGINES[engine_id]
+    cost = RUNNER.ledger.estimate("3dInference", preferences.engine_model(prefs, spec.id), jobs * results,
+                                  floor=spec.worst_case_price)
+    if caption:
+        cost += RUNNER.ledger.estimate("caption", prefs.caption_model.strip() or CAPTION_MODEL, jobs)
+    return cost
 
 
 def job_request(context: bpy.types.Context, *, paid: bool = True, limits: tuple[Limit, ...] = (),
@@ -57,13 +69,19 @@ def job_request(context: bpy.types.Context, *, paid: bool = True, limits: tuple[
     if not all(preferences.is_secure_destination(url, prefs.api_url.strip()) for url in destinations.values() if url):
         raise Sam3dError(Code.INSECURE_HOOK)
     history = RUNNER.history
+    spec = engines.ENGINES.get(str(fields.get("engine", "SAM3D")), engines.ENGINES["SAM3D"])
+    fields["engine"] = spec.id
     request = JobRequest(
-        api_key=preferences.api_key(prefs), result_dir=preferences.result_folder(prefs), model=prefs.model.strip(),
+        api_key=preferences.api_key(prefs), result_dir=preferences.result_folder(prefs),
+        model=preferences.engine_model(prefs, spec.id),
         typical_seconds=history.typical_seconds() if history is not None else None,
         job_timeout=prefs.job_timeout, max_download_bytes=prefs.max_download_mb * 1024 * 1024,
         max_triangles=prefs.max_triangles, **destinations, **network(context), **fields)
+    if not request.resume:  # a setting the engine does not take is a sentence now, before anything is held
+        engine_task(request, "image", "mask", request.task_uuid)
     if paid and not request.resume:
-        request.reservation = reserve(context, "3dInference", request.model, request.number_results, limits)
+        request.reservation = reserve(context, "3dInference", request.model, request.number_results, limits,
+                                      floor=spec.worst_case_price)
         if caption is not None:
             model = prefs.caption_model.strip() or CAPTION_MODEL
             try:

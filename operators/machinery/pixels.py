@@ -69,10 +69,13 @@ class Inputs:
         return _digest(self.photo) + _digest(self.mask)
 
 
-def packed(given: Inputs) -> Callable[[], tuple[bytes, bytes]]:
+def packed(given: Inputs, cutout: bool = False) -> Callable[[], tuple[bytes, bytes]]:
     """`given.encode`, holding its mask as compressed bits until a worker encodes it: a press of hundreds of
-    masks holds the photo once and a few kilobytes per mask (a mask is mostly runs of one value), not megabytes."""
+    masks holds the photo once and a few kilobytes per mask (a mask is mostly runs of one value), not megabytes.
+    With `cutout`, the image is the object's cut-out (for an engine that takes no mask)."""
     unpacked = _packed(given)
+    if cutout:
+        return lambda: (lambda inputs: (inputs.cutout_png(), inputs.encode()[1]))(unpacked())
     return lambda: unpacked().encode()
 
 

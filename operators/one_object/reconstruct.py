@@ -19,6 +19,8 @@ from bpy.props import BoolProperty, StringProperty
 
 from ... import preferences
 from ...client import Code, Job, Sam3dError
+from ...client.engines import ENGINES
+from ...properties import engine_values
 from ...translations import iface_, rpt_, tip_
 from ...utils import raster
 from ...utils.calibration import lowres_mask
@@ -75,9 +77,11 @@ def plan_jobs(context: bpy.types.Context, allow_duplicate: bool = False) -> list
         fields = {"name": name, "image_name": photo.name, "mask_name": mask.name if mask else f"{photo.name} (alpha)",
                   "placement": settings.placement, "prompt": prompt, "seed": chosen_seed(settings),
                   "number_results": settings.num_results, "delivery": settings.delivery_method.lower(),
-                  "ttl": settings.ttl}
+                  "ttl": settings.ttl, "engine": settings.engine,
+                  "engine_values": engine_values(settings, settings.engine)}
         caption = pixels.packed_cutout(given) if settings.name_from_caption else None
-        plan = Plan({**fields, "prepare": pixels.packed(given), "caption": caption},
+        cutout = not ENGINES[settings.engine].posed  # an engine without a mask input sees the object alone
+        plan = Plan({**fields, "prepare": pixels.packed(given, cutout), "caption": caption},
                     fingerprint(given.digest(), "", model=prefs.model, **fields),
                     list(given.warnings), photo_collection=bool(listed),
                     mask_box=raster.mask_box(given.mask) if camera else None,
