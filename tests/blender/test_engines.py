@@ -1,0 +1,79 @@
+"""Reconstruct with another engine (issue 23): the real operator, the real glTF importer, the emulator checking the
+request as that model's page describes it."""
+
+from __future__ import annotations
+
+import base64
+
+import bpy
+import numpy as np
+import pytest
+from conftest import use_inputs
+
+
+def sent_tasks(emu) -> list[dict]:  # noqa: ANN001
+    return [t for r in emu.requests if r.body for t in r.body if t.get("taskType") == "3dInference"]
+
+
+def png_sent(emu, image: str) -> bytes:  # noqa: ANN001
+    """The PNG a task's image names: inline as a data URI, or an upload's UUID."""
+    if image.startswith("data:"):
+        return base64.b64decode(image.split(",", 1)[1])
+    return emu.uploads[image]
+
+
+def alpha_of(path, png: bytes) -> float:  # noqa: ANN001
+    """The share of the image's pixels that are opaque."""
+    path.write_bytes(png)
+    image = bpy.data.images.load(str(path))
+    pixels = np.empty(image.size[0] * image.size[1] * 4, dtype=np.float32)
+    image.pixels.foreach_get(pixels)
+    bpy.data.images.remove(image)
+    return float((pixels[3::4] > 0.5).mean())
+
+
+def test_trellis_gets_the_cut_out_its_settings_and_lands_with_a_pbr_material(sam3d):
+    use_inputs()
+    sam3d.settings.engine = "TRELLIS2"
+    group = sam3d.settings.engine_trellis2
+    group.use_textureSize, group.textureSize = True, 3072
+    group.use_resolution, group.resolution = True, "1536"
+    before = set(bpy.data.objects)
+    assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}
+    [task] = sent_tasks(sam3d.emu)
+    assert task["model"] == "microsoft:trellis-2@4b" and "mask" not in task["inputs"] and "prompt" not in task
+    assert task["settings"] == {"textureSize": 3072, "resolution": 1536}, "only the ticked settings, typed"
+    alpha = alpha_of(sam3d.tmp / "sent.png", png_sent(sam3d.emu, task["inputs"]["image"]))
+    assert 0.005 < alpha < 0.9, f"the cut-out, the object alone ({alpha:.1%} opaque), not the whole photo"
+    [obj] = [o for o in bpy.data.objects if o not in before and o.type == "MESH"]
+    material = obj.active_material
+    assert material is not None
+    nodes = {n.type for n in material.node_tree.nodes}
+    assert "BSDF_PRINCIPLED" in nodes and "TEX_IMAGE" in nodes, "the engine's PBR textures, imported"
+    assert sam3d.emu.billed("3dInference") == 1
+
+
+def test_a_setting_out_of_bounds_or_as_in_the_photo_is_refused_before_anything_is_sent(sam3d):
+    use_inputs()
+    sam3d.settings.engine = "TRELLIS2"
+    sam3d.settings.placement = "CAMERA"
+    assert not bpy.ops.sam3d.reconstruct.poll(), "As in the Photo needs SAM 3D's poses"
+    sam3d.settings.placement = "CURSOR"
+    assert bpy.ops.sam3d.reconstruct.poll()
+    group = sam3d.settings.engine_trellis2
+    group.use_textureSize, group.textureSize = True, 1500  # within its range, not a multiple of its step
+    with pytest.raises(RuntimeError, match="(?i)texture"):
+        bpy.ops.sam3d.reconstruct()
+    assert sent_tasks(sam3d.emu) == [] and sam3d.emu.billed("3dInference") == 0
+
+
+def test_the_press_reserves_the_engines_worst_case(sam3d):
+    """TRELLIS.2 is billed by time: a limit that allows SAM 3D's price but not TRELLIS.2's worst case refuses it."""
+    use_inputs()
+    sam3d.prefs.session_budget = 0.05
+    sam3d.settings.engine = "TRELLIS2"
+    with pytest.raises(RuntimeError, match="Spending Limit"):
+        bpy.ops.sam3d.reconstruct()
+    assert sam3d.emu.billed("3dInference") == 0
+    sam3d.settings.engine = "SAM3D"
+    assert bpy.ops.sam3d.reconstruct() == {"FINISHED"} and sam3d.emu.billed("3dInference") == 1
