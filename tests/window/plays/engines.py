@@ -1,0 +1,37 @@
+"""Another engine in the real window: picked with Ctrl+Wheel over the Engine menu, a setting ticked with a click,
+the panel's price line, and the result landing with its PBR material."""
+
+from __future__ import annotations
+
+import bpy
+from common import added, connect, drawn, inputs, jobs, names, settings
+
+VIEW = "VIEW_3D"
+
+
+def pick_and_press(ui, **params):
+    connect(ui, params)
+    region = yield from ui.sidebar(VIEW)
+    inputs(params)
+    menu = yield from ui.find(region, "sam3d.engine")
+    yield from ui.move(*menu)
+    # Blender's own: Ctrl+Wheel steps an enum menu, one item per notch (a wheel notch has no release)
+    ui.window.event_simulate(type="WHEELDOWNMOUSE", value="PRESS", ctrl=True, x=menu[0], y=menu[1])
+    yield from ui.until(lambda: settings().engine != "SAM3D", 10, "the engine changed")
+    ui.record(engine=settings().engine)
+    texts = [value for value, _, _ in (yield from drawn(ui, region))]
+    ui.record(price=[t for t in texts if t.startswith("One press")])
+    tick = yield from ui.find(region, "use_textureSize")
+    yield from ui.click(tick)
+    yield from ui.until(lambda: settings().engine_trellis2.use_textureSize, 10, "the setting ticked")
+    yield from ui.shot("engines-trellis")
+    before = names()
+    yield from ui.click((yield from ui.find(region, "sam3d.reconstruct(")))
+    yield from ui.until(lambda: added(before) and not jobs(), 60, "the object imported")
+    yield from ui.frames(4)
+    [obj] = [o for o in added(before) if o.type == "MESH"]
+    nodes = sorted({n.type for n in obj.active_material.node_tree.nodes}) if obj.active_material else []
+    ui.record(object=obj.name, nodes=nodes, placement=settings().placement,
+              at_cursor=tuple(round(v, 3) for v in obj.matrix_world.translation) ==
+              tuple(round(v, 3) for v in bpy.context.scene.cursor.location))
+    yield from ui.shot("engines-imported")

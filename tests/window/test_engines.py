@@ -1,0 +1,16 @@
+"""Another engine picked, set and pressed in the real window (issue 23)."""
+
+from __future__ import annotations
+
+from tests.window.conftest import played
+
+
+def test_ctrl_wheel_picks_trellis_a_click_ticks_its_setting_and_the_result_lands_with_pbr(window):
+    facts = played(window.play("engines:pick_and_press"))
+    assert facts["engine"] == "TRELLIS2"
+    assert facts["price"] == ["One press: 1 task(s), at most $0.1000"], "its worst case, not SAM 3D's price"
+    [task] = [t for r in window.emu.requests if r.body for t in r.body if t.get("taskType") == "3dInference"]
+    assert task["model"] == "microsoft:trellis-2@4b" and "mask" not in task["inputs"]
+    assert task["settings"] == {"textureSize": 2048}, "the ticked setting at its default, and nothing else"
+    assert {"BSDF_PRINCIPLED", "TEX_IMAGE"} <= set(facts["nodes"]), facts["nodes"]
+    assert facts["at_cursor"] is True
