@@ -8,6 +8,7 @@ import gc
 import os
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,21 @@ class PeakGrowth:
     def __exit__(self, *exc: object) -> None:
         self.mb = (_kb("VmHWM:") - self.base) / 1024
         print(f"peak memory growth: {self.mb:.1f} MB")
+
+
+class TracedPeak:
+    """Peak of what Python and numpy allocate over a block, in MB (tracemalloc): exact and the same on every run,
+    where PeakGrowth also sees the allocator's noise and Blender's own memory."""
+
+    def __enter__(self) -> TracedPeak:
+        tracemalloc.start()
+        self.mb = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.mb = tracemalloc.get_traced_memory()[1] / 1024 / 1024
+        tracemalloc.stop()
+        print(f"traced peak: {self.mb:.1f} MB")
 
 
 def until(condition, seconds: float = 30.0) -> bool:

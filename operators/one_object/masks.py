@@ -219,7 +219,7 @@ def show(context: bpy.types.Context, image: bpy.types.Image) -> None:
 
 def label_codes(image: bpy.types.Image) -> np.ndarray:
     """(h, w) colour codes of a label map upright: its float pixels read once (Blender fills one array), coded
-    band by band, so the peak is about 24 bytes per pixel (Blender's own image, the floats, the codes), never a
+    band by band, so the peak is about 20 bytes per pixel (the floats, the codes), never a
     second float copy, an index per pixel or every mask at once."""
     w, h = image.size
     if not (w and h):
@@ -229,7 +229,7 @@ def label_codes(image: bpy.types.Image) -> np.ndarray:
     stored.foreach_get(buf)
     rows = buf.reshape(h, w, 4)
     codes = np.empty((h, w), np.int32)
-    band = max(1, (1 << 22) // max(w, 1))
+    band = max(1, (1 << 18) // max(w, 1))  # 256k pixels: the temporaries of a band stay a few MB
     for y in range(0, h, band):
         rgb = rows[y:y + band, :, :3]
         if image.is_float:

@@ -123,14 +123,16 @@ class UI:
     COLUMNS = (0.5, 0.75, 0.25, 0.62, 0.87, 0.37, 0.12, 0.56, 0.69, 0.81, 0.44, 0.31, 0.19, 0.06, 0.94)
 
     def find(self, region: bpy.types.Region, wanted: str, columns: tuple[float, ...] = COLUMNS, nth: int = 1,
-             timeout: float = 30.0, below: int | None = None) -> Steps:
+             timeout: float = 30.0, below: int | None = None, pages: int = 1) -> Steps:
         """The window coordinates of a button whose command or data path contains `wanted`, scanning the
         sidebar's panels top to bottom as a person's eye would (from height `below` when given), column by
         column (fractions of the panels' width, the category tabs left out); `nth` counts separate buttons
-        down a column."""
+        down a column. With `pages` > 1 the sidebar is scrolled down with the wheel to look further, and left
+        where the button shows."""
         deadline = time.monotonic() + timeout
         width = region.width - TABS
         top = min(below, region.y + region.height - 6) if below is not None else region.y + region.height - 6
+        page = 0
         while True:
             for fraction in columns:
                 x = region.x + int(width * fraction)
@@ -143,6 +145,13 @@ class UI:
                         if found == nth:
                             return x, y - STEP // 2
                     inside = hit
+            page += 1
+            if page < pages:
+                yield from self.scroll(region, down=6)
+                continue
+            if pages > 1:
+                page = 0
+                yield from self.scroll(region, up=40)
             if time.monotonic() > deadline:
                 yield from self.shot("find-failed")
                 raise AssertionError(f"no button {wanted!r} in the {region.type} region")
@@ -154,20 +163,30 @@ class UI:
         """Open a closed sub-panel with a click on its header, as a person does: the `index`-th closed header
         under the button `after`; `expect` (a button the panel draws) tells that it opened, the sidebar scrolled
         with the mouse wheel to see it when it lies below, and back to the top afterwards."""
-        x, y = yield from self.find(region, after)
-        while after in (yield from self.button_at(region, x, y - 3)):  # down to the button's bottom edge
-            y -= 3
         for offset in (20, 16, 24, 12, 28):
-            header = y - offset - index * 26
+            header = (yield from self._under(region, after, index)) - offset - index * 26
             yield from self.click((region.x + 60, header))
             yield from self.frames(3)
             seen = yield from self._scrolled_to(region, expect, header)
             yield from self.scroll(region, up=40)
             if seen:
                 return header
+            header = (yield from self._under(region, after, index)) - offset - index * 26
             yield from self.click((region.x + 60, header))  # not that one: closed again
         yield from self.shot("open-panel-failed")
         raise AssertionError(f"no sub-panel showing {expect!r} opened")
+
+    def _under(self, region: bpy.types.Region, after: str, index: int) -> Steps:
+        """The bottom edge of the button `after`, the sidebar scrolled down until the `index`-th header under it
+        lies inside the region (a click below the region lands in another editor)."""
+        for _ in range(12):
+            x, y = yield from self.find(region, after)
+            while after in (yield from self.button_at(region, x, y - 3)):
+                y -= 3
+            if y - 28 - index * 26 > region.y + 6:
+                break
+            yield from self.scroll(region, down=1)
+        return y
 
     def _scrolled_to(self, region: bpy.types.Region, expect: str, below: int) -> Steps:
         for page in range(4):

@@ -88,7 +88,8 @@ def cancelled_paid_job(ui, **params):
     yield from ui.until(lambda: not jobs(), 10, "the job ended")
     texts = yield from _texts(ui, region)
     money = {t.split(":")[0]: float(re.findall(r"\$([0-9.]+)", t)[0]) for t in texts if "$" in t and ":" in t}
-    resume_row = yield from ui.find(region, f'sam3d.resume(task_uuid="{task}")', columns=(0.2, 0.15, 0.3))
+    resume_row = yield from ui.find(region, f'sam3d.resume(task_uuid="{task}")', columns=(0.2, 0.15, 0.3),
+                                 pages=4)  # the History panel, below the others
     yield from ui.shot("cancelled-paid-job")
     ui.record(task=task, texts=texts, money=money, resume_row=bool(resume_row))
 
