@@ -25,10 +25,10 @@ from . import bake
 from .library import batch
 from .machinery import background, connection, history, outcomes, runner
 from .machinery import state as state  # for scripts and tests: operators.machinery.state.reset()
-from .one_object import auto_masks, masks, reconstruct
+from .one_object import auto_masks, masks, reconstruct, refine
 from .scene import composite, photo_camera
 
-_modules = (reconstruct, history, masks, auto_masks, photo_camera, composite, bake, batch, connection, outcomes)
+_modules = (reconstruct, refine, history, masks, auto_masks, photo_camera, composite, bake, batch, connection, outcomes)
 classes = tuple(cls for module in _modules for cls in module.classes)
 
 

@@ -24,6 +24,7 @@ from ..operators.machinery.history import why_not_retry
 from ..operators.machinery.inputs import listed_masks, photo_of, settings_of
 from ..operators.machinery.job_requests import price_of_press
 from ..operators.machinery.runner import RUNNER
+from ..operators.one_object import refine
 from ..operators.scene import photo_camera
 from ..properties import group_name
 from ..translations import iface_
@@ -176,7 +177,19 @@ class _MainPanel(_Sidebar):
                      else iface_("Reconstruct"))
         if reason:
             text(layout, reason, "INFO")
+        _draw_refine(layout, context, settings)
         draw_running(layout)
+
+
+def _draw_refine(layout: bpy.types.UILayout, context: bpy.types.Context, settings: Any) -> None:
+    """With a SAM 3D object selected: Refine it with the chosen engine (TRELLIS.2 while SAM 3D is chosen)."""
+    obj = refine.target_of(context)
+    if obj is None or obj.get(schema.TASK_UUID) is None or obj.get(schema.REFINED_FROM):
+        return
+    engine = ENGINES[settings.engine if not ENGINES[settings.engine].posed else "TRELLIS2"]
+    op = layout.operator("sam3d.refine", icon="MOD_REMESH", text=iface_("Refine {} with {}").format(
+        obj.name, engine.label))
+    op.engine = engine.id
 
 
 def _draw_engine_settings(col: bpy.types.UILayout, settings: Any, engine: Engine) -> None:

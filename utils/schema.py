@@ -49,6 +49,8 @@ REAL_SIZE = _key("sam3d_real_size", "object", "dict", "Set Real Size: {'size': m
 REAL_HEIGHT = _key("sam3d_real_height", "object", "float", "asset library: the real height it was scaled to (m)")
 BAKED = _key("sam3d_baked", "object", "int", "Bake to Texture: the texture's resolution")
 TRIANGLES = _key("sam3d_triangles", "object", "int", "Bake to Texture: its triangles after the Triangle Budget")
+REFINED_FROM = _key("sam3d_refined_from", "object", "str", "Refine: the SAM 3D object it was fitted onto (hidden)")
+FIT_ERROR = _key("sam3d_fit_error", "object", "float", "Refine: the fit's RMS distance, a share of the object's size")
 SOURCE = _key("sam3d_source", "asset", "str", "asset library: the item's path in the photo folder")
 SOURCE_PHOTO = _key("sam3d_source_photo", "asset", "str", "asset library: the photo's path")
 

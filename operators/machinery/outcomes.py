@@ -24,7 +24,7 @@ from ...utils import captions, schema
 from .. import bake
 from ..library import assets as library
 from ..scene import photo_camera
-from . import importing
+from . import fitting, importing
 from .runner import IDLE, RUNNER, TICK, Report, SceneJob, load_history, redraw_panels, refresh_quietly
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ def finish(context: bpy.types.Context, entry: SceneJob) -> tuple[list[bpy.types.
                                            photo=req.image_name if entry.photo_collection else "", arrange=arrange)
         for obj in objects if caption else []:
             obj[schema.CAPTION] = caption
+        warnings = fitting.lay_over(context, objects, entry.refine_of) if entry.refine_of else []
         resolution, budget = entry.finishing
         for obj in objects if resolution or budget else []:  # Advanced: an engine-ready mesh and texture
             if resolution:
@@ -71,7 +72,7 @@ def finish(context: bpy.types.Context, entry: SceneJob) -> tuple[list[bpy.types.
             entry.after_import(objects)
         note_imported(req.result_dir, job.task_uuid, names, req.info())
         return [o for o in importing.objects_of_task(job.task_uuid) if o.name in names], \
-            entry.warnings + outcome.warnings
+            entry.warnings + outcome.warnings + warnings
     except (Sam3dError, importing.GlbImportError, bake.BakeError) as exc:
         if entry.on_failure is not None:
             entry.on_failure(str(exc))
@@ -107,7 +108,10 @@ def conclude(context: bpy.types.Context, entry: SceneJob, report: Report) -> set
         report({"WARNING"}, warning)
     costs = [o.get(schema.COST) for o in objects if o.get(schema.COST) is not None]
     cost = rpt_(" (cost ${:.4f})").format(sum(costs)) if costs else ""
-    report({"INFO"}, rpt_("SAM 3D: added {}{}").format(", ".join(o.name for o in objects) or entry.name, cost))
+    fits = [rpt_(", fitted onto {} within {:.1%} of its size").format(o[schema.REFINED_FROM], o[schema.FIT_ERROR])
+            for o in objects if o.get(schema.FIT_ERROR) is not None]
+    report({"INFO"}, rpt_("SAM 3D: added {}{}").format(", ".join(o.name for o in objects) or entry.name, cost)
+           + "".join(fits))
     return {"FINISHED"}
 
 

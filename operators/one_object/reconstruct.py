@@ -56,6 +56,7 @@ class Plan:
     mask_lowres: str = ""
     finishing: tuple[int, int] = (0, 0)
     name_from_caption: bool = False
+    refine_of: str = ""
 
 
 def plan_jobs(context: bpy.types.Context, allow_duplicate: bool = False) -> list[Plan]:
@@ -108,7 +109,8 @@ def start(context: bpy.types.Context, plans: list[Plan]) -> list[SceneJob]:
         raise
     return [RUNNER.add(SceneJob(Job(request), plan.warnings, photo_collection=plan.photo_collection,
                                 mask_box=plan.mask_box, mask_lowres=plan.mask_lowres, fingerprint=plan.fingerprint,
-                                finishing=plan.finishing, name_from_caption=plan.name_from_caption))
+                                finishing=plan.finishing, name_from_caption=plan.name_from_caption,
+                                refine_of=plan.refine_of))
             for plan, request in zip(plans, requests, strict=True)]
 
 
@@ -244,7 +246,43 @@ def duplicate_question(context: bpy.types.Context) -> str:
                   "(up to ${:.4f}).").format(price)
 
 
-class SAM3D_OT_reconstruct(bpy.types.Operator):
+class ModalPress:
+    """What Reconstruct and Refine share once their jobs are planned: run them modally (the timer steps them, Esc
+    cancels them), or hand them to the app timer when Blender drops the operator. A mixin: Blender registers
+    each operator class once, so one cannot subclass the other."""
+
+    report: Any
+    allow_duplicate: bool
+    _run: ModalRun
+    _timer: Any
+
+    def _start_modal(self, context: bpy.types.Context, plans: list[Plan] | None = None) -> set[OperatorReturnItems]:
+        self._run = ModalRun(self.report)
+        if not self._run.start(context, self.allow_duplicate, plans):
+            return {"CANCELLED"}
+        wm = window_manager_of(context)
+        self._timer = wm.event_timer_add(TICK, window=context.window)
+        wm.modal_handler_add(self)  # type: ignore[arg-type]  # a mixin of operators
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:
+        result = self._run.on_event(context, event.type, event.value)
+        if result not in ({"PASS_THROUGH"}, {"RUNNING_MODAL"}):
+            window_manager_of(context).event_timer_remove(self._timer)
+        return result
+
+    def cancel(self, context: bpy.types.Context) -> None:
+        """Blender drops the operator (its window closed, or No in the identical-request question): the app
+        timer imports its jobs instead."""
+        run: ModalRun | None = getattr(self, "_run", None)
+        if run is None:  # the question was answered No: nothing started
+            return
+        for entry in run.mine():
+            entry.owned = False
+        window_manager_of(context).event_timer_remove(self._timer)
+
+
+class SAM3D_OT_reconstruct(ModalPress, bpy.types.Operator):
     """Reconstruct the masked object of the photo as a 3D object (SAM 3D Objects on Runware)"""
 
     bl_idname = "sam3d.reconstruct"
@@ -282,31 +320,6 @@ class SAM3D_OT_reconstruct(bpy.types.Operator):
                 self, event, title=iface_("Send {} Paid Reconstructions?").format(tasks),
                 message=many_question(context, tasks), confirm_text=iface_("Send Them"), icon="WARNING")
         return self._start_modal(context, plans)
-
-    def _start_modal(self, context: bpy.types.Context, plans: list[Plan] | None = None) -> set[OperatorReturnItems]:
-        self._run = ModalRun(self.report)
-        if not self._run.start(context, self.allow_duplicate, plans):
-            return {"CANCELLED"}
-        wm = window_manager_of(context)
-        self._timer = wm.event_timer_add(TICK, window=context.window)
-        wm.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
-
-    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:
-        result = self._run.on_event(context, event.type, event.value)
-        if result not in ({"PASS_THROUGH"}, {"RUNNING_MODAL"}):
-            window_manager_of(context).event_timer_remove(self._timer)
-        return result
-
-    def cancel(self, context: bpy.types.Context) -> None:
-        """Blender drops the operator (its window closed, or No in the identical-request question): the app
-        timer imports its jobs instead."""
-        run: ModalRun | None = getattr(self, "_run", None)
-        if run is None:  # the question was answered No: nothing started
-            return
-        for entry in run.mine():
-            entry.owned = False
-        window_manager_of(context).event_timer_remove(self._timer)
 
     def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         if self.confirmed and context.window is not None and not bpy.app.background:  # the confirmation's OK
