@@ -100,6 +100,7 @@ class JobRequest:
     poll_first_delay: float = 0.5
     typical_seconds: float | None = None  # how long tasks took lately (polls come quicker around then)
     source: dict[str, Any] = field(default_factory=dict)  # what the work is (a batch item's files and hashes)
+    refine_of: str = ""  # Refine: the object its result is fitted onto, kept so Resume and Re-import fit it too
     downloaded: list[dict[str, Any]] = field(default_factory=list)  # a resumed task's files already on disk
     reservation: Reservation | None = field(default=None, repr=False)  # the money held for it (none: free)
     caption: CaptionRequest | None = None  # a caption to ask with a new task (never with a resumed one)
@@ -116,6 +117,8 @@ class JobRequest:
             "number_results": self.number_results, "placement": self.placement, "engine": self.engine}
         if self.source:
             info["source"] = self.source
+        if self.refine_of:
+            info["refine_of"] = self.refine_of
         return info
 
 

@@ -47,7 +47,8 @@ MAX_TEXT = 4096  # a name, a prompt, a path in a line: longer is cut
 # (an API key it quotes, a path) is never kept.
 _CODE = re.compile(r"[a-z][A-Za-z]{0,63}")
 _UUID_FIELD = re.compile(rb'"task_uuid"\s*:\s*"([^"\\]{1,64})"')  # a line's task, found without parsing it
-_TEXT_INFO = ("name", "image", "mask", "prompt", "model", "caption", "engine")  # caption: what a caption task said
+_TEXT_INFO = ("name", "image", "mask", "prompt", "model", "caption", "engine",  # caption: what a caption task said
+              "refine_of")  # Refine: the object its result is fitted onto
 _PLACEMENTS = {"CURSOR", "AS_IS", "CAMERA"}
 _MAX_SEED = 2**63 - 1
 

@@ -45,8 +45,10 @@ def surface_of(root: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> np.nda
 def lay_over(context: bpy.types.Context, roots: list[bpy.types.Object], target_name: str) -> list[str]:
     """Fit each imported root onto the object named `target_name`; the sentences a person should read."""
     target = bpy.data.objects.get(target_name)
-    if target is None:
-        return [rpt_("{} is no longer in this file: the refined mesh stays where it landed.").format(target_name)]
+    if target is None or target.get(schema.TASK_UUID) is None or target.get(schema.REFINED_FROM):
+        # gone, or not a SAM 3D object (a journal is a file anyone may write: it never moves or hides another)
+        return [rpt_("{} is not a SAM 3D object in this file: the refined mesh stays where it landed.").format(
+            target_name)]
     depsgraph = context.evaluated_depsgraph_get()
     try:
         goal = surface_of(target, depsgraph)

@@ -17,10 +17,10 @@ from ...client.journal import task_files
 from ...client.locks import TaskLocks
 from ...translations import rpt_
 from ...utils import raster
-from . import importing
+from . import fitting, importing
 from .checks import is_blocking, refuse, why_offline
 from .job_requests import job_request
-from .outcomes import note_imported, run_blocking
+from .outcomes import note_imported, run_blocking, tell
 from .runner import RUNNER, SceneJob
 
 if TYPE_CHECKING:
@@ -76,6 +76,8 @@ def import_record(context: bpy.types.Context, record: TaskRecord) -> list[bpy.ty
                                        f["index"]) for _, f in found]
     objects = importing.import_results(context, [path for path, _ in found], provenance,
                                        name=info.get("name", "object"), placement=info.get("placement", "CURSOR"))
+    for sentence in fitting.lay_over(context, objects, str(info["refine_of"])) if info.get("refine_of") else []:
+        tell({"WARNING"}, sentence)
     note_imported(folder, record.task_uuid, [o.name for o in objects], info)
     RUNNER.refresh_history(folder)
     return objects
@@ -88,7 +90,8 @@ def start_from_record(context: bpy.types.Context, record: TaskRecord, **fields: 
                           mask_name=info.get("mask", ""), placement=info.get("placement", "CURSOR"),
                           prompt=info.get("prompt", ""), seed=_seed(info.get("seed")),
                           number_results=int(info.get("number_results", 1)),
-                          engine=info.get("engine", "SAM3D"), **fields)  # type: ignore[arg-type]
+                          engine=info.get("engine", "SAM3D"), refine_of=str(info.get("refine_of", "")),
+                          **fields)  # type: ignore[arg-type]
     return RUNNER.add(SceneJob(Job(request)))
 
 

@@ -60,7 +60,7 @@ def finish(context: bpy.types.Context, entry: SceneJob) -> tuple[list[bpy.types.
                                            photo=req.image_name if entry.photo_collection else "", arrange=arrange)
         for obj in objects if caption else []:
             obj[schema.CAPTION] = caption
-        warnings = fitting.lay_over(context, objects, entry.refine_of) if entry.refine_of else []
+        warnings = fitting.lay_over(context, objects, req.refine_of) if req.refine_of else []
         resolution, budget = entry.finishing
         for obj in objects if resolution or budget else []:  # Advanced: an engine-ready mesh and texture
             if resolution:

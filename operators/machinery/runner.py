@@ -50,7 +50,6 @@ class SceneJob:
     after_import: Callable[[list[bpy.types.Object]], None] | None = None  # e.g. make it an asset (batch.py)
     on_failure: Callable[[str], None] | None = None
     name_from_caption: bool = False  # Reconstruct's Name from Caption: the object and its collection take its name
-    refine_of: str = ""  # Refine: the SAM 3D object its result is fitted onto (machinery/fitting.py)
     number: int = 0  # the session's count of jobs: "mask_0 #2" tells two jobs of one mask apart
 
     @property

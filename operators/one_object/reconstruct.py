@@ -56,7 +56,6 @@ class Plan:
     mask_lowres: str = ""
     finishing: tuple[int, int] = (0, 0)
     name_from_caption: bool = False
-    refine_of: str = ""
 
 
 def plan_jobs(context: bpy.types.Context, allow_duplicate: bool = False) -> list[Plan]:
@@ -109,8 +108,7 @@ def start(context: bpy.types.Context, plans: list[Plan]) -> list[SceneJob]:
         raise
     return [RUNNER.add(SceneJob(Job(request), plan.warnings, photo_collection=plan.photo_collection,
                                 mask_box=plan.mask_box, mask_lowres=plan.mask_lowres, fingerprint=plan.fingerprint,
-                                finishing=plan.finishing, name_from_caption=plan.name_from_caption,
-                                refine_of=plan.refine_of))
+                                finishing=plan.finishing, name_from_caption=plan.name_from_caption))
             for plan, request in zip(plans, requests, strict=True)]
 
 

@@ -71,10 +71,11 @@ def refine_plan(context: bpy.types.Context, obj: bpy.types.Object, engine_id: st
     fields = {"name": f"{stem(obj.name)}_{engine.id.lower()}", "image_name": photo.name, "mask_name": mask_name,
               "placement": "CURSOR", "prompt": str(obj.get(schema.PROMPT, "")) or stem(obj.name),
               "seed": chosen_seed(settings), "number_results": 1, "delivery": settings.delivery_method.lower(),
-              "ttl": settings.ttl, "engine": engine.id, "engine_values": engine_values(settings, engine.id)}
+              "ttl": settings.ttl, "engine": engine.id, "engine_values": engine_values(settings, engine.id),
+              "refine_of": obj.name}
     return Plan({**fields, "prepare": pixels.packed(given, cutout=True), "caption": None},
                 fingerprint(given.digest(), "", model=preferences.get(context).model, **fields),
-                list(given.warnings), refine_of=obj.name)
+                list(given.warnings))
 
 
 class SAM3D_OT_refine(ModalPress, bpy.types.Operator):

@@ -85,3 +85,39 @@ def test_refine_explains_why_it_cannot_run(sam3d, sam3d_object):
     with pytest.raises(RuntimeError, match="no longer in this file"):
         bpy.ops.sam3d.refine()
     assert len(sent_tasks(sam3d.emu)) == 1, "only the first Reconstruct was sent"
+
+
+def test_a_refined_task_reimported_from_history_is_fitted_again(sam3d, sam3d_object):
+    """The journal keeps what a Refine fits onto: Re-import (and Resume, after a crash) fit it too, for free."""
+    obj, _ = sam3d_object
+    assert bpy.ops.sam3d.refine(engine="TRELLIS2") == {"FINISHED"}
+    [first] = [o for o in bpy.data.objects if o.get(schema.REFINED_FROM)]
+    task, at = first[schema.TASK_UUID], np.array(first.matrix_world)
+    bpy.data.objects.remove(first)
+    obj.hide_set(False)
+    assert bpy.ops.sam3d.reimport(task_uuid=task) == {"FINISHED"}
+    [again] = [o for o in bpy.data.objects if o.get(schema.REFINED_FROM)]
+    assert again[schema.REFINED_FROM] == obj.name and obj.hide_get()
+    assert np.allclose(np.array(again.matrix_world), at, atol=1e-3), "the same fit again"
+    assert sam3d.emu.billed("3dInference") == 2, "nothing paid again"
+
+
+def test_a_journal_naming_another_object_never_moves_or_hides_it(sam3d, sam3d_object):
+    """The result folder may be shared or hostile: a Re-import whose line names a plain object leaves it alone."""
+    obj, _ = sam3d_object
+    assert bpy.ops.sam3d.refine(engine="TRELLIS2") == {"FINISHED"}
+    [first] = [o for o in bpy.data.objects if o.get(schema.REFINED_FROM)]
+    task = first[schema.TASK_UUID]
+    bpy.data.objects.remove(first)
+    journal = sam3d.prefs.result_dir + "/journal.jsonl"
+    text = open(journal).read().replace(f'"refine_of": "{obj.name}"', '"refine_of": "Cube"')
+    assert '"refine_of": "Cube"' in text
+    open(journal, "w").write(text)
+    cube = bpy.data.objects["Cube"] if "Cube" in bpy.data.objects else None
+    if cube is None:
+        cube = bpy.data.objects.new("Cube", bpy.data.meshes.new("cube"))
+        bpy.context.scene.collection.objects.link(cube)
+    at = np.array(cube.matrix_world)
+    assert bpy.ops.sam3d.reimport(task_uuid=task) == {"FINISHED"}
+    assert not cube.hide_get() and np.allclose(np.array(cube.matrix_world), at)
+    assert not [o for o in bpy.data.objects if o.get(schema.REFINED_FROM)], "not fitted onto a plain object"
