@@ -4,6 +4,8 @@ the refined mesh must land where the SAM 3D one stood (within 2°, 2 % of the sc
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import bpy
 import numpy as np
 import pytest
@@ -109,10 +111,10 @@ def test_a_journal_naming_another_object_never_moves_or_hides_it(sam3d, sam3d_ob
     [first] = [o for o in bpy.data.objects if o.get(schema.REFINED_FROM)]
     task = first[schema.TASK_UUID]
     bpy.data.objects.remove(first)
-    journal = sam3d.prefs.result_dir + "/journal.jsonl"
-    text = open(journal).read().replace(f'"refine_of": "{obj.name}"', '"refine_of": "Cube"')
+    journal = Path(sam3d.prefs.result_dir) / "journal.jsonl"
+    text = journal.read_text().replace(f'"refine_of": "{obj.name}"', '"refine_of": "Cube"')
     assert '"refine_of": "Cube"' in text
-    open(journal, "w").write(text)
+    journal.write_text(text)
     cube = bpy.data.objects["Cube"] if "Cube" in bpy.data.objects else None
     if cube is None:
         cube = bpy.data.objects.new("Cube", bpy.data.meshes.new("cube"))
