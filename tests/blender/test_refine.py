@@ -115,7 +115,7 @@ def test_a_journal_naming_another_object_never_moves_or_hides_it(sam3d, sam3d_ob
     text = journal.read_text().replace(f'"refine_of": "{obj.name}"', '"refine_of": "Cube"')
     assert '"refine_of": "Cube"' in text
     journal.write_text(text)
-    cube = bpy.data.objects["Cube"] if "Cube" in bpy.data.objects else None
+    cube = bpy.data.objects.get("Cube")
     if cube is None:
         cube = bpy.data.objects.new("Cube", bpy.data.meshes.new("cube"))
         bpy.context.scene.collection.objects.link(cube)
