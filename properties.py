@@ -89,6 +89,10 @@ class SAM3D_PG_settings(bpy.types.PropertyGroup):
         description="Caption each item (a paid request per item, about $0.002): an asset whose file name says "
                     "nothing (IMG_1234, 0, image) is named after it, and every asset gets the caption as its "
                     "description and its words as tags")
+    batch_engine: EnumProperty(  # type: ignore[valid-type]
+        name="Engine", default="SAM3D",
+        items=[(e.id, e.label, e.description) for e in ENGINES.values()],
+        description="The engine that makes each asset (its settings: the Reconstruct panel's for it)")
     batch_bake: IntProperty(  # type: ignore[valid-type]
         name="Bake Texture", default=0, min=0, max=8192,
         description="Bake each asset's colours into a texture of this many pixels a side. 0: keep vertex colours")

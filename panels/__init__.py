@@ -402,9 +402,9 @@ class _LibraryPanel(_Sidebar):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
-        _settings_column(layout, settings_of(context), ("batch_directory", "batch_library", "batch_target_size",
-                                                         "batch_triangle_budget", "batch_bake", "batch_caption",
-                                                         "batch_max_cost"))
+        _settings_column(layout, settings_of(context), ("batch_directory", "batch_library", "batch_engine",
+                                                         "batch_target_size", "batch_triangle_budget", "batch_bake",
+                                                         "batch_caption", "batch_max_cost"))
         layout.operator("sam3d.batch", icon="ASSET_MANAGER")
         for job in batch.ACTIVE:
             counts = job.counts()

@@ -31,16 +31,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import bpy
-from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from ... import preferences
 from ...client import Job, Sam3dError, files
+from ...client.engines import ENGINES
 from ...client.errors import Code
 from ...client.jobs import Event
 from ...client.journal import task_files
 from ...client.money import Limit
 from ...client.photo_folder import Item, file_hash, find_items, shard
 from ...client.tasks import CAPTION_MODEL
+from ...properties import engine_values
 from ...translations import iface_, rpt_, tip_
 from ...utils import captions, contact_sheet, schema
 from ..machinery import pixels
@@ -73,6 +75,8 @@ class Options:
     max_cost: float = 0.0  # the batch's own cost limit, USD; 0: none (the session's limit still holds)
     shard: tuple[int, int] = (1, 1)
     caption: bool = False  # caption each new item (paid): names, descriptions and tags from what is in it
+    engine: str = "SAM3D"  # the engine of client/engines.py that makes each asset
+    engine_values: dict[str, Any] = field(default_factory=dict)  # its settings to send (the panel's ticked ones)
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
@@ -181,6 +185,8 @@ class Batch:
         """The item's job: skipped when done, fetched by UUID when already sent, else a new (paid) task."""
         try:
             hashes = {"photo": file_hash(item.photo), "mask": file_hash(item.mask) if item.mask else ""}
+            if self.options.engine != "SAM3D":  # another engine's asset is another asset (SAM 3D's keep their state)
+                hashes["engine"] = self.options.engine
             if self.library.is_done(item.key, hashes):
                 item.status, item.reason = "skipped", "already in the library"
                 state = self.library.state(item.key)  # the sheet shows it as it was made
@@ -192,13 +198,16 @@ class Batch:
             kept = self._captions[item.key] = _caption_of_state(self.library.state(item.key))
             fields: dict[str, Any] = {
                 "name": item.name, "image_name": item.photo, "mask_name": item.mask or f"{item.photo} (alpha)",
-                "placement": "CURSOR", "prompt": item.name.replace("_", " "), "source": {"key": item.key, **hashes}}
+                "placement": "CURSOR", "prompt": item.name.replace("_", " "), "source": {"key": item.key, **hashes},
+                "engine": self.options.engine, "engine_values": dict(self.options.engine_values)}
             if earlier:
                 request = job_request(context, **earlier, **fields)
             else:
                 inputs = self._inputs(context, item)
                 ask = self.options.caption and "caption_uuid" not in kept  # a caption is never asked twice
-                request = job_request(context, limits=(self.limit,), prepare=inputs.encode,
+                cutout = not ENGINES[self.options.engine].posed  # an engine without a mask input: the cut-out
+                prepare = (lambda inputs=inputs: (inputs.cutout_png(), inputs.encode()[1])) if cutout else inputs.encode
+                request = job_request(context, limits=(self.limit,), prepare=prepare,
                                       caption=inputs.cutout_png if ask else None, **fields)
                 if request.caption is not None:
                     kept["caption_uuid"] = request.caption.task_uuid
@@ -404,7 +413,9 @@ def estimate(batch: Batch) -> tuple[int, float]:
     """(items not yet in the library, their cost at the next reservation's price): the batch's own words."""
     todo = sum(1 for i in batch.items if i.status == "pending" and batch.library.state(i.key).get("state") != "done")
     prefs = preferences.get()  # the price of the models the next reservations use
-    cost = RUNNER.ledger.estimate("3dInference", prefs.model.strip(), todo)
+    spec = ENGINES[batch.options.engine]
+    cost = RUNNER.ledger.estimate("3dInference", preferences.engine_model(prefs, spec.id), todo,
+                                  floor=spec.worst_case_price)
     if batch.options.caption:  # an upper bound: an item captioned by an earlier run is not asked again
         cost += RUNNER.ledger.estimate("caption", prefs.caption_model.strip() or CAPTION_MODEL, todo)
     return todo, cost
@@ -474,6 +485,8 @@ class SAM3D_OT_batch(bpy.types.Operator):
     triangle_budget: IntProperty(name="Triangle Budget", min=0, options={"SKIP_SAVE"})  # type: ignore[valid-type]
     bake: IntProperty(name="Bake Texture", min=0, max=8192, options={"SKIP_SAVE"})  # type: ignore[valid-type]
     caption: BoolProperty(name="Name from Caption", options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    engine: EnumProperty(  # type: ignore[valid-type]
+        name="Engine", options={"SKIP_SAVE"}, items=[(e.id, e.label, e.description) for e in ENGINES.values()])
     confirmed: BoolProperty(default=False, options={"HIDDEN", "SKIP_SAVE"})  # type: ignore[valid-type]
 
     @classmethod
@@ -493,7 +506,9 @@ class SAM3D_OT_batch(bpy.types.Operator):
                           int(self._setting(context, "triangle_budget", "batch_triangle_budget")),
                           int(self._setting(context, "bake", "batch_bake")),
                           float(self._setting(context, "max_cost", "batch_max_cost")),
-                          caption=bool(self._setting(context, "caption", "batch_caption")))
+                          caption=bool(self._setting(context, "caption", "batch_caption")),
+                          engine=str(self._setting(context, "engine", "batch_engine")))
+        options.engine_values = engine_values(settings_of(context), options.engine)
         return prepare(directory, library, options)
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:
@@ -554,7 +569,7 @@ class SAM3D_OT_batch_cancel(bpy.types.Operator):
 
 def cli(argv: list[str]) -> int:
     """`blender --command sam3d batch DIR -o LIBRARY [--max-cost USD] [--size M] [--triangles N] [--bake RES]
-    [--shard K/N] [--caption]`"""
+    [--shard K/N] [--caption] [--engine ID]`"""
     import argparse
 
     parser = argparse.ArgumentParser(prog="blender --command sam3d")
@@ -569,6 +584,8 @@ def cli(argv: list[str]) -> int:
     batch.add_argument("--shard", default="1/1", help="K/N: build only the K-th of N shares of the items")
     batch.add_argument("--caption", action="store_true",
                        help="caption each item (paid, about $0.002 each): names, descriptions and tags from it")
+    batch.add_argument("--engine", default="sam3d", choices=[e.lower() for e in ENGINES],
+                       help="the engine that makes each asset (README: what each is good for and costs)")
     args = parser.parse_args(argv)
     try:
         k, n = (int(v) for v in args.shard.split("/"))
@@ -589,12 +606,14 @@ def cli(argv: list[str]) -> int:
     def say(kind: set[str], text: str) -> None:
         print(f"sam3d: {text}", flush=True)
 
-    options = Options(args.size, args.triangles, args.bake, args.max_cost, (k, n), caption=args.caption)
+    options = Options(args.size, args.triangles, args.bake, args.max_cost, (k, n), caption=args.caption,
+                      engine=args.engine.upper())
     try:
         done = prepare(Path(args.directory), Path(args.output).absolute(), options)
     except Sam3dError as exc:
         print(f"sam3d: {exc}")
         return 2
+    print(f"sam3d: {estimate_text(done)}", flush=True)
     steady_allocator()  # this process exists for the batch: its allocator may be tuned for it
     run(bpy.context, done, say)
     for item in done.items:

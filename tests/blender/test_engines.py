@@ -77,3 +77,38 @@ def test_the_press_reserves_the_engines_worst_case(sam3d):
     assert sam3d.emu.billed("3dInference") == 0
     sam3d.settings.engine = "SAM3D"
     assert bpy.ops.sam3d.reconstruct() == {"FINISHED"} and sam3d.emu.billed("3dInference") == 1
+
+
+def test_a_batch_with_another_engine_sends_each_cut_out_and_keeps_pbr_assets(sam3d, capsys):
+    """`--engine trellis2`: each item's cut-out to TRELLIS.2, the assets with their PBR material; the estimate at
+    its worst case; SAM 3D's state of the same items is not taken for TRELLIS.2's."""
+    from test_batch import batch_module, photos, read_library
+
+    folder, library = photos(sam3d.tmp), sam3d.tmp / "library"
+    assert batch_module().cli(["batch", str(folder), "-o", str(library), "--engine", "trellis2"]) == 0
+    out = capsys.readouterr().out
+    assert "about $0.4000" in out, "four items at TRELLIS.2's worst case"
+    tasks = sent_tasks(sam3d.emu)
+    assert len(tasks) == 4 and {t["model"] for t in tasks} == {"microsoft:trellis-2@4b"}
+    assert all("mask" not in t["inputs"] and "prompt" not in t for t in tasks)
+    assets = read_library(library)
+    assert len(assets) == 4
+    for obj in assets:
+        meshes = [o for o in (obj, *obj.children_recursive) if o.type == "MESH"]
+        nodes = {n.type for o in meshes for m in o.material_slots if m.material for n in m.material.node_tree.nodes}
+        assert {"BSDF_PRINCIPLED", "TEX_IMAGE"} <= nodes, f"{obj.name}: its PBR material kept in the asset"
+    assert batch_module().cli(["batch", str(folder), "-o", str(library), "--engine", "trellis2"]) == 0
+    assert len(sent_tasks(sam3d.emu)) == 4, "run again: nothing sent, nothing paid"
+    with pytest.raises(SystemExit):
+        batch_module().cli(["batch", str(folder), "-o", str(library), "--engine", "nope"])
+
+
+def test_the_library_panel_engine_and_its_ticked_settings_reach_every_item(sam3d):
+    from test_batch import photos
+
+    sam3d.settings.batch_engine = "TRELLIS2"
+    group = sam3d.settings.engine_trellis2
+    group.use_textureSize, group.textureSize = True, 4096
+    assert bpy.ops.sam3d.batch(directory=str(photos(sam3d.tmp)), filepath=str(sam3d.tmp / "lib")) == {"FINISHED"}
+    tasks = sent_tasks(sam3d.emu)
+    assert len(tasks) == 4 and all(t["settings"] == {"textureSize": 4096} for t in tasks)

@@ -103,7 +103,7 @@ def test_panels_draw_every_setting_and_say_why_reconstruct_is_disabled(sam3d):
     assert advanced == {"exact_seed", "delivery_method", "ttl", "bake_to_texture", "bake_resolution", "triangle_budget"}
     assert draw("SAM3D_PT_image_advanced")
     library = {name for kind, name in draw("SAM3D_PT_view3d_library") if kind == "prop"}
-    assert library == {"batch_directory", "batch_library", "batch_target_size", "batch_triangle_budget",
+    assert library == {"batch_directory", "batch_library", "batch_engine", "batch_target_size", "batch_triangle_budget",
                        "batch_bake", "batch_caption", "batch_max_cost"}
 
 
