@@ -112,3 +112,17 @@ def test_the_library_panel_engine_and_its_ticked_settings_reach_every_item(sam3d
     assert bpy.ops.sam3d.batch(directory=str(photos(sam3d.tmp)), filepath=str(sam3d.tmp / "lib")) == {"FINISHED"}
     tasks = sent_tasks(sam3d.emu)
     assert len(tasks) == 4 and all(t["settings"] == {"textureSize": 4096} for t in tasks)
+
+
+def test_bake_and_the_triangle_budget_work_on_an_engines_pbr_result(sam3d):
+    """Advanced's Bake to Texture reads TRELLIS.2's base-colour texture (there are no vertex colours to read)."""
+    use_inputs()
+    sam3d.settings.engine = "TRELLIS2"
+    sam3d.settings.bake_to_texture, sam3d.settings.bake_resolution, sam3d.settings.triangle_budget = True, 128, 8
+    before = set(bpy.data.objects)
+    assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}
+    [obj] = [o for o in bpy.data.objects if o not in before and o.type == "MESH"]
+    assert obj["sam3d_baked"] == 128 and sum(len(p.vertices) - 2 for p in obj.data.polygons) <= 8
+    image = next(n.image for n in obj.active_material.node_tree.nodes if getattr(n, "image", None) is not None)
+    pixels = np.array(image.pixels[:]).reshape(-1, 4)
+    assert tuple(image.size) == (128, 128) and pixels[:, :3].std() > 0.01, "the texture's colours, not one flat tone"
