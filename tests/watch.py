@@ -108,11 +108,18 @@ class TracedPeak:
         print(f"traced peak: {self.mb:.1f} MB")
 
 
-def until(condition, seconds: float = 30.0) -> bool:
+def until(condition, seconds: float = 30.0) -> bool:  # noqa: ANN001
+    """Whether `condition()` came to hold within `seconds`, checked every 20 ms."""
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
             return False
         time.sleep(0.02)
     return True
+
+
+def wait_for(condition, what: str = "the condition", timeout: float = 180.0) -> None:  # noqa: ANN001
+    """Wait for `condition()` to hold; the deadline only catches a hang (it is never a speed goal). The one wait
+    of the tests: `until` where a test asserts the outcome itself."""
+    assert until(condition, timeout), f"never happened: {what}"
 

@@ -8,7 +8,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,13 +73,6 @@ def reset_session() -> None:
     """Every module-level state the add-on keeps, as in a Blender just started (operators/machinery/state.py)."""
     module("operators.machinery.state").reset()
 
-
-def wait_until(condition, timeout: float = 60.0) -> None:  # noqa: ANN001
-    """Wait for `condition()` to hold; the timeout only catches a hang (it is never a speed goal)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(0.02)
 
 
 def tick() -> None:

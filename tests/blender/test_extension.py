@@ -8,7 +8,9 @@ from types import SimpleNamespace
 
 import bpy
 import pytest
-from conftest import MODULE, tick, use_inputs, wait_until, zip_names
+from conftest import MODULE, tick, use_inputs, zip_names
+
+from tests.watch import wait_for
 
 ADDON_FILES = {"blender_manifest.toml", "__init__.py", "preferences.py", "properties.py", "translations.py", "LICENSE"}
 
@@ -153,7 +155,7 @@ def test_disabling_during_a_job_stops_its_thread(sam3d):
     sam3d.emu.processing_time = 30
     use_inputs()
     job = reconstruct.start_job(bpy.context).job
-    wait_until(lambda: sam3d.emu.billed_tasks() == 1)  # in the middle of its polls
+    wait_for(lambda: sam3d.emu.billed_tasks() == 1)  # in the middle of its polls
     bpy.ops.preferences.addon_disable(module=MODULE)  # cancels, and waits up to 2 s for the threads
     try:
         assert job.join(0) and not job.alive
@@ -170,7 +172,7 @@ def test_a_job_survives_loading_another_file_and_imports_into_it(sam3d):
     use_inputs()
     running = reconstruct.start_job(bpy.context)
     running.owned = True  # as if a modal operator watched it: loading a file drops that operator
-    wait_until(lambda: (running.job.drain(), running.job.phase)[1] in ("queued", "processing"))
+    wait_for(lambda: (running.job.drain(), running.job.phase)[1] in ("queued", "processing"))
     bpy.ops.wm.read_homefile(use_empty=True)
     assert not running.owned, "load_post should hand the job to the app timer"
     deadline = time.monotonic() + 20
@@ -267,7 +269,7 @@ def test_modal_run_esc_cancels(sam3d):
     sam3d.emu.processing_time = 30
     use_inputs()
     assert run.start(bpy.context)
-    wait_until(lambda: sam3d.emu.billed_tasks() == 1)
+    wait_for(lambda: sam3d.emu.billed_tasks() == 1)
     assert run.on_event(bpy.context, "ESC", "PRESS") == {"RUNNING_MODAL"}  # consumed: nothing else reacts
     assert drive(run) == {"CANCELLED"}
     assert any("Cancelled" in text for _, text in reports)

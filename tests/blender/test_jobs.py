@@ -10,7 +10,9 @@ from pathlib import Path
 
 import bpy
 import pytest
-from conftest import KEY, MODULE, SAMPLES, tick, use_inputs, wait_until
+from conftest import KEY, MODULE, SAMPLES, tick, use_inputs
+
+from tests.watch import wait_for
 
 SESSION = Path(__file__).with_name("session.py")
 
@@ -63,7 +65,7 @@ def test_cancel_one_or_all_by_task_uuid(sam3d):
     use_inputs()
     a, b, c = (reconstruct_module().start_job(bpy.context) for _ in range(3))
     assert bpy.ops.sam3d.cancel(task_uuid=a.job.task_uuid) == {"FINISHED"}
-    wait_until(lambda: (tick(), a.job.task_uuid not in runner().RUNNER.jobs)[1])
+    wait_for(lambda: (tick(), a.job.task_uuid not in runner().RUNNER.jobs)[1])
     assert a.job.task_uuid not in runner().RUNNER.jobs and b.job.task_uuid in runner().RUNNER.jobs
     assert bpy.ops.sam3d.cancel() == {"FINISHED"}  # empty: all
     tick_until_idle()

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import bpy
 import pytest
 from conftest import SAMPLES, load, module, reset_session, tick, use_inputs
+
+from tests.watch import wait_for
 
 PRICE = 3800  # micro-dollars: 0.0038 USD per result, Runware's documented example (SAM 3D and RemBG alike)
 
@@ -34,13 +35,6 @@ def kinds(emu, since: int = 0) -> list[str]:  # noqa: ANN001
     return [t.get("taskType") for r in emu.requests[since:] for t in (r.body if isinstance(r.body, list) else [])
             if isinstance(t, dict)]
 
-
-def wait_for(condition, what: str, timeout: float = 120.0) -> None:  # noqa: ANN001
-    """Wait on a condition; the deadline only catches a hang (never a speed goal)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.02)
 
 
 def new_file(sam3d) -> None:  # noqa: ANN001

@@ -16,6 +16,8 @@ import bpy
 import pytest
 from conftest import KEY, SAMPLES, module, reset_session, tick, use_inputs
 
+from tests.watch import wait_for
+
 SESSION = Path(__file__).with_name("session.py")
 PHOTO, MASK = SAMPLES / "human_object" / "image.png", SAMPLES / "human_object" / "mask_0.png"
 
@@ -71,13 +73,6 @@ def session(sam3d, zip_path: Path, *args: str) -> list[dict]:  # noqa: ANN001
     assert run.proc.returncode == 0, run.output()
     return said
 
-
-def wait_for(condition, what: str, timeout: float = 180.0) -> None:  # noqa: ANN001
-    """Wait on a condition; the deadline only catches a hang (never a speed goal)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.05)
 
 
 def finish_now(emu) -> None:  # noqa: ANN001
