@@ -24,7 +24,7 @@ STALE = 24 * 3600.0
 MAX_LOCK_BYTES = 4096  # what a holder writes is a hundred bytes: a lock file larger than this is not one of ours
 
 
-def _start_time(pid: int) -> str:
+def start_time(pid: int) -> str:
     """The process's start time (Linux: /proc), so a reused pid is not mistaken for the holder."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -42,10 +42,10 @@ def _alive(pid: int, start: str) -> bool:
         return True
     except OSError:
         return True
-    return not start or _start_time(pid) in ("", start)
+    return not start or start_time(pid) in ("", start)
 
 
-ME = {"host": socket.gethostname(), "pid": os.getpid(), "start": _start_time(os.getpid())}
+ME = {"host": socket.gethostname(), "pid": os.getpid(), "start": start_time(os.getpid())}
 
 
 class TaskLocks:

@@ -185,8 +185,6 @@ class Batch:
         """The item's job: skipped when done, fetched by UUID when already sent, else a new (paid) task."""
         try:
             hashes = {"photo": file_hash(item.photo), "mask": file_hash(item.mask) if item.mask else ""}
-            if self.options.engine != "SAM3D":  # another engine's asset is another asset (SAM 3D's keep their state)
-                hashes["engine"] = self.options.engine
             if self.library.is_done(item.key, hashes):
                 item.status, item.reason = "skipped", "already in the library"
                 state = self.library.state(item.key)  # the sheet shows it as it was made
@@ -281,10 +279,11 @@ class Batch:
             if named and captions.is_anonymous(Path(item.key).stem.split("@")[0]):
                 item.name = named  # IMG_4471, 0, image: the caption says what it is
         catalog = item.catalog.split("/")[-1]
-        tags = ["SAM 3D", *captions.tags(item.caption, catalog), catalog, Path(item.photo).stem]
+        engine = ENGINES[self.options.engine]
+        tags = ["SAM 3D", engine.label, *captions.tags(item.caption, catalog), catalog, Path(item.photo).stem]
         make_asset(root, catalog=item.catalog, tags=list(dict.fromkeys(tags)),
                    description=((item.caption + "\n\n" if item.caption else "")
-                                + f"SAM 3D Objects reconstruction of {source} in {Path(item.photo).name}. "
+                                + f"{engine.label} reconstruction of {source} in {Path(item.photo).name}. "
                                 f"Task {item.task_uuid}, seed {root.get(schema.SEED)}"
                                 + (f", cost ${item.cost:.4f}" if root.get(schema.COST) is not None else "") + "."),
                    provenance={**{k: root[k] for k in (schema.TASK_UUID, schema.SEED, schema.COST, schema.PROMPT)
@@ -404,7 +403,11 @@ def prepare(folder: Path, library_folder: Path, options: Options) -> Batch:
     if not folder.is_dir():
         raise Sam3dError(Code.BAD_LIBRARY, rpt_("{} is not a folder.").format(folder))
     k, n = options.shard
-    batch = Batch(folder, Library(library_folder), shard(find_items(folder), k, n), options)
+    items = shard(find_items(folder), k, n)
+    if options.engine != "SAM3D":  # another engine's asset is another asset: its own file and state, beside SAM 3D's
+        for item in items:
+            item.key = f"{item.key}@{options.engine.lower()}"
+    batch = Batch(folder, Library(library_folder), items, options)
     batch.limit.set(options.max_cost)
     return batch
 

@@ -11,6 +11,7 @@ from bpy.props import StringProperty
 
 from ... import preferences
 from ...client import Job, Sam3dError, TaskRecord, files
+from ...client.engines import ENGINES
 from ...client.imagesize import dimensions
 from ...client.jobs import INPUT_FILES
 from ...client.journal import task_files
@@ -95,9 +96,10 @@ def start_from_record(context: bpy.types.Context, record: TaskRecord, **fields: 
     return RUNNER.add(SceneJob(Job(request)))
 
 
-def retry_inputs(result_dir: Path, task_uuid: str) -> tuple[bytes, bytes] | None:
+def retry_inputs(result_dir: Path, task_uuid: str, same_size: bool = True) -> tuple[bytes, bytes] | None:
     """The photo and mask a task sent, from its own folder: regular files reached without a link, within a bound,
-    two PNGs of one size no larger than what is ever sent. None otherwise (the panel's sentence says so)."""
+    two PNGs no larger than what is ever sent, of one size (`same_size`; an engine shown the cut-out was sent the
+    object's crop). None otherwise (the panel's sentence says so)."""
     found = []
     for name in INPUT_FILES:
         try:
@@ -109,7 +111,7 @@ def retry_inputs(result_dir: Path, task_uuid: str) -> tuple[bytes, bytes] | None
             return None
         found.append((data, size))
     (photo, photo_size), (mask, mask_size) = found
-    return (photo, mask) if photo_size == mask_size else None
+    return (photo, mask) if photo_size == mask_size or not same_size else None
 
 
 class SAM3D_OT_reimport(bpy.types.Operator):
@@ -222,7 +224,8 @@ class SAM3D_OT_retry(bpy.types.Operator):
             self.report({"ERROR"}, reason)
             return {"CANCELLED"}
         assert record is not None
-        inputs = retry_inputs(_folder(context), record.task_uuid)
+        engine = ENGINES.get(str(record.info.get("engine", "SAM3D")), ENGINES["SAM3D"])
+        inputs = retry_inputs(_folder(context), record.task_uuid, same_size=engine.posed)
         if inputs is None:
             self.report({"ERROR"}, rpt_("The inputs of this job are not on disk any more: reconstruct it from the "
                                         "panel."))

@@ -19,12 +19,13 @@ from ...client.engines import ENGINES
 from ...properties import engine_values
 from ...translations import rpt_, tip_
 from ...utils import schema
-from ..machinery import pixels
+from ..machinery import fitting, pixels
 from ..machinery.checks import is_blocking, refuse, why_offline
 from ..machinery.inputs import chosen_seed, settings_of, stem
 from ..machinery.job_requests import fingerprint
 from ..machinery.outcomes import run_blocking
-from .reconstruct import ModalPress, Plan, begin
+from ..machinery.runner import RUNNER
+from .reconstruct import DuplicateError, ModalPress, Plan, begin
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems
@@ -72,7 +73,7 @@ def refine_plan(context: bpy.types.Context, obj: bpy.types.Object, engine_id: st
               "placement": "CURSOR", "prompt": str(obj.get(schema.PROMPT, "")) or stem(obj.name),
               "seed": chosen_seed(settings), "number_results": 1, "delivery": settings.delivery_method.lower(),
               "ttl": settings.ttl, "engine": engine.id, "engine_values": engine_values(settings, engine.id),
-              "refine_of": obj.name}
+              "refine_of": fitting.target_key(obj)}
     return Plan({**fields, "prepare": pixels.packed(given, cutout=True), "caption": None},
                 fingerprint(given.digest(), "", model=preferences.get(context).model, **fields),
                 list(given.warnings))
@@ -101,10 +102,15 @@ class SAM3D_OT_refine(ModalPress, bpy.types.Operator):
         obj = target_of(context)
         assert obj is not None  # poll() made sure
         try:
-            return [refine_plan(context, obj, self.engine)]
+            plan = refine_plan(context, obj, self.engine)
+            if not self.allow_duplicate and RUNNER.in_flight(plan.fingerprint):
+                raise DuplicateError(obj.name)  # a second press would pay twice
+            return [plan]
         except pixels.MaskError as exc:
             self.report({"ERROR"}, rpt_("Cannot refine {}: {}").format(obj.name, exc))
-            return None
+        except DuplicateError as exc:
+            self.report({"ERROR"}, str(exc))
+        return None
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[OperatorReturnItems]:
         if is_blocking(self, context):

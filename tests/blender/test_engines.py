@@ -85,20 +85,24 @@ def test_a_batch_with_another_engine_sends_each_cut_out_and_keeps_pbr_assets(sam
     from test_batch import batch_module, photos, read_library
 
     folder, library = photos(sam3d.tmp), sam3d.tmp / "library"
+    assert batch_module().cli(["batch", str(folder), "-o", str(library)]) == 0  # SAM 3D's library first
+    sam3d_files = {p: p.read_bytes() for p in library.rglob("*.blend")}
+    capsys.readouterr()
     assert batch_module().cli(["batch", str(folder), "-o", str(library), "--engine", "trellis2"]) == 0
     out = capsys.readouterr().out
-    assert "about $0.4000" in out, "four items at TRELLIS.2's worst case"
-    tasks = sent_tasks(sam3d.emu)
+    assert "4 job(s) of 4 item(s), about $0.4000" in out, "four items at TRELLIS.2's worst case, none taken as done"
+    tasks = sent_tasks(sam3d.emu)[4:]
     assert len(tasks) == 4 and {t["model"] for t in tasks} == {"microsoft:trellis-2@4b"}
     assert all("mask" not in t["inputs"] and "prompt" not in t for t in tasks)
-    assets = read_library(library)
-    assert len(assets) == 4
+    assert all(p.read_bytes() == data for p, data in sam3d_files.items()), "SAM 3D's assets kept as they were"
+    assets = [o for o in read_library(library) if "TRELLIS.2" in [t.name for t in o.asset_data.tags]]
+    assert len(assets) == 4 and len(list(library.rglob("*.blend"))) == 8, "beside SAM 3D's, in files of their own"
     for obj in assets:
         meshes = [o for o in (obj, *obj.children_recursive) if o.type == "MESH"]
         nodes = {n.type for o in meshes for m in o.material_slots if m.material for n in m.material.node_tree.nodes}
         assert {"BSDF_PRINCIPLED", "TEX_IMAGE"} <= nodes, f"{obj.name}: its PBR material kept in the asset"
     assert batch_module().cli(["batch", str(folder), "-o", str(library), "--engine", "trellis2"]) == 0
-    assert len(sent_tasks(sam3d.emu)) == 4, "run again: nothing sent, nothing paid"
+    assert len(sent_tasks(sam3d.emu)) == 8, "run again: nothing sent, nothing paid"
     with pytest.raises(SystemExit):
         batch_module().cli(["batch", str(folder), "-o", str(library), "--engine", "nope"])
 

@@ -105,14 +105,16 @@ def test_a_refined_task_reimported_from_history_is_fitted_again(sam3d, sam3d_obj
 
 
 def test_a_journal_naming_another_object_never_moves_or_hides_it(sam3d, sam3d_object):
-    """The result folder may be shared or hostile: a Re-import whose line names a plain object leaves it alone."""
+    """The result folder may be shared or hostile: a Re-import whose line names a plain object (a Refine names
+    its target by task and result, never by name) leaves it alone."""
     obj, _ = sam3d_object
     assert bpy.ops.sam3d.refine(engine="TRELLIS2") == {"FINISHED"}
     [first] = [o for o in bpy.data.objects if o.get(schema.REFINED_FROM)]
     task = first[schema.TASK_UUID]
     bpy.data.objects.remove(first)
     journal = Path(sam3d.prefs.result_dir) / "journal.jsonl"
-    text = journal.read_text().replace(f'"refine_of": "{obj.name}"', '"refine_of": "Cube"')
+    key = f'"refine_of": "{obj[schema.TASK_UUID]}#0"'
+    text = journal.read_text().replace(key, '"refine_of": "Cube"')
     assert '"refine_of": "Cube"' in text
     journal.write_text(text)
     cube = bpy.data.objects.get("Cube")
@@ -123,3 +125,30 @@ def test_a_journal_naming_another_object_never_moves_or_hides_it(sam3d, sam3d_ob
     assert bpy.ops.sam3d.reimport(task_uuid=task) == {"FINISHED"}
     assert not cube.hide_get() and np.allclose(np.array(cube.matrix_world), at)
     assert not [o for o in bpy.data.objects if o.get(schema.REFINED_FROM)], "not fitted onto a plain object"
+
+
+def test_a_renamed_target_is_still_found_and_a_fit_that_cannot_be_made_hides_nothing(sam3d, sam3d_object, capfd):
+    """The target is found by its task, not its name; a result with no surface is left where it landed, the SAM 3D
+    object shown, and the user told why."""
+    obj, _ = sam3d_object
+    obj.name = "renamed chair"
+    flat = [(0, 0, 0), (1, 0, 0), (2, 0, 0), (3, 0, 0)]  # a mesh without area: nothing to fit
+    sam3d.emu.result_factory = lambda task, i: glb.make_glb(flat, [(0, 1, 2), (1, 2, 3)])
+    assert bpy.ops.sam3d.refine(engine="TRELLIS2") == {"FINISHED"}
+    assert "Cannot fit renamed chair_trellis2 onto renamed chair: it has no surface." in capfd.readouterr().out
+    assert not obj.hide_get() and not obj.hide_render, "nothing fitted: the SAM 3D object stays in sight"
+    assert not [o for o in bpy.data.objects if o.get(schema.REFINED_FROM)]
+
+
+def test_retry_of_a_refine_sends_the_same_cut_out_and_fits_again(sam3d, sam3d_object):
+    """Retry reads the cut-out the task sent (its crop, not the mask's size) and pays for one new task only."""
+    obj, _ = sam3d_object
+    assert bpy.ops.sam3d.refine(engine="TRELLIS2") == {"FINISHED"}
+    [first] = [o for o in bpy.data.objects if o.get(schema.REFINED_FROM)]
+    sent = sent_tasks(sam3d.emu)[-1]["inputs"]["image"]
+    assert bpy.ops.sam3d.retry(task_uuid=first[schema.TASK_UUID]) == {"FINISHED"}
+    again = sent_tasks(sam3d.emu)[-1]
+    assert again["inputs"]["image"] == sent and again["model"] == "microsoft:trellis-2@4b"
+    refined = [o for o in bpy.data.objects if o.get(schema.REFINED_FROM)]
+    assert len(refined) == 2 and all(o[schema.FIT_ERROR] < 0.02 for o in refined)
+    assert sam3d.emu.billed("3dInference") == 3

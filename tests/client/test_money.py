@@ -400,10 +400,10 @@ def test_a_task_another_process_holds_gives_the_money_of_a_new_job_back(emu, tmp
     holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
         TaskLocks(tmp_path).folder.mkdir(parents=True)
-        from client.locks import ME, _start_time
+        from client.locks import ME, start_time
 
         TaskLocks(tmp_path).path(req.task_uuid).write_text(json.dumps(
-            {**ME, "pid": holder.pid, "start": _start_time(holder.pid), "time": time.time()}))
+            {**ME, "pid": holder.pid, "start": start_time(holder.pid), "time": time.time()}))
         job = run(Job(req))
     finally:
         holder.kill()

@@ -292,14 +292,14 @@ def test_a_lock_of_a_reused_process_id_is_taken_over(tmp_path):
 
 def test_a_live_holders_lock_is_respected(tmp_path):
     """The control: the same lock with the holder's real start time is a live one's."""
-    from client.locks import ME, _start_time
+    from client.locks import ME, start_time
 
     parent = os.getppid()
     locks = TaskLocks(tmp_path)
     task = task_id()
     (tmp_path / "locks").mkdir()
     (tmp_path / "locks" / f"{task}.lock").write_text(json.dumps(
-        {"host": ME["host"], "pid": parent, "start": _start_time(parent), "time": time.time()}))
+        {"host": ME["host"], "pid": parent, "start": start_time(parent), "time": time.time()}))
     assert locks.held_elsewhere(task) and not locks.acquire(task)
 
 

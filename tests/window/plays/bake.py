@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bpy
 from common import added, addon, connect, image, jobs, names, settings
-from photo import _editor_with_photo
+from photo import editor_with_photo
 
 
 def _result(ui, params, editor_region, placement="CAMERA", variants=1):
@@ -34,7 +34,7 @@ def from_sidebar(ui, **params):
     """Bake clicked in the 3D Viewport's or the Image Editor's sidebar (`params["where"]`), an Image Editor
     showing the photo all along."""
     connect(ui, params)
-    editor, editor_region, photo = yield from _editor_with_photo(ui, params)
+    editor, editor_region, photo = yield from editor_with_photo(ui, params)
     objects = yield from _result(ui, params, editor_region)
     region = editor_region if params["where"] == "IMAGE_EDITOR" else (yield from ui.sidebar("VIEW_3D"))
     yield from ui.open_panel(region, "sam3d.bake(")
@@ -50,7 +50,7 @@ def without_camera(ui, **params):
     """Results placed on the 3D cursor (no photo camera): Bake is there; three objects bake one per step with a
     progress bar, and Esc pressed while the second bakes leaves the third as it was."""
     connect(ui, params)
-    editor, editor_region, photo = yield from _editor_with_photo(ui, params)
+    editor, editor_region, photo = yield from editor_with_photo(ui, params)
     objects = yield from _result(ui, params, editor_region, placement="CURSOR", variants=3)
     region = yield from ui.sidebar("VIEW_3D")
     yield from ui.open_panel(region, "sam3d.bake(")

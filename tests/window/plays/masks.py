@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 from common import added, addon, connect, drawn, image, jobs, names, settings
-from photo import _editor_with_photo
+from photo import editor_with_photo
 
 
 def asked() -> int:
@@ -15,7 +15,7 @@ def list_and_box(ui, **params):
     """Two masks in the list, sent with one press; the Mask field says it is not what is sent; a Box dragged
     over the photo adds a third mask, and the next press sends that one only."""
     connect(ui, params)
-    editor, region, photo = yield from _editor_with_photo(ui, params)
+    editor, region, photo = yield from editor_with_photo(ui, params)
     settings().mask = image(params, "human_object/mask_0.png")
     for _ in range(2):
         bpy.ops.sam3d.mask_add()

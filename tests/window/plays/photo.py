@@ -7,7 +7,7 @@ import bpy
 from common import added, addon, connect, image, jobs, names, settings
 
 
-def _editor_with_photo(ui, params, relative="human_object/image.png"):
+def editor_with_photo(ui, params, relative="human_object/image.png"):
     """An Image Editor beside the 3D Viewport showing the photo, the Photo field left empty: a new user's start."""
     editor = yield from ui.split("IMAGE_EDITOR")
     photo = image(params, relative)
@@ -29,7 +29,7 @@ def _state(ui, editor):
 def load_folder(ui, **params):
     """Load Folder of Masks on a folder that holds the photo itself beside its masks."""
     connect(ui, params)
-    editor, region, photo = yield from _editor_with_photo(ui, params)
+    editor, region, photo = yield from editor_with_photo(ui, params)
     yield from ui.click((yield from ui.find(region, "sam3d.masks_load_folder(", columns=(0.75, 0.72, 0.78))))
     yield from ui.file_browser(params["folder"])
     ui.record(masks=[m.image.name for m in settings().masks if m.image], **_state(ui, editor))
@@ -39,7 +39,7 @@ def load_folder(ui, **params):
 def preview(ui, **params):
     """Preview shows the darkened photo in the editor; the photo stays the photo, and Reconstruct sends it."""
     connect(ui, params)
-    editor, region, photo = yield from _editor_with_photo(ui, params)
+    editor, region, photo = yield from editor_with_photo(ui, params)
     settings().mask = image(params, "human_object/mask_0.png")
     yield from ui.click((yield from ui.find(region, "sam3d.mask_preview(")))
     yield from ui.frames(6)
@@ -54,7 +54,7 @@ def preview(ui, **params):
 def mask_open(ui, **params):
     """Mask › Open in the Image Editor's sidebar (Blender 5.2 shows the opened image in the editor)."""
     connect(ui, params)
-    editor, region, photo = yield from _editor_with_photo(ui, params)
+    editor, region, photo = yield from editor_with_photo(ui, params)
     yield from ui.click((yield from ui.find(region, "sam3d.mask_open(")))  # the Mask row's Open
     yield from ui.file_browser(params["mask"])
     ui.record(**_state(ui, editor))

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import bpy
 from common import ADDON, added, connect, drawn, image, jobs, names, settings
-from photo import _editor_with_photo
+from photo import editor_with_photo
 
 
 def everything(ui, **params):
     connect(ui, params, session_budget=0.5, webhook_url="https://hooks.example.com/sam3d/results")
-    editor, image_region, photo = yield from _editor_with_photo(ui, params)
+    editor, image_region, photo = yield from editor_with_photo(ui, params)
     settings().mask = image(params, "human_object/mask_0.png")
     before = names()
     yield from ui.click((yield from ui.find(image_region, "sam3d.reconstruct(")))
