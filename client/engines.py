@@ -161,7 +161,7 @@ MESHY_EX = "runware.ai/docs/models/meshy-6/examples"
 TRELLIS_SETTINGS = (
     _int("textureSize", "Texture Size", 1024, 4096, "Resolution of the output texture map, in pixels.",
          MS_PROVIDER, default=2048, step=1024),
-    _int("decimationTarget", "Decimation Target", 100_000, 1_000_000,
+    _int("decimationTarget", "Target Faces", 100_000, 1_000_000,
          "Polygon count the mesh is simplified to: lower for lighter models.", MS_PROVIDER, default=500_000),
     _enum("resolution", "Resolution", (512, 1024, 1536), "Voxel grid resolution of the generation.",
           MS_PROVIDER, default=1024),
@@ -169,7 +169,7 @@ TRELLIS_SETTINGS = (
 )
 
 HUNYUAN_PRO_SETTINGS = (
-    _enum("generateType", "Generate Type", ("Normal", "LowPoly", "Geometry"),
+    _enum("generateType", "Generation", ("Normal", "LowPoly", "Geometry"),
           "Normal: textured; LowPoly: a low-poly mesh; Geometry: an untextured white model.",
           f"{HY_PRO} (Compatibility & Validation); Normal from {COMFY}"),
     _bool("pbr", "PBR", "PBR materials (not with the Geometry type).", f"{HY_PRO} (Compatibility & Validation)"),
@@ -180,7 +180,7 @@ HUNYUAN_PRO_SETTINGS = (
 
 HUNYUAN_RAPID_SETTINGS = (
     _bool("pbr", "PBR", "PBR materials (not with Geometry Only).", f"{HY_RAPID} (Compatibility & Validation)"),
-    _bool("geometryOnly", "Geometry Only", "A white model without texture, sent without an output format.",
+    _bool("geometryOnly", "Shape Only", "A white model without texture, sent without an output format.",
           f"{HY_RAPID} (Compatibility & Validation)"),
 )
 
@@ -189,14 +189,14 @@ TRIPO_SETTINGS = (
     _bool("quad", "Quad Mesh", "Quad faces instead of triangles.", COMFY, default=False),
     _bool("texture", "Texture", "Texture the mesh; off gives an untextured base mesh.", COMFY, default=True),
     _bool("pbr", "PBR", "PBR materials.", COMFY, default=True),
-    _enum("textureQuality", "Texture Quality", ("standard", "detailed"), "detailed: high-resolution textures.",
+    _enum("textureQuality", "Texture", ("standard", "detailed"), "detailed: high-resolution textures.",
           COMFY, default="standard"),
-    _enum("geometryQuality", "Geometry Quality", ("standard", "detailed"), "detailed: the most geometric detail.",
+    _enum("geometryQuality", "Geometry", ("standard", "detailed"), "detailed: the most geometric detail.",
           COMFY, default="standard"),
-    _bool("autoSize", "Real-World Size", "Scale the model to real-world size, in metres.", COMFY, default=False),
+    _bool("autoSize", "Real Size", "Scale the model to real-world size, in metres.", COMFY, default=False),
     _enum("orientation", "Orientation", ("default", "align_image"),
           "align_image rotates the model to match the source image.", COMFY, default="default"),
-    _bool("smartLowPoly", "Smart Low Poly", "Low-poly mesh with hand-crafted-like topology.", COMFY, default=False),
+    _bool("smartLowPoly", "Smart Topo", "Low-poly mesh with hand-crafted-like topology.", COMFY, default=False),
 )
 
 RODIN_SETTINGS = (
@@ -229,11 +229,11 @@ MESHY_SETTINGS = (
     _bool("texture", "Texture", "Texture the mesh (PBR needs it).", f"{MESHY}; {MESHY_EX}"),
     _bool("pbr", "PBR", "Metallic, roughness and normal maps besides the base colour.", f"{MESHY}; {SKILL}"),
     _bool("hdTexture", "HD Texture", "High-definition texture.", MESHY_EX),
-    _bool("removeLighting", "Remove Lighting", "Remove baked lighting from the texture.", MESHY_EX),
-    _bool("autoSize", "Real-World Size", "Scale the model to real-world size (Origin needs it).", f"{MESHY}"),
+    _bool("removeLighting", "Remove Light", "Remove baked lighting from the texture.", MESHY_EX),
+    _bool("autoSize", "Real Size", "Scale the model to real-world size (Origin needs it).", f"{MESHY}"),
     _enum("origin", "Origin", ("bottom", "center"), "Where the origin sits (needs Real-World Size).",
           f"{MESHY}; values: {MESHY_EX}, {COMFY}"),
-    _bool("imageEnhancement", "Image Enhancement", "Clean up the input photo first (off for polished renders).",
+    _bool("imageEnhancement", "Enhance", "Clean up the input photo first (off for polished renders).",
           f"{MESHY}; {SKILL}"),
 )
 
