@@ -262,7 +262,5 @@ def test_prices_a_reservation_can_use_are_never_below_what_is_documented():
 def test_every_setting_label_fits_the_panels_label_column():
     """The Reconstruct panel splits each setting's row into label and value: at the default sidebar width 12
     characters show whole (Texture Size, seen in the real window); "Decimation Target" read "Decimation Ta…"."""
-    from client.engines import ENGINES
-
     long = [(e.id, s.label) for e in ENGINES.values() for s in e.settings if len(s.label) > 12]
     assert not long, long
