@@ -90,6 +90,14 @@ class Engine:
     settings: tuple[Setting, ...] = ()
     seed_max: int | None = None  # None: the model takes no top-level seed
     checks: tuple[Check, ...] = ()
+    quad_when: tuple[str, Any] | None = None  # (setting, value) with which it makes quad faces
+
+    def wants_quads(self, values: dict[str, Any]) -> bool:
+        """Whether these settings ask for quad faces (a GLB carries triangles: the import joins them again)."""
+        if self.quad_when is None:
+            return False
+        name, value = self.quad_when
+        return values.get(name, self.setting(name).default) == value
 
     def setting(self, name: str) -> Setting:
         for spec in self.settings:
@@ -258,7 +266,8 @@ def _entries() -> tuple[Engine, ...]:
                "images", 8, accepts_text=True, posed=False, pbr=True, quads=True,
                documented_price=None, worst_case_price=PESSIMISTIC_PRICE, settings=HUNYUAN_PRO_SETTINGS,
                checks=(_absent_when("generateType", "Geometry", "pbr"),
-                       _requires("polygonType", "generateType", "LowPoly"))),
+                       _requires("polygonType", "generateType", "LowPoly")),
+               quad_when=("polygonType", "quadrilateral")),
         Engine("HUNYUAN_RAPID", "Hunyuan 3D 3.1 Rapid", "tencent:hunyuan-3d@3.1-rapid",
                "Seconds from a prompt or one image to a clean mesh with PBR materials: for prototyping and "
                "quick asset libraries, where speed beats detail.",
@@ -270,13 +279,14 @@ def _entries() -> tuple[Engine, ...]:
                "low-poly: a fit for game pipelines where topology matters.",
                "images", 4, accepts_text=True, posed=False, pbr=True, quads=True,
                documented_price=None, worst_case_price=PESSIMISTIC_PRICE, settings=TRIPO_SETTINGS,
-               seed_max=tasks.MAX_SEED),
+               seed_max=tasks.MAX_SEED, quad_when=("quad", True)),
         Engine("RODIN", "Rodin Gen-2", "hyper3d:rodin@gen-2",
                "Hyper3D's 10-billion-parameter model: production meshes from a prompt or up to five views, "
                "quad or raw topology, a polygon budget, T/A pose, PBR or baked materials.",
                "images", 5, accepts_text=True, posed=False, pbr=True, quads=True,
                documented_price=None, worst_case_price=PESSIMISTIC_PRICE, settings=RODIN_SETTINGS,
-               seed_max=65_535, checks=(_not_both("quality", "polyCount"), _rodin_poly_count)),
+               seed_max=65_535, checks=(_not_both("quality", "polyCount"), _rodin_poly_count),
+               quad_when=("meshMode", "Quad")),
         Engine("MESHY", "Meshy-6", "meshy:meshy@6",
                "Clean geometry and sharp hard-surface detail from a prompt or images; low-poly, quad or "
                "triangle topology, polycount, symmetry, A/T pose: game assets and 3D printing.",
@@ -285,7 +295,8 @@ def _entries() -> tuple[Engine, ...]:
                checks=(_not_both("polyCount", "decimation"), _requires("origin", "autoSize", True),
                        _absent_when("texture", False, "pbr"), _requires("topology", "remesh", True),
                        _requires("polyCount", "remesh", True), _requires("decimation", "remesh", True),
-                       _needs_images("imageEnhancement"))),
+                       _needs_images("imageEnhancement")),
+               quad_when=("topology", "quad")),
     )
 
 

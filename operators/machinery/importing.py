@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+import bmesh
 import bpy
 import numpy as np
 from mathutils import Matrix, Vector
@@ -373,3 +374,21 @@ def uses_draco(path: Path) -> bool:
             return b"KHR_draco_mesh_compression" in f.read(min(length, 1 << 24))
     except OSError:
         return False
+
+
+QUAD_ANGLE = 0.7  # radians (40°): two triangles this close in normal and shape were one quad face
+
+
+def join_quads(roots: list[bpy.types.Object]) -> None:
+    """The quad faces an engine made, whole again: a GLB carries only triangles, each quad split in two."""
+    for obj in (o for root in roots for o in (root, *root.children_recursive) if o.type == "MESH"):
+        mesh = cast(bpy.types.Mesh, obj.data)
+        bm = bmesh.new()
+        try:
+            bm.from_mesh(mesh)
+            bmesh.ops.join_triangles(bm, faces=list(bm.faces), angle_face_threshold=QUAD_ANGLE,
+                                     angle_shape_threshold=QUAD_ANGLE)
+            bm.to_mesh(mesh)
+        finally:
+            bm.free()
+        mesh.update()

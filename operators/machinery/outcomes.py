@@ -17,6 +17,7 @@ import bpy
 from bpy.props import EnumProperty, StringProperty
 
 from ...client import Journal, Sam3dError
+from ...client.engines import ENGINES
 from ...client.errors import Code
 from ...client.locks import TaskLocks
 from ...translations import iface_, rpt_
@@ -60,6 +61,8 @@ def finish(context: bpy.types.Context, entry: SceneJob) -> tuple[list[bpy.types.
                                            photo=req.image_name if entry.photo_collection else "", arrange=arrange)
         for obj in objects if caption else []:
             obj[schema.CAPTION] = caption
+        if ENGINES[req.engine].wants_quads(req.engine_values):
+            importing.join_quads(objects)
         warnings = fitting.lay_over(context, objects, req.refine_of) if req.refine_of else []
         resolution, budget = entry.finishing
         for obj in objects if resolution or budget else []:  # Advanced: an engine-ready mesh and texture

@@ -130,3 +130,32 @@ def test_bake_and_the_triangle_budget_work_on_an_engines_pbr_result(sam3d):
     image = next(n.image for n in obj.active_material.node_tree.nodes if getattr(n, "image", None) is not None)
     pixels = np.array(image.pixels[:]).reshape(-1, 4)
     assert tuple(image.size) == (128, 128) and pixels[:, :3].std() > 0.01, "the texture's colours, not one flat tone"
+
+
+def grid_glb(n: int = 4) -> bytes:
+    """A wavy n × n grid of quads, each split into two triangles as a GLB must carry them."""
+    from tests import glb
+
+    points = [(x, 0.1 * np.sin(x + y), y) for y in range(n + 1) for x in range(n + 1)]
+    tris = []
+    for y in range(n):
+        for x in range(n):
+            a, b, c, d = y * (n + 1) + x, y * (n + 1) + x + 1, (y + 1) * (n + 1) + x + 1, (y + 1) * (n + 1) + x
+            tris += [(a, b, c), (a, c, d)]
+    return glb.make_glb(points, tris)
+
+
+@pytest.mark.parametrize("quad", [True, False])
+def test_a_quad_mesh_asked_of_tripo_lands_as_quads(sam3d, quad):
+    """Tripo's Quad Mesh: the GLB's triangle pairs are joined into the quads the engine made; unticked, the
+    triangles stay as they came."""
+    use_inputs()
+    sam3d.settings.engine = "TRIPO"
+    group = sam3d.settings.engine_tripo
+    group.use_quad, group.quad = quad, quad
+    sam3d.emu.result_factory = lambda task, i: grid_glb()
+    before = set(bpy.data.objects)
+    assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}
+    [obj] = [o for o in bpy.data.objects if o not in before and o.type == "MESH"]
+    sides = sorted({len(p.vertices) for p in obj.data.polygons})
+    assert (len(obj.data.polygons), sides) == ((16, [4]) if quad else (32, [3]))

@@ -264,3 +264,12 @@ def test_every_setting_label_fits_the_panels_label_column():
     characters show whole (Texture Size, seen in the real window); "Decimation Target" read "Decimation Ta…"."""
     long = [(e.id, s.label) for e in ENGINES.values() for s in e.settings if len(s.label) > 12]
     assert not long, long
+
+
+def test_which_settings_ask_an_engine_for_quads():
+    assert ENGINES["TRIPO"].wants_quads({"quad": True}) and not ENGINES["TRIPO"].wants_quads({})
+    assert ENGINES["RODIN"].wants_quads({}), "Rodin's mesh mode is Quad unless Raw is asked"
+    assert not ENGINES["RODIN"].wants_quads({"meshMode": "Raw"})
+    assert ENGINES["MESHY"].wants_quads({"topology": "quad"}) and not ENGINES["MESHY"].wants_quads({})
+    assert ENGINES["HUNYUAN_PRO"].wants_quads({"polygonType": "quadrilateral"})
+    assert not any(ENGINES[e].wants_quads({}) for e in ("SAM3D", "TRELLIS2", "HUNYUAN_RAPID"))
