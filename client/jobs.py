@@ -100,6 +100,7 @@ class JobRequest:
     poll_first_delay: float = 0.5
     typical_seconds: float | None = None  # how long tasks took lately (polls come quicker around then)
     source: dict[str, Any] = field(default_factory=dict)  # what the work is (a batch item's files and hashes)
+    text_only: bool = False  # a text-to-3D engine given its prompt alone: no photo, no mask, nothing to upload
     refine_of: str = ""  # Refine: the object its result is fitted onto, kept so Resume and Re-import fit it too
     downloaded: list[dict[str, Any]] = field(default_factory=list)  # a resumed task's files already on disk
     reservation: Reservation | None = field(default=None, repr=False)  # the money held for it (none: free)
@@ -117,6 +118,8 @@ class JobRequest:
             "number_results": self.number_results, "placement": self.placement, "engine": self.engine}
         if self.source:
             info["source"] = self.source
+        if self.text_only:
+            info["text_only"] = True
         if self.refine_of:
             info["refine_of"] = self.refine_of
         return info
@@ -386,6 +389,8 @@ class Job:
         req = self.request
         journal.append("created", self.task_uuid, info=req.info())
         self._emit("preparing")
+        if req.text_only:
+            return self._submit_text(client, journal)
         if req.prepare is None:
             raise Sam3dError(Code.INTERNAL, "no inputs")
         image_png, mask_png = req.prepare()
@@ -412,6 +417,18 @@ class Job:
             state = self._send(client, task)
         self._caption(client, journal)
         if len(state.results) >= req.number_results:  # sync delivery, or an instant answer
+            return state
+        return self._wait(client)
+
+    def _submit_text(self, client: RunwareClient, journal: Journal) -> tasks.TaskState:
+        """A prompt alone to a text-to-3D engine: nothing to prepare or upload."""
+        task = engine_task(self.request, "", "", self.task_uuid)
+        client.check_cancel()
+        journal.append("submitted", self.task_uuid, info=self.request.info())  # before the request: never lost
+        self.submitted = True
+        self._emit("uploading", 0.5, text="Sending the task")
+        state = self._send(client, task)
+        if len(state.results) >= self.request.number_results:
             return state
         return self._wait(client)
 
@@ -552,7 +569,8 @@ def engine_task(req: JobRequest, image: str, mask: str, task_uuid: str) -> dict[
     posed = spec.input_kind == "image+mask"
     try:
         return engines.request(
-            spec, model=req.model, image=image, mask=mask if posed else None, prompt=req.prompt if posed else "",
+            spec, model=req.model, image=image, mask=mask if posed else None,
+            prompt=req.prompt if posed or req.text_only else "",
             seed=req.seed if spec.seed_max is not None else None, values=req.engine_values, task_uuid=task_uuid,
             number_results=req.number_results, delivery=req.delivery, ttl=req.ttl, webhook_url=req.webhook_url,
             upload_endpoint=req.upload_endpoint)

@@ -498,6 +498,8 @@ def clean_info(info: dict[str, Any]) -> dict[str, Any]:
     number = info.get("number_results")
     if isinstance(number, int) and not isinstance(number, bool) and 1 <= number <= 4:
         clean["number_results"] = number
+    if info.get("text_only") is True:
+        clean["text_only"] = True
     if info.get("placement") in _PLACEMENTS:
         clean["placement"] = info["placement"]
     source = info.get("source")

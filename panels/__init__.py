@@ -148,7 +148,8 @@ class _MainPanel(_Sidebar):
         col.prop(settings, "engine")
         _draw_engine_settings(col, settings, engine)
         row = col.row()
-        row.enabled = not listed and engine.posed  # with a list, each mask's name; other engines take no prompt
+        # with a list, each mask's name; other engines take no prompt with an image, some take one alone
+        row.enabled = not listed and (engine.posed or (engine.accepts_text and photo is None))
         row.prop(settings, "prompt")
         row = col.row(heading="Seed")
         row.enabled = engine.seed_max is not None  # Hunyuan and Meshy take no seed

@@ -55,7 +55,7 @@ def why_not_reconstruct(context: bpy.types.Context) -> str:
         return reason
     photo = photo_of(context)
     if photo is None:
-        return tip_("Pick a photo in the SAM 3D panel")
+        return why_not_text(context)
     if photo.type in {"RENDER_RESULT", "COMPOSITING"}:
         return tip_("A render result cannot be sent: save it as an image, open that, and pick it")
     settings = settings_of(context)
@@ -74,4 +74,18 @@ def why_not_reconstruct(context: bpy.types.Context) -> str:
         if len(settings.masks):
             return tip_("Tick the masks of the list to send (sent ones are unticked), or pick a mask image")
         return tip_("Pick a mask image, or tick Use Photo Alpha")
+    return ""
+
+
+def why_not_text(context: bpy.types.Context) -> str:
+    """With no photo: why the chosen engine cannot work from the Prompt alone, or ''."""
+    settings = settings_of(context)
+    engine = ENGINES[settings.engine]
+    if not engine.accepts_text:
+        return tip_("Pick a photo in the SAM 3D panel")
+    if not settings.prompt.strip():
+        return tip_("Pick a photo in the SAM 3D panel, or type a Prompt: {} can make an object from words "
+                    "alone").format(engine.label)
+    if settings.placement == "CAMERA":
+        return tip_("As in the Photo needs a photo: pick another Placement for an object made from words")
     return ""

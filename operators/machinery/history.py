@@ -92,6 +92,7 @@ def start_from_record(context: bpy.types.Context, record: TaskRecord, **fields: 
                           prompt=info.get("prompt", ""), seed=_seed(info.get("seed")),
                           number_results=int(info.get("number_results", 1)),
                           engine=info.get("engine", "SAM3D"), refine_of=str(info.get("refine_of", "")),
+                          text_only=bool(info.get("text_only")),
                           **fields)  # type: ignore[arg-type]
     return RUNNER.add(SceneJob(Job(request)))
 
@@ -225,7 +226,8 @@ class SAM3D_OT_retry(bpy.types.Operator):
             return {"CANCELLED"}
         assert record is not None
         engine = ENGINES.get(str(record.info.get("engine", "SAM3D")), ENGINES["SAM3D"])
-        inputs = retry_inputs(_folder(context), record.task_uuid, same_size=engine.posed)
+        text_only = bool(record.info.get("text_only"))  # a prompt alone: nothing to read from disk
+        inputs = (b"", b"") if text_only else retry_inputs(_folder(context), record.task_uuid, same_size=engine.posed)
         if inputs is None:
             self.report({"ERROR"}, rpt_("The inputs of this job are not on disk any more: reconstruct it from the "
                                         "panel."))

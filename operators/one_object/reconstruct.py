@@ -10,6 +10,7 @@ script unless `allow_duplicate=True`.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -63,7 +64,8 @@ def plan_jobs(context: bpy.types.Context, allow_duplicate: bool = False) -> list
     enabled masks of the list, else the single mask (or the photo's alpha). Nothing is reserved or sent."""
     settings = settings_of(context)
     photo = pin_photo(context)
-    assert photo is not None  # poll() made sure
+    if photo is None:  # a text-to-3D engine and its prompt alone (poll() made sure)
+        return [text_plan(context, allow_duplicate)]
     listed = listed_masks(settings)
     chosen: list[bpy.types.Image | None] = [*listed] or [None if settings.use_photo_alpha else settings.mask]
     alpha = settings.use_photo_alpha and not listed
@@ -92,6 +94,22 @@ def plan_jobs(context: bpy.types.Context, allow_duplicate: bool = False) -> list
             raise DuplicateError(name)
         plans.append(plan)
     return plans
+
+
+def text_plan(context: bpy.types.Context, allow_duplicate: bool = False) -> Plan:
+    """The one job of a prompt alone: no photo, no mask; named after its first words."""
+    settings = settings_of(context)
+    prompt = settings.prompt.strip()
+    name = "_".join(re.findall(r"\w+", prompt)[:3])[:40] or "object"
+    fields = {"name": name, "image_name": "", "mask_name": "", "placement": settings.placement, "prompt": prompt,
+              "seed": chosen_seed(settings), "number_results": settings.num_results,
+              "delivery": settings.delivery_method.lower(), "ttl": settings.ttl, "engine": settings.engine,
+              "engine_values": engine_values(settings, settings.engine), "text_only": True}
+    plan = Plan({**fields, "caption": None}, fingerprint(prompt, "", model=preferences.get(context).model, **fields),
+                [], finishing=(settings.bake_resolution if settings.bake_to_texture else 0, settings.triangle_budget))
+    if not allow_duplicate and RUNNER.in_flight(plan.fingerprint):
+        raise DuplicateError(name)
+    return plan
 
 
 def start(context: bpy.types.Context, plans: list[Plan]) -> list[SceneJob]:

@@ -159,3 +159,27 @@ def test_a_quad_mesh_asked_of_tripo_lands_as_quads(sam3d, quad):
     [obj] = [o for o in bpy.data.objects if o not in before and o.type == "MESH"]
     sides = sorted({len(p.vertices) for p in obj.data.polygons})
     assert (len(obj.data.polygons), sides) == ((16, [4]) if quad else (32, [3]))
+
+
+def test_a_text_to_3d_engine_makes_an_object_from_the_prompt_alone(sam3d):
+    """No photo: Hunyuan 3D Rapid takes the Prompt alone (positivePrompt, no inputs); SAM 3D and TRELLIS.2,
+    which need an image, say so, and so does a text engine with no prompt."""
+    settings = sam3d.settings
+    settings.image = settings.mask = None
+    assert not bpy.ops.sam3d.reconstruct.poll(), "SAM 3D needs a photo"
+    settings.engine = "HUNYUAN_RAPID"
+    with pytest.raises(RuntimeError, match="type a Prompt"):
+        bpy.ops.sam3d.reconstruct()
+    settings.prompt = "a red wooden chair"
+    before = set(bpy.data.objects)
+    assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}
+    [task] = sent_tasks(sam3d.emu)
+    assert task["positivePrompt"] == "a red wooden chair" and "inputs" not in task
+    [obj] = [o for o in bpy.data.objects if o not in before and o.get("sam3d_task_uuid")]
+    assert obj.name == "a_red_wooden" and sam3d.emu.billed("3dInference") == 1
+    assert bpy.ops.sam3d.retry(task_uuid=obj["sam3d_task_uuid"]) == {"FINISHED"}, "Retry: the prompt again"
+    assert sent_tasks(sam3d.emu)[-1]["positivePrompt"] == "a red wooden chair" and len(sent_tasks(sam3d.emu)) == 2
+    settings.engine = "TRELLIS2"
+    with pytest.raises(RuntimeError, match="Pick a photo"):
+        bpy.ops.sam3d.reconstruct()
+    assert len(sent_tasks(sam3d.emu)) == 2
