@@ -178,8 +178,8 @@ class _MainPanel(_Sidebar):
                      else iface_("Reconstruct"))
         if reason:
             text(layout, reason, "INFO")
-        _draw_refine(layout, context, settings)
         draw_running(layout)
+        _draw_refine(layout, context, settings)  # below the job rows: appearing, it never moves a ✕ being aimed at
 
 
 def _draw_refine(layout: bpy.types.UILayout, context: bpy.types.Context, settings: Any) -> None:
