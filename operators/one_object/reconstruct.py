@@ -59,6 +59,14 @@ class Plan:
     name_from_caption: bool = False
 
 
+def job_fields(settings: Any, name: str, prompt: str, engine: str = "", **more: Any) -> dict[str, Any]:
+    """A job's request fields from the panel's settings (the one place they are read); `more` adds or overrides."""
+    engine = engine or settings.engine
+    return {"name": name, "prompt": prompt, "placement": settings.placement, "seed": chosen_seed(settings),
+            "number_results": settings.num_results, "delivery": settings.delivery_method.lower(),
+            "ttl": settings.ttl, "engine": engine, "engine_values": engine_values(settings, engine), **more}
+
+
 def plan_jobs(context: bpy.types.Context, allow_duplicate: bool = False) -> list[Plan]:
     """Read the settings and inputs (refusing bad input before anything is paid): one job per mask, the
     enabled masks of the list, else the single mask (or the photo's alpha). Nothing is reserved or sent."""
@@ -76,11 +84,8 @@ def plan_jobs(context: bpy.types.Context, allow_duplicate: bool = False) -> list
     for mask, given in zip(chosen, inputs, strict=True):
         name = stem(mask.name if mask else photo.name)
         prompt = (settings.prompt.strip() if not listed else "") or name.replace("_", " ")
-        fields = {"name": name, "image_name": photo.name, "mask_name": mask.name if mask else f"{photo.name} (alpha)",
-                  "placement": settings.placement, "prompt": prompt, "seed": chosen_seed(settings),
-                  "number_results": settings.num_results, "delivery": settings.delivery_method.lower(),
-                  "ttl": settings.ttl, "engine": settings.engine,
-                  "engine_values": engine_values(settings, settings.engine)}
+        fields = job_fields(settings, name, prompt, image_name=photo.name,
+                            mask_name=mask.name if mask else f"{photo.name} (alpha)")
         caption = pixels.packed_cutout(given) if settings.name_from_caption else None
         cutout = not ENGINES[settings.engine].posed  # an engine without a mask input sees the object alone
         plan = Plan({**fields, "prepare": pixels.packed(given, cutout), "caption": caption},
@@ -101,10 +106,7 @@ def text_plan(context: bpy.types.Context, allow_duplicate: bool = False) -> Plan
     settings = settings_of(context)
     prompt = settings.prompt.strip()
     name = "_".join(re.findall(r"\w+", prompt)[:3])[:40] or "object"
-    fields = {"name": name, "image_name": "", "mask_name": "", "placement": settings.placement, "prompt": prompt,
-              "seed": chosen_seed(settings), "number_results": settings.num_results,
-              "delivery": settings.delivery_method.lower(), "ttl": settings.ttl, "engine": settings.engine,
-              "engine_values": engine_values(settings, settings.engine), "text_only": True}
+    fields = job_fields(settings, name, prompt, image_name="", mask_name="", text_only=True)
     plan = Plan({**fields, "caption": None}, fingerprint(prompt, "", model=preferences.get(context).model, **fields),
                 [], finishing=(settings.bake_resolution if settings.bake_to_texture else 0, settings.triangle_budget))
     if not allow_duplicate and RUNNER.in_flight(plan.fingerprint):

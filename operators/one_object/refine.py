@@ -16,16 +16,15 @@ from bpy.props import BoolProperty, EnumProperty
 
 from ... import preferences
 from ...client.engines import ENGINES
-from ...properties import engine_values
 from ...translations import rpt_, tip_
 from ...utils import schema
 from ..machinery import fitting, pixels
 from ..machinery.checks import is_blocking, refuse, why_offline
-from ..machinery.inputs import chosen_seed, settings_of, stem
+from ..machinery.inputs import settings_of, stem
 from ..machinery.job_requests import fingerprint
 from ..machinery.outcomes import run_blocking
 from ..machinery.runner import RUNNER
-from .reconstruct import DuplicateError, ModalPress, Plan, begin
+from .reconstruct import DuplicateError, ModalPress, Plan, begin, job_fields
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems
@@ -69,11 +68,9 @@ def refine_plan(context: bpy.types.Context, obj: bpy.types.Object, engine_id: st
     given = pixels.read_inputs(photo, mask, use_photo_alpha=alpha,
                                max_megapixels=preferences.get(context).max_photo_megapixels)
     engine = ENGINES[engine_id]
-    fields = {"name": f"{stem(obj.name)}_{engine.id.lower()}", "image_name": photo.name, "mask_name": mask_name,
-              "placement": "CURSOR", "prompt": str(obj.get(schema.PROMPT, "")) or stem(obj.name),
-              "seed": chosen_seed(settings), "number_results": 1, "delivery": settings.delivery_method.lower(),
-              "ttl": settings.ttl, "engine": engine.id, "engine_values": engine_values(settings, engine.id),
-              "refine_of": fitting.target_key(obj)}
+    fields = job_fields(settings, f"{stem(obj.name)}_{engine.id.lower()}",
+                        str(obj.get(schema.PROMPT, "")) or stem(obj.name), engine.id, image_name=photo.name,
+                        mask_name=mask_name, placement="CURSOR", number_results=1, refine_of=fitting.target_key(obj))
     return Plan({**fields, "prepare": pixels.packed(given, cutout=True), "caption": None},
                 fingerprint(given.digest(), "", model=preferences.get(context).model, **fields),
                 list(given.warnings))
