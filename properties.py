@@ -96,7 +96,7 @@ class SAM3D_PG_settings(bpy.types.PropertyGroup):
     batch_bake: IntProperty(  # type: ignore[valid-type]
         name="Bake Texture", default=0, min=0, max=8192,
         description="Bake each asset's colours into a texture of this many pixels a side. 0: keep vertex colours")
-    # Reconstruct's Advanced options: an engine-ready result (operators/bake.py) right after the import.
+    # Reconstruct's Advanced options: an engine-ready result (operators/bake/) right after the import.
     bake_to_texture: BoolProperty(  # type: ignore[valid-type]
         name="Bake to Texture", default=False,
         description="Bake each result's colours into a UV-mapped texture on a mesh within the Triangle Budget")

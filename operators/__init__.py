@@ -6,7 +6,7 @@ operators (its `classes`, at its foot); each package's __init__ says what it hol
                 Size, Composite over Photo
   library/      an asset library from folders of photos: the batch (and `blender --command sam3d batch`), the
                 assets it writes
-  bake.py       Bake to Texture: a Triangle Budget and a baked texture (also Reconstruct's Advanced options)
+  bake/         Bake to Texture: a Triangle Budget and a baked texture (also Reconstruct's Advanced options)
   machinery/    the session's machinery every workflow runs on: jobs and their money (runner, job_requests,
                 outcomes, background), the journal's jobs (history: Resume, Re-import, Retry), images and
                 results (pixels, importing), rules for buttons (checks, inputs), Test Connection, the

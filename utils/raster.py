@@ -193,7 +193,7 @@ def decode_mask(text: str) -> np.ndarray | None:
 def pull_push(premultiplied: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Straight colour everywhere from premultiplied colour and coverage weight: each texel is its own colour
     over (premultiplied "over") the average of its 2×2 block one level coarser, recursively. What fills the
-    texels a bake left empty (operators/bake.py), from the nearest baked ones."""
+    texels a bake left empty (operators/bake/baking.py), from the nearest baked ones."""
     h, w = weight.shape
     if h == 1 and w == 1:
         return premultiplied / max(float(weight[0, 0]), 1e-12)

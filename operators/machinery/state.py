@@ -6,7 +6,7 @@ and the ledger's reservations are files in the result folder, and the scene's se
 
   runner.RUNNER              the jobs of this session, their money (ledger, limit), the journal's history
   background.CALLS           one-shot requests running now (Auto Mask, Box to Mask, Test Connection)
-  bake.PROGRESS, bake._RUN   the running Bake to Texture: its progress bar and its modal timer
+  bake.run.PROGRESS, _RUN    the running Bake to Texture: its progress bar and its modal timer
   batch.ACTIVE               the asset library batch the panel shows
   photo_camera._following    a guard: one re-layout at a time while a photo camera moves
   pixels._PNGS, _PHOTOS      the last photos read and encoded (keyed by their pixels: never stale)

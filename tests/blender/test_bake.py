@@ -1,4 +1,4 @@
-"""Bake to Texture (operators/bake.py) of the installed add-on: the real SAM 3D sample (227k triangles)
+"""Bake to Texture (operators/bake/) of the installed add-on: the real SAM 3D sample (227k triangles)
 coloured from its own photo, reduced, unwrapped and baked by Cycles, then checked against the original
 surface point by point.
 
@@ -34,7 +34,7 @@ PSNR_FLOOR = 30.0
 
 @pytest.fixture(scope="module")
 def bake(addon: str) -> ModuleType:
-    """operators/bake.py of the installed add-on (its operator registered by the add-on itself)."""
+    """operators/bake/ of the installed add-on (its operator registered by the add-on itself)."""
     return sys.modules[f"{addon}.operators.bake"]
 
 
@@ -548,7 +548,7 @@ def test_failure_midway_leaves_object_as_it_was(bake: ModuleType, scene: bpy.typ
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("Error: simulated failure inside Blender\n")
 
-    monkeypatch.setattr(bake, "_bake", broken)
+    monkeypatch.setattr(sys.modules[f"{bake.__name__}.baking"], "bake_colour", broken)  # Cycles' step fails
     with pytest.raises(bake.BakeError, match="simulated failure") as caught:
         bake.bake_object(bpy.context, obj, resolution=128, max_triangles=500)
     assert "unchanged" in str(caught.value)
