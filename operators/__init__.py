@@ -22,7 +22,7 @@ import bpy
 from bpy.app.handlers import persistent
 
 from . import bake
-from .library import batch
+from .library import batch, cli
 from .machinery import background, connection, history, outcomes, runner
 from .machinery import state as state  # for scripts and tests: operators.machinery.state.reset()
 from .one_object import auto_masks, masks, reconstruct, refine
@@ -45,10 +45,11 @@ def register() -> None:
     bpy.app.handlers.load_post.append(_on_load_post)
     bpy.app.handlers.depsgraph_update_post.append(photo_camera.follow_cameras)
     outcomes.register()
-    batch.register()
+    cli.register()
 
 
 def unregister() -> None:
+    cli.unregister()
     batch.unregister()
     background.shutdown(join=2.0)
     outcomes.unregister()

@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
         prefs.api_key, prefs.api_url = "batch-key", emulator.api_url
         print(f"sam3d: RUNWARE_API_KEY is not set: using the local Runware EMULATOR at {emulator.api_url}")
     try:
-        return sys.modules[f"{module}.operators.library.batch"].cli(["batch", *argv])
+        return sys.modules[f"{module}.operators.library.cli"].cli(["batch", *argv])
     finally:
         sys.modules[f"{module}.operators.machinery.runner"].RUNNER.shutdown(join=5.0)
         if emulator:

@@ -17,13 +17,9 @@ way on every machine, so N processes build one library without collisions or dou
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import gc
 import json
 import logging
-import math
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -51,6 +47,7 @@ from ..machinery.inputs import settings_of, window_manager_of
 from ..machinery.job_requests import job_request
 from ..machinery.outcomes import conclude, tell
 from ..machinery.runner import RUNNER, TICK, Report, SceneJob
+from . import allocator
 from .assets import Library, make_asset, remove_from_file, render_preview
 
 if TYPE_CHECKING:
@@ -77,35 +74,6 @@ class Options:
     caption: bool = False  # caption each new item (paid): names, descriptions and tags from what is in it
     engine: str = "SAM3D"  # the engine of client/engines.py that makes each asset
     engine_values: dict[str, Any] = field(default_factory=dict)  # its settings to send (the panel's ticked ones)
-
-
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-
-
-@functools.cache
-def _glibc() -> Any:
-    """glibc (Linux) for two allocator calls that keep a long batch's memory flat; None elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None)  # the C library Blender already runs on
-        _ = libc.gnu_get_libc_version  # glibc's own (musl has no malloc_trim)
-        libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
-        libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
-def steady_allocator() -> None:
-    """Blocks of 1 MB and more straight from the system and back to it when freed. glibc raises this threshold
-    by itself after each large free (up to 32 MB), then serves the importer's large arrays from its heaps,
-    which fragment: a batch of 1,000 assets peaked 467 MB above one of 20 that way, 73 MB with this and a trim
-    after each asset (`make bench`, PyPI's bpy on glibc). Process-wide and for good: only for the command
-    line's batch, whose process ends with it, never in an artist's session."""
-    libc = _glibc()
-    if libc is not None:
-        libc.mallopt(M_MMAP_THRESHOLD, 1 << 20)
 
 
 @dataclass
@@ -169,9 +137,7 @@ class Batch:
         if self._collect:
             self._collect = False
             gc.collect()
-            libc = _glibc()
-            if libc is not None:
-                libc.malloc_trim(0)  # the freed pages back to the system, not kept in the allocator's arenas
+            allocator.trim()
 
     def cancel(self) -> None:
         """Stop feeding and cancel this batch's jobs (and no others)."""
@@ -570,77 +536,10 @@ class SAM3D_OT_batch_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def cli(argv: list[str]) -> int:
-    """`blender --command sam3d batch DIR -o LIBRARY [--max-cost USD] [--size M] [--triangles N] [--bake RES]
-    [--shard K/N] [--caption] [--engine ID]`"""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="blender --command sam3d")
-    sub = parser.add_subparsers(dest="command", required=True)
-    batch = sub.add_parser("batch", help="photos and masks of a folder → an asset library (a folder of .blend files)")
-    batch.add_argument("directory")
-    batch.add_argument("-o", "--output", required=True, help="the library folder")
-    batch.add_argument("--max-cost", type=float, default=0.0, help="refuse items past this many USD")
-    batch.add_argument("--size", type=float, default=0.0, help="longest side of each asset (0: keep)")
-    batch.add_argument("--triangles", type=int, default=0, help="triangle budget per asset (0: keep)")
-    batch.add_argument("--bake", type=int, default=0, help="bake colours into a texture this many pixels a side")
-    batch.add_argument("--shard", default="1/1", help="K/N: build only the K-th of N shares of the items")
-    batch.add_argument("--caption", action="store_true",
-                       help="caption each item (paid, about $0.002 each): names, descriptions and tags from it")
-    batch.add_argument("--engine", default="sam3d", choices=[e.lower() for e in ENGINES],
-                       help="the engine that makes each asset (README: what each is good for and costs)")
-    args = parser.parse_args(argv)
-    try:
-        k, n = (int(v) for v in args.shard.split("/"))
-        if not 1 <= k <= n:
-            raise ValueError
-    except ValueError:
-        print(f"sam3d: --shard takes K/N with 1 ≤ K ≤ N (got {args.shard!r})")
-        return 2
-    if not (math.isfinite(args.max_cost) and args.max_cost >= 0 and math.isfinite(args.size) and args.size >= 0):
-        print("sam3d: --max-cost and --size take a number of 0 or more (0: none)")
-        return 2
-    reason = why_offline(bpy.context)
-    if reason:  # the user's choice stands: Blender's own --online-mode allows it for this run
-        hint = " (or run Blender with --online-mode)" if not bpy.app.online_access else ""
-        print(f"sam3d: {reason}{hint}")
-        return 2
-
-    def say(kind: set[str], text: str) -> None:
-        print(f"sam3d: {text}", flush=True)
-
-    options = Options(args.size, args.triangles, args.bake, args.max_cost, (k, n), caption=args.caption,
-                      engine=args.engine.upper())
-    try:
-        done = prepare(Path(args.directory), Path(args.output).absolute(), options)
-    except Sam3dError as exc:
-        print(f"sam3d: {exc}")
-        return 2
-    print(f"sam3d: {estimate_text(done)}", flush=True)
-    steady_allocator()  # this process exists for the batch: its allocator may be tuned for it
-    run(bpy.context, done, say)
-    for item in done.items:
-        print(f"sam3d: {item.status:8} {item.name}" + (f": {item.reason}" if item.reason else ""), flush=True)
-    counts = done.counts()
-    print(f"sam3d: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped, "
-          f"${done.cost():.4f}; report {done.report_path}", flush=True)
-    return 1 if counts["failed"] else 0
-
-
 classes = (SAM3D_OT_batch, SAM3D_OT_batch_cancel)
-_cli_handle = None
-
-
-def register() -> None:
-    global _cli_handle
-    _cli_handle = bpy.utils.register_cli_command("sam3d", cli)  # type: ignore[func-returns-value]  # a handle
 
 
 def unregister() -> None:
-    global _cli_handle
     for batch in ACTIVE:
         batch.cancel()
     ACTIVE.clear()
-    if _cli_handle is not None:
-        bpy.utils.unregister_cli_command(_cli_handle)
-        _cli_handle = None

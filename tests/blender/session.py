@@ -38,7 +38,7 @@ def main(zip_path: str, result_dir: str, api_url: str, key: str, action: str, *f
             at = args.index("--jobs")
             prefs.max_jobs = int(args[at + 1])
             del args[at:at + 2]
-        code = sys.modules["bl_ext.user_default.sam3d.operators.library.batch"].cli(["batch", args[0], "-o", *args[1:]])
+        code = sys.modules["bl_ext.user_default.sam3d.operators.library.cli"].cli(["batch", args[0], "-o", *args[1:]])
         sys.modules["bl_ext.user_default.sam3d.operators.machinery.runner"].RUNNER.shutdown(join=5.0)
         sys.exit(code)
     if action == "hold":

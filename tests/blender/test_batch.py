@@ -29,6 +29,10 @@ def batch_module():  # noqa: ANN201
     return module("operators.library.batch")
 
 
+def cli_module():  # noqa: ANN201
+    return module("operators.library.cli")
+
+
 def read_library(folder: Path) -> list[bpy.types.Object]:
     """Every asset of a library folder, read as the Asset Browser does (each .blend's assets)."""
     bpy.ops.wm.read_homefile(use_empty=True)
@@ -267,12 +271,12 @@ def test_a_failing_item_is_reported_and_the_rest_succeed_and_the_command_says_so
     image.file_format = "PNG"
     image.save()
     library = sam3d.tmp / "cli"
-    code = batch_module().cli(["batch", str(folder), "-o", str(library)])
+    code = cli_module().cli(["batch", str(folder), "-o", str(library)])
     out = capsys.readouterr().out
     assert code == 1, "items failed: the exit status says so"
     assert "failed   bench: The mask" in out and "3 done, 1 failed" in out
     assert names(library) == ["cup", "socrates_1", "socrates_2"]
-    assert batch_module().cli(["batch", str(folder / "props"), "-o", str(sam3d.tmp / "ok")]) == 0
+    assert cli_module().cli(["batch", str(folder / "props"), "-o", str(sam3d.tmp / "ok")]) == 0
 
 
 def test_a_name_too_long_for_its_asset_file_is_refused_unpaid_and_a_failed_write_is_not_paid_again(sam3d):
@@ -295,16 +299,16 @@ def test_a_name_too_long_for_its_asset_file_is_refused_unpaid_and_a_failed_write
 
 def test_the_command_refuses_a_blend_file_as_the_library_and_a_bad_shard(sam3d, capsys):
     folder = photos(sam3d.tmp)
-    assert batch_module().cli(["batch", str(folder), "-o", str(sam3d.tmp / "library.blend")]) == 2
+    assert cli_module().cli(["batch", str(folder), "-o", str(sam3d.tmp / "library.blend")]) == 2
     assert "give a folder" in capsys.readouterr().out
-    assert batch_module().cli(["batch", str(folder), "-o", str(sam3d.tmp / "l"), "--shard", "4/3"]) == 2
+    assert cli_module().cli(["batch", str(folder), "-o", str(sam3d.tmp / "l"), "--shard", "4/3"]) == 2
     assert sam3d.emu.requests == []
 
 
 def test_the_command_respects_online_access_and_names_the_override(sam3d, capsys):
     bpy.context.preferences.system.use_online_access = False
     try:
-        assert batch_module().cli(["batch", str(photos(sam3d.tmp)), "-o", str(sam3d.tmp / "l")]) == 2
+        assert cli_module().cli(["batch", str(photos(sam3d.tmp)), "-o", str(sam3d.tmp / "l")]) == 2
     finally:
         bpy.context.preferences.system.use_online_access = True
     assert "--online-mode" in capsys.readouterr().out and sam3d.emu.requests == []
@@ -386,7 +390,7 @@ def test_a_batch_cost_limit_refuses_the_items_past_it(sam3d):
 
 
 def test_the_command_line_max_cost_is_enforced_and_the_status_says_so(sam3d, capsys):
-    code = batch_module().cli(["batch", str(photos(sam3d.tmp)), "-o", str(sam3d.tmp / "l"), "--max-cost", "0.005"])
+    code = cli_module().cli(["batch", str(photos(sam3d.tmp)), "-o", str(sam3d.tmp / "l"), "--max-cost", "0.005"])
     assert code == 1 and sam3d.emu.billed_tasks() == 1
     assert "the batch's Cost Limit" in capsys.readouterr().out
 
@@ -494,7 +498,7 @@ def test_three_shard_processes_build_one_library_each_item_paid_once(zipped):
 def test_the_command_line_bakes_assets_with_their_textures_beside_them(sam3d, capsys):
     folder = photos(sam3d.tmp) / "props"
     library = sam3d.tmp / "baked"
-    code = batch_module().cli(["batch", str(folder), "-o", str(library), "--bake", "256", "--triangles", "600"])
+    code = cli_module().cli(["batch", str(folder), "-o", str(library), "--bake", "256", "--triangles", "600"])
     assert code == 0, capsys.readouterr().out
     [cup] = read_library(library)
     triangles = sum(len(p.vertices) - 2 for p in cup.data.polygons)

@@ -82,13 +82,13 @@ def test_the_press_reserves_the_engines_worst_case(sam3d):
 def test_a_batch_with_another_engine_sends_each_cut_out_and_keeps_pbr_assets(sam3d, capsys):
     """`--engine trellis2`: each item's cut-out to TRELLIS.2, the assets with their PBR material; the estimate at
     its worst case; SAM 3D's state of the same items is not taken for TRELLIS.2's."""
-    from test_batch import batch_module, photos, read_library
+    from test_batch import cli_module, photos, read_library
 
     folder, library = photos(sam3d.tmp), sam3d.tmp / "library"
-    assert batch_module().cli(["batch", str(folder), "-o", str(library)]) == 0  # SAM 3D's library first
+    assert cli_module().cli(["batch", str(folder), "-o", str(library)]) == 0  # SAM 3D's library first
     sam3d_files = {p: p.read_bytes() for p in library.rglob("*.blend")}
     capsys.readouterr()
-    assert batch_module().cli(["batch", str(folder), "-o", str(library), "--engine", "trellis2"]) == 0
+    assert cli_module().cli(["batch", str(folder), "-o", str(library), "--engine", "trellis2"]) == 0
     out = capsys.readouterr().out
     assert "4 job(s) of 4 item(s), about $0.4000" in out, "four items at TRELLIS.2's worst case, none taken as done"
     tasks = sent_tasks(sam3d.emu)[4:]
@@ -101,10 +101,10 @@ def test_a_batch_with_another_engine_sends_each_cut_out_and_keeps_pbr_assets(sam
         meshes = [o for o in (obj, *obj.children_recursive) if o.type == "MESH"]
         nodes = {n.type for o in meshes for m in o.material_slots if m.material for n in m.material.node_tree.nodes}
         assert {"BSDF_PRINCIPLED", "TEX_IMAGE"} <= nodes, f"{obj.name}: its PBR material kept in the asset"
-    assert batch_module().cli(["batch", str(folder), "-o", str(library), "--engine", "trellis2"]) == 0
+    assert cli_module().cli(["batch", str(folder), "-o", str(library), "--engine", "trellis2"]) == 0
     assert len(sent_tasks(sam3d.emu)) == 8, "run again: nothing sent, nothing paid"
     with pytest.raises(SystemExit):
-        batch_module().cli(["batch", str(folder), "-o", str(library), "--engine", "nope"])
+        cli_module().cli(["batch", str(folder), "-o", str(library), "--engine", "nope"])
 
 
 def test_the_library_panel_engine_and_its_ticked_settings_reach_every_item(sam3d):

@@ -198,7 +198,7 @@ def test_the_batch_operator_is_refused_below_its_price_and_counted_when_it_goes(
 
 
 def test_the_command_line_max_cost_refuses_below_the_price_and_counts_what_goes(sam3d, capsys):
-    cli = module("operators.library.batch").cli
+    cli = module("operators.library.cli").cli
     folder = photos(sam3d.tmp)
     assert cli(["batch", str(folder), "-o", str(sam3d.tmp / "refused"), "--max-cost", "0.0037"]) == 1
     out = capsys.readouterr().out
