@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -38,7 +39,7 @@ def photos(folder: Path, count: int) -> Path:
         for source, name in pairs:
             target = folder / name
             if not target.exists():
-                os.link(source, target)
+                shutil.copyfile(source, target)  # copies, not links: the scan knows a file by its inode
     return folder
 
 
@@ -54,7 +55,7 @@ def main(zip_path: str, api_url: str, key: str, assets: str, work: str) -> None:
         f.write("5")  # the peak from here on
     base = kib("VmRSS:")
     started = time.perf_counter()
-    code = sys.modules[f"{MODULE}.operators.library.batch"].cli(["batch", str(folder), "-o", str(library)])
+    code = sys.modules[f"{MODULE}.operators.library.cli"].cli(["batch", str(folder), "-o", str(library)])
     seconds = time.perf_counter() - started
     peak = kib("VmHWM:") - base
     sys.modules[f"{MODULE}.operators.machinery.runner"].RUNNER.shutdown(join=5.0)

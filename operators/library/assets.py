@@ -189,8 +189,9 @@ def render_preview(obj: bpy.types.Object, size: int = 128) -> bytes:
     scene = bpy.data.scenes.new("SAM3D Preview")
     try:
         scene.collection.objects.link(obj)
-        radius = max(_longest(obj), 1e-3) * 0.9
-        centre = obj.matrix_world.translation + Vector((0, 0, _size(obj)[2] / 2))
+        extent = _size(obj)  # read once: it walks every vertex
+        radius = max(max(extent), 1e-3) * 0.9
+        centre = obj.matrix_world.translation + Vector((0, 0, extent[2] / 2))
         lens = bpy.data.cameras.new("SAM3D Preview Camera")
         lens.clip_start, lens.clip_end = radius * 0.1, radius * 10  # a 2 cm ring or a tower: never cut
         camera = bpy.data.objects.new("SAM3D Preview Camera", lens)
@@ -204,8 +205,8 @@ def render_preview(obj: bpy.types.Object, size: int = 128) -> bytes:
         scene.render.engine = "CYCLES"  # type: ignore[assignment]  # the stubs list Blender's own engines only
         cycles = scene.cycles
         assert cycles is not None  # the Cycles add-on's settings (never None: missing, reading them raises)
-        cycles.samples = 8
-        cycles.device = "CPU"
+        cycles.samples, cycles.use_denoising = 32, False  # denoising took 0.2-0.4 s of a 0.5 s asset and blurred
+        cycles.device = "CPU"                              # thin legs; 32 plain samples look as clean at 128 px
         scene.render.resolution_x = scene.render.resolution_y = size
         scene.render.film_transparent = True
         private = Path(tempfile.mkdtemp(prefix="sam3d-preview-"))  # never a file of the shared library
