@@ -116,6 +116,8 @@ class JobRequest:
             "name": self.name, "image": self.image_name, "mask": self.mask_name, "prompt": self.prompt,
             "seed": None if self.seed is None else str(self.seed), "model": self.model,
             "number_results": self.number_results, "placement": self.placement, "engine": self.engine}
+        if self.engine_values:  # Retry sends them again, Re-import keeps the quads they asked for
+            info["engine_values"] = dict(self.engine_values)
         if self.source:
             info["source"] = self.source
         if self.text_only:

@@ -50,6 +50,7 @@ _UUID_FIELD = re.compile(rb'"task_uuid"\s*:\s*"([^"\\]{1,64})"')  # a line's tas
 _TEXT_INFO = ("name", "image", "mask", "prompt", "model", "caption", "engine",  # caption: what a caption task said
               "refine_of")  # Refine: the object its result is fitted onto
 _PLACEMENTS = {"CURSOR", "AS_IS", "CAMERA"}
+MAX_SETTINGS = 32  # an engine's settings in a line (Meshy, with the most, documents 14)
 _MAX_SEED = 2**63 - 1
 
 
@@ -486,6 +487,10 @@ def clean_code(value: object) -> str:
     return value if isinstance(value, str) and _CODE.fullmatch(value) else "unknown"
 
 
+def _is_setting_value(value: object) -> bool:
+    return isinstance(value, bool | str) or isinstance(value, int | float) and math.isfinite(value)
+
+
 def clean_info(info: dict[str, Any]) -> dict[str, Any]:
     """What the add-on writes in a job's info, each of its type; anything else is dropped."""
     clean: dict[str, Any] = {}
@@ -502,6 +507,11 @@ def clean_info(info: dict[str, Any]) -> dict[str, Any]:
         clean["text_only"] = True
     if info.get("placement") in _PLACEMENTS:
         clean["placement"] = info["placement"]
+    values = info.get("engine_values")
+    if isinstance(values, dict):  # an engine's settings: names and scalars only (engines.request checks them)
+        clean["engine_values"] = {k[:64]: v[:MAX_TEXT] if isinstance(v, str) else v
+                                  for k, v in list(values.items())[:MAX_SETTINGS]
+                                  if isinstance(k, str) and _is_setting_value(v)}
     source = info.get("source")
     if isinstance(source, dict):
         clean["source"] = {k: v[:MAX_TEXT] for k, v in source.items() if isinstance(k, str) and isinstance(v, str)}

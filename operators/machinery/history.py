@@ -77,6 +77,9 @@ def import_record(context: bpy.types.Context, record: TaskRecord) -> list[bpy.ty
                                        f["index"]) for _, f in found]
     objects = importing.import_results(context, [path for path, _ in found], provenance,
                                        name=info.get("name", "object"), placement=info.get("placement", "CURSOR"))
+    engine = ENGINES.get(str(info.get("engine", "SAM3D")), ENGINES["SAM3D"])
+    if engine.wants_quads(dict(info.get("engine_values", {}))):  # as when it first landed
+        importing.join_quads(objects)
     for sentence in fitting.lay_over(context, objects, str(info["refine_of"])) if info.get("refine_of") else []:
         tell({"WARNING"}, sentence)
     note_imported(folder, record.task_uuid, [o.name for o in objects], info)
@@ -92,7 +95,7 @@ def start_from_record(context: bpy.types.Context, record: TaskRecord, **fields: 
                           prompt=info.get("prompt", ""), seed=_seed(info.get("seed")),
                           number_results=int(info.get("number_results", 1)),
                           engine=info.get("engine", "SAM3D"), refine_of=str(info.get("refine_of", "")),
-                          text_only=bool(info.get("text_only")),
+                          text_only=bool(info.get("text_only")), engine_values=dict(info.get("engine_values", {})),
                           **fields)  # type: ignore[arg-type]
     return RUNNER.add(SceneJob(Job(request)))
 

@@ -161,6 +161,30 @@ def test_a_quad_mesh_asked_of_tripo_lands_as_quads(sam3d, quad):
     assert (len(obj.data.polygons), sides) == ((16, [4]) if quad else (32, [3]))
 
 
+def test_retry_and_reimport_keep_the_engine_settings(sam3d):
+    """The engine's settings are journalled: Re-import joins the quads again, Retry sends the same settings
+    (a Tripo job asked for quads and 2,000 faces is retried as one)."""
+    use_inputs()
+    sam3d.settings.engine = "TRIPO"
+    group = sam3d.settings.engine_tripo
+    group.use_quad, group.quad, group.use_faceLimit, group.faceLimit = True, True, True, 2000
+    sam3d.emu.result_factory = lambda task, i: grid_glb()
+    before = set(bpy.data.objects)
+    assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}
+    [obj] = [o for o in bpy.data.objects if o not in before and o.type == "MESH"]
+    uuid = obj["sam3d_task_uuid"]
+    group.use_quad = group.use_faceLimit = False  # the panel changed since: Retry and Re-import use the journal's
+    again = set(bpy.data.objects)
+    assert bpy.ops.sam3d.reimport(task_uuid=uuid) == {"FINISHED"}
+    [copy] = [o for o in bpy.data.objects if o not in again and o.type == "MESH"]
+    assert {len(p.vertices) for p in copy.data.polygons} == {4}, "re-imported as the quads it landed as"
+    assert bpy.ops.sam3d.retry(task_uuid=uuid) == {"FINISHED"}
+    first, retried = sent_tasks(sam3d.emu)[-2:]
+    assert retried["taskUUID"] != first["taskUUID"]
+    assert {k: retried["settings"][k] for k in ("quad", "faceLimit")} == {"quad": True, "faceLimit": 2000}
+    assert retried["settings"] == first["settings"]
+
+
 def test_a_text_to_3d_engine_makes_an_object_from_the_prompt_alone(sam3d):
     """No photo: Hunyuan 3D Rapid takes the Prompt alone (positivePrompt, no inputs); SAM 3D and TRELLIS.2,
     which need an image, say so, and so does a text engine with no prompt."""

@@ -84,6 +84,19 @@ def test_a_journal_that_is_a_link_is_never_written_through(tmp_path):
     assert (results / FILE).is_symlink(), "the link is left as it was (not ours to remove)"
 
 
+def test_a_journal_lines_engine_settings_keep_only_names_and_plain_values(tmp_path):
+    """A shared journal's `engine_values` (what Retry sends again) are names and scalars: a nested object, a list,
+    a NaN, a huge text or a thousand settings never reach a request as they were written."""
+    results = tmp_path / "results"
+    a = task_id()
+    hostile = {"quad": True, "faceLimit": 2000, "style": "x" * 100_000, "nested": {"k": 1}, "many": [1, 2],
+               "nan": math.nan, "inf": math.inf, **{f"s{i}": i for i in range(1000)}}
+    Journal(results).append("created", a, info={"name": "chair", "engine": "TRIPO", "engine_values": hostile})
+    values = History(results).refresh().tasks[a].info["engine_values"]
+    assert values["quad"] is True and values["faceLimit"] == 2000 and len(values["style"]) == 4096
+    assert not {"nested", "many", "nan", "inf"} & set(values) and len(values) <= 32
+
+
 def test_a_journal_index_that_is_a_link_is_replaced_never_followed(tmp_path):
     target = tmp_path / "elsewhere.json"
     target.write_text("keep me")
