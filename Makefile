@@ -60,7 +60,7 @@ demo:
 	@py=$$(tools/venv.sh $(DEV)) && $$py tools/demo.py
 
 emulator:
-	@py=$$(tools/venv.sh $(DEV)) && $$py tests/emulator.py --port 8765 --glb examples/human_object/sam3d_output_0.glb
+	@py=$$(tools/venv.sh $(DEV)) && $$py -m tests.emulator --port 8765 --glb examples/human_object/sam3d_output_0.glb
 
 clean:
 	rm -rf dist out .mypy_cache .ruff_cache .pytest_cache

@@ -46,7 +46,7 @@ def _die_with_parent() -> None:
 
 
 class EmulatorProcess:
-    """tests/emulator.py in its own process, so that it competes with Blender for no lock."""
+    """The emulator (python -m tests.emulator) in its own process, so that it competes with Blender for no lock."""
 
     def __init__(self, processing: float, glb: Path | None = None) -> None:
         import socket
@@ -54,11 +54,11 @@ class EmulatorProcess:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        cmd = [sys.executable, str(ROOT / "tests" / "emulator.py"), "--port", str(self.port), "--key", KEY,
+        cmd = [sys.executable, "-m", "tests.emulator", "--port", str(self.port), "--key", KEY,
                "--processing", str(processing)]
         if glb:
             cmd += ["--glb", str(glb)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, preexec_fn=_die_with_parent)
         assert self.proc.stdout is not None
         self.proc.stdout.readline()  # it prints its URL once it listens
         self.api_url = f"http://127.0.0.1:{self.port}/v1"

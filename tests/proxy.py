@@ -25,16 +25,19 @@ import binascii
 import contextlib
 import select
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlsplit
 
 try:
     from .emulator import Headers
-except ImportError:  # run with tests/ on sys.path
-    from emulator import Headers
+except ImportError:  # run with tests/ on sys.path: the emulator package, from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.emulator import Headers
 
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authorization", "proxy-authenticate", "proxy-connection", "te",
                "trailer", "transfer-encoding", "upgrade"}

@@ -1,5 +1,5 @@
 """In-Blender tests: the real bpy module, the extension built by Blender's builder and installed the way a
-user installs it, the real glTF importer. The Runware service is the only stand-in (tests/emulator.py)."""
+user installs it, the real glTF importer. The Runware service is the only stand-in (tests/emulator/)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Real-window tests: Debian's Blender 5.2 LTS binary with its whole UI on a virtual display, the add-on built by
 that Blender's builder and installed by its installer, driven by real input events (tests/window/driver.py).
-The Runware service is the only stand-in (tests/emulator.py, on this machine's loopback).
+The Runware service is the only stand-in (tests/emulator/, on this machine's loopback).
 
 Where the stage cannot run (not Linux, not root) every test here is skipped with the reason; with
 SAM3D_REQUIRE_WINDOW=1 (`.ci/run`) they fail instead.

@@ -1,220 +1,53 @@
-"""A faithful emulator of the Runware REST API as far as the add-on needs it (stdlib only).
-
-Follows the team's notes on the Runware API (runware-api.md, beside the repository in CI; tests/README.md says
-how the emulator is kept true to Runware): where the documentation admits two forms, `Style` picks one, and
-`Faults` injects the failures a client must survive. Two servers run: the API on 127.0.0.1 and a separate
-FILE host on "localhost" (the CDN stand-in), so a test can prove the API key never reaches the second host.
-
-    with Emulator() as emu:            # or: python tests/emulator.py --port 8765
-        emu.faults.status_sequence = [429]
-        ... point a client at emu.api_url ...
-
-Beyond the documented forms, `Faults` also plays a broken or malicious server (gzip bombs, trickling and
-stalling bodies, redirects, lying Content-Length, absurd resultIndex values) and `Style` the ways Runware may
-legitimately disagree with our client (Range ignored, the docs' literal result items, Retry-After as a date,
-forgotten tasks). `Emulator(tls=(cert, key))` serves both hosts over HTTPS (tests/tls.py makes a throw-away
-CA); tests/proxy.py is an HTTP CONNECT proxy to put in front of it.
-
-All times (Recorded.time, TaskState.created) are time.monotonic() seconds.
-"""
+"""The `Emulator`: the API host (authentication, validation, tasks and their results, uploads,
+removeBackground, captions, webhooks and upload endpoints), with the FILE host and the hostile answers mixed in."""
 
 from __future__ import annotations
 
-import argparse
 import base64
-import binascii
 import contextlib
 import json
 import math
 import random
-import re
-import select
-import signal
 import socket
 import ssl
-import struct
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .files import File, FileHost
+from .hostile import HUGE_RESULT_INDEXES, Faults, HostileSender, Style
+from .images import Shape, cutout_png, decode_base64, image_size, mask_png, sniff_image
+from .models import (
+    CAPTION_KEYS,
+    CAPTION_MODELS,
+    COST_PER_GENERATION,
+    ENGINE_KEYS,
+    ENGINE_MODELS,
+    ERRORS_DOC,
+    MAX_SEED,
+    REMBG_DOC,
+    REMBG_MASK_MODELS,
+    REMBG_MODELS,
+    SAM3D,
+    SAM3D_DOC,
+    TASK_ERROR_MESSAGES,
+    TRANSIENT_CODES,
+    UUID_RE,
+    int_in,
+)
+from .plumbing import ApiHandler, FileHandler, Handler, Headers, Recorded, Server
+
 try:
-    from . import glb
-except ImportError:  # run as a script, or imported with tests/ on sys.path
+    from .. import glb
+except ImportError:  # imported with tests/ on sys.path
     import glb
-
-SAM3D = "meta:sam@3d"
-MAX_SEED = 2**63 - 1
-COST_PER_GENERATION = 0.0038
-DOCS = "https://runware.ai/docs"
-ERRORS_DOC = f"{DOCS}/platform/errors"
-SAM3D_DOC = f"{DOCS}/models/meta-sam-3d-objects"
-
-
-def _b() -> Callable[[object], bool]:
-    return lambda v: isinstance(v, bool)
-
-
-def _i(low: int, high: int) -> Callable[[object], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
-
-
-def _e(*values: object) -> Callable[[object], bool]:
-    return lambda v: any(v == c and type(v) is type(c) for c in values)
-
-
-# The other image-to-3D models on 3dInference, as their pages (docs/engines.md gives each source) describe them,
-# written apart from client/engines.py so each checks the other: the input key and how many images, whether a
-# prompt alone may drive it, a seed, the settings it documents (any other is refused: unsupportedParameter), and
-# what a result costs here.
-ENGINE_MODELS = {
-    "microsoft:trellis-2@4b": {"input": "image", "max": 1, "text": False, "seed": True, "cost": 0.0256,
-                               "settings": {"textureSize": lambda v: _i(1024, 4096)(v) and v % 1024 == 0,
-                                            "decimationTarget": _i(100_000, 1_000_000),
-                                            "resolution": _e(512, 1024, 1536), "remesh": _b()}},
-    "tencent:hunyuan-3d@3.1-pro": {"input": "images", "max": 8, "text": True, "seed": False, "cost": 0.3,
-                                   "settings": {"generateType": _e("Normal", "LowPoly", "Geometry", "Sketch"),
-                                                "pbr": _b(), "polygonType": _e("triangle", "quadrilateral"),
-                                                "faceCount": _i(3_000, 1_500_000)}},
-    "tencent:hunyuan-3d@3.1-rapid": {"input": "image", "max": 1, "text": True, "seed": False, "cost": 0.15,
-                                     "settings": {"pbr": _b(), "geometryOnly": _b()}},
-    "tripo:v3.1@0": {"input": "images", "max": 4, "text": True, "seed": True, "cost": 0.3,
-                     "settings": {"faceLimit": _i(500, 20_000), "quad": _b(), "texture": _b(), "pbr": _b(),
-                                  "textureQuality": _e("standard", "detailed"),
-                                  "geometryQuality": _e("standard", "detailed"), "autoSize": _b(),
-                                  "orientation": _e("default", "align_image"), "smartLowPoly": _b(),
-                                  "generateParts": _b()}},
-    "hyper3d:rodin@gen-2": {"input": "images", "max": 5, "text": True, "seed": True, "seed_max": 65_535,
-                            "cost": 0.4,
-                            "settings": {"meshMode": _e("Quad", "Raw"), "polyCount": _i(500, 1_000_000),
-                                         "quality": _e("high", "medium", "low", "extra-low"),
-                                         "material": _e("PBR", "Shaded", "All"), "taPose": _b(),
-                                         "hdTexture": _b()}},
-    "meshy:meshy@6": {"input": "images", "max": 4, "text": True, "seed": False, "cost": 0.8,
-                      "settings": {"meshType": _e("standard", "lowpoly"), "topology": _e("quad", "triangle"),
-                                   "polyCount": _i(100, 300_000), "decimation": _i(1, 4), "remesh": _b(),
-                                   "symmetry": _e("auto", "on", "off"), "pose": _e("a-pose", "t-pose"),
-                                   "texture": _b(), "pbr": _b(), "hdTexture": _b(), "removeLighting": _b(),
-                                   "autoSize": _b(), "imageEnhancement": _b(),
-                                   "origin": _e("bottom", "center")}},
-}
-ENGINE_KEYS = {"taskType", "taskUUID", "model", "positivePrompt", "inputs", "numberResults", "outputType",
-               "outputFormat", "deliveryMethod", "includeCost", "seed", "ttl", "webhookURL", "uploadEndpoint",
-               "settings"}
-REMBG_MODELS = {"runware:109@1", "bria:2@1", *(f"runware:112@{i}" for i in range(1, 11))}
-REMBG_MASK_MODELS = {"runware:109@1"}  # the models whose docs list settings.returnOnlyMask (RemBG v1.4)
-REMBG_DOC = f"{DOCS}/models/rembg-v1-4"
-# Caption models (their pages, and the SDK's curated models): the model pages' `caption` task with inputs.image,
-# or the utility page's older `imageCaption` with inputImage. Either way the answer says "imageCaption".
-CAPTION_MODELS = {"runware:150@1": 0.0019, "runware:150@2": 0.0019, "runware:151@1": 0.0019,
-                  "runware:152@1": 0.0026, "runware:152@2": 0.0019}
-CAPTION_KEYS = {"taskType", "taskUUID", "model", "prompt", "inputs", "inputImage", "deliveryMethod", "includeCost",
-                "webhookURL"}
-HUGE_RESULT_INDEXES = (10**30, -5, "7", 2**64)  # Style.result_index "huge": generation i reports the i-th
-STALL_AFTER = 64 * 1024  # Faults.declared_length: bytes sent before the body stalls
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_TRANSIENT_CODES = {401: "invalidApiKey", 402: "insufficientCredits", 403: "insufficientPermissions",
-                    404: "notFound", 408: "timeout", 429: "rateLimitExceeded",
-                    502: "serviceUnavailable", 503: "serviceUnavailable", 504: "serviceUnavailable"}
-_TASK_ERROR_MESSAGES = {
-    "timeoutProvider": "The provider did not answer in time.",
-    "contentPolicyViolation": "The input was flagged by the content policy.",
-    "inferenceError": "Inference failed for this task.",
-}
-
-
-@dataclass
-class Faults:
-    """Failures to inject; tests flip fields between calls. Counters count down as they fire."""
-
-    # -- the API host
-    status_sequence: list[int] = field(default_factory=list)  # next API answers, in order
-    retry_after: float = 1  # seconds, sent as Retry-After with status_sequence answers (Style.retry_after_form)
-    insufficient_credits: bool = False  # 402 for 3dInference submissions; accountManagement reports balance 0
-    empty_401: bool = False  # an invalid key gets a 401 without a body
-    forget_tasks: bool = False  # getResponse answers taskFailedOrNotFound for every task, known or not
-    # -- tasks
-    task_error: str | None = None  # every generation fails with this code after processing
-    task_error_form: str = "errors"  # "errors": in the errors array | "data": {"status": "error", "error"}
-    fail_generations: int = 0  # the last N generations of a task fail (code task_error or inferenceError)
-    drop_after_submit: int = 0  # accept the next N 3dInference submissions, then close without answering
-    # -- the FILE host
-    truncate_downloads: int = 0  # full Content-Length, half the bytes, close
-    no_content_length: bool = False  # close-delimited file bodies
-    corrupt_downloads: int = 0  # serve an HTML error page with 200
-    file_status: int | None = None  # the file host answers only this status
-    download_size: int | None = None  # GLB results (downloads and inline base64 forms) padded to about this size
-    redirect: str | None = None  # GET/HEAD answered 302 with Location: this URL (after redirect_chain hops)
-    redirect_chain: int = 0  # N hops of 302, each to a new path on the file host, before serving the file
-    declared_length: int | None = None  # GLBs declare this Content-Length, send 64 KiB, stall till hang-up
-    # -- hostile: a broken or malicious server
-    gzip_bomb: str | None = None  # "file" (GLB downloads) | "api" (getResponse answers) | "cutout" (rembg URL)
-    bomb_encoding: str = "gzip"  # the bomb's Content-Encoding: "gzip" | "deflate" (sent whatever was asked)
-    bomb_size: int = 2 * 1024**3  # bytes the bomb inflates to (zeros); on the wire about 1/1000 of it
-    trickle: float | None = None  # FILE host answers: headers, then one body byte every `trickle` seconds
-    trickle_api: bool = False  # with `trickle`: the API host's answers trickle too
-    cost: float | str | None = None  # the `cost` of every success item (with includeCost): a float (NaN and
-    #                                  infinities go out as JSON's NaN/Infinity), or raw JSON text such as "1e309"
-
-
-@dataclass
-class Style:
-    """The documented alternatives for response shapes, and the ways Runware may disagree with our client."""
-
-    # -- result items
-    result_form: str = "files"  # "files": outputs.files[{uuid, url}] | "modelURL": modelUUID + modelURL
-    #                             | "base64": modelUUID + modelBase64Data | "dataURI": modelUUID + modelDataURI
-    multi_form: str = "items"  # "items": one item per generation | "files": one item, several outputs.files
-    result_index: str = "normal"  # "normal": 0, 1, … | "duplicate": all 0 | "huge": HUGE_RESULT_INDEXES | "absent"
-    literal_results: bool = False  # items exactly like the docs' example: no resultIndex anywhere
-    status_on_success: bool = True  # False: success items carry no "status": "success"
-    # -- acknowledgements and polls
-    ack_form: str = "item"  # "item": {"data": [{taskType, taskUUID}]} | "empty": {"data": []}
-    status_word: str = "processing"  # or "pending" (older docs)
-    include_progress: bool = False  # an integer "progress" on processing items (Runware does not document it)
-    list_finished_only: bool = False  # polls list finished generations only: {"data": []} until one finishes
-    upload_data_form: str = "array"  # imageUpload/mediaStorage "data": "array" | "object"
-    echo_task_type: str = "original"  # poll items' taskType: "original" | "getResponse"
-    # -- errors
-    error_envelope: str = "errors"  # request-level errors: "errors" array | legacy "error" | "bare" object
-    retry_after_form: str = "seconds"  # Retry-After: "seconds" | "date" (an HTTP-date) | "none" (no header)
-    # -- the FILE host
-    range_ignored: bool = False  # Range is ignored: 200 with the whole body (else 206, or 416)
-
-
-class Headers(dict):
-    """Request headers with case-insensitive lookup (keys stored lower-case)."""
-
-    def __init__(self, items=()):
-        super().__init__((k.lower(), v) for k, v in items)
-
-    def __getitem__(self, key):
-        return super().__getitem__(key.lower())
-
-    def __contains__(self, key):
-        return isinstance(key, str) and super().__contains__(key.lower())
-
-    def get(self, key, default=None):
-        return super().get(key.lower(), default)
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    headers: Headers
-    body: object  # parsed JSON, or the raw bytes when the body is not JSON
-    time: float
-    status: int | None = None  # None: answered by closing the connection
-    response: object = None  # the parsed JSON answer, if any
 
 
 @dataclass
@@ -238,16 +71,6 @@ class TaskState:
     submissions: int = 1
     upload_results: list = field(default_factory=list)  # uploadEndpoint PUTs: {"url", "status"|"error"}
     webhook_results: list = field(default_factory=list)  # webhook POSTs: {"url", "attempts", "ok"}
-
-
-@dataclass
-class _File:
-    data: bytes
-    content_type: str
-    available_at: float = 0.0
-    expires_at: float | None = None
-    kind: str = "glb"  # "glb" (a result) | "upload" | "cutout" (removeBackground output)
-    engine: bool = False  # another engine's result: `engine_result`, served as made
 
 
 class ApiError(Exception):
@@ -280,322 +103,7 @@ class _Outcome:
     drop: bool = False
 
 
-# ---------------------------------------------------------------- images
-
-
-def sniff_image(data: bytes) -> str | None:
-    """The image format by magic bytes (never trust names or MIME types)."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpg"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if data.startswith(b"BM"):
-        return "bmp"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) for PNG, JPEG, GIF and BMP; None when unknown."""
-    kind = sniff_image(data)
-    try:
-        if kind == "png":
-            return struct.unpack(">II", data[16:24])
-        if kind == "gif":
-            return struct.unpack("<HH", data[6:10])
-        if kind == "bmp":
-            w, h = struct.unpack("<ii", data[18:26])
-            return w, abs(h)
-        if kind == "jpg":
-            return _jpeg_size(data)
-    except struct.error:
-        pass
-    return None
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        length = struct.unpack(">H", data[i + 2:i + 4])[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame
-            h, w = struct.unpack(">HH", data[i + 5:i + 9])
-            return w, h
-        i += 2 + length
-    return None
-
-
-def encode_png(width: int, height: int, rows, color_type: int = 6) -> bytes:
-    """An 8-bit PNG from an iterable of raw rows: colour type 6 RGBA (4 bytes a pixel), 2 RGB (3), 0 gray (1)."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    raw = b"".join(b"\0" + row for row in rows)  # filter type 0 on every row
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
-
-
-def encode_png_rgba(width: int, height: int, rows) -> bytes:
-    """An 8-bit RGBA PNG from an iterable of raw rows (4 bytes per pixel)."""
-    return encode_png(width, height, rows, 6)
-
-
-# What the object covers in a removeBackground input: None (a centred ellipse of ~40 % of the frame), a box
-# (x0, y0, x1, y1) in fractions of the width and height, or a callable (width, height) -> `height` rows of
-# `width` bytes each (0 background, 255 object; values between make a soft edge).
-Shape = tuple[float, float, float, float] | Callable[[int, int], Iterable[bytes]] | None
-
-
-def coverage_rows(width: int, height: int, shape: Shape = None) -> Iterator[bytes]:
-    """The object's coverage, row by row (`width` bytes each, 255 = object), for a `Shape`."""
-    if callable(shape):
-        count = 0
-        for row in shape(width, height):
-            row = bytes(row)
-            if len(row) != width:
-                raise ValueError(f"rembg_shape gave a row of {len(row)} bytes for a width of {width}")
-            count += 1
-            yield row
-        if count != height:
-            raise ValueError(f"rembg_shape gave {count} rows for a height of {height}")
-        return
-    if shape is not None:  # a box in fractions
-        fx0, fy0, fx1, fy1 = (float(v) for v in shape)
-        x0, x1 = max(0, min(width, round(fx0 * width))), max(0, min(width, round(fx1 * width)))
-        inside = b"\0" * x0 + b"\xff" * max(0, x1 - x0) + b"\0" * (width - max(x0, x1))
-        empty = b"\0" * width
-        for y in range(height):
-            yield inside if fy0 * height <= y + 0.5 < fy1 * height else empty
-        return
-    k = math.sqrt(1.6 / math.pi)  # pi/4 * k^2 = 0.4: the ellipse's share of the frame
-    a, b = k * width / 2, k * height / 2
-    empty = b"\0" * width
-    for y in range(height):
-        dy = (y + 0.5 - height / 2) / b
-        if abs(dy) >= 1:
-            yield empty
-            continue
-        half = a * math.sqrt(1 - dy * dy)
-        x0, x1 = max(0, round(width / 2 - half)), min(width, round(width / 2 + half))
-        yield b"\0" * x0 + b"\xff" * (x1 - x0) + b"\0" * (width - x1)
-
-
-_GRAY_OF_COVERAGE = bytes([0] + [0x80] * 255)  # the cut-out's colour: mid-grey wherever there is any object
-
-
-def _cutout_row(coverage: bytes) -> bytes:
-    rgba = bytearray(4 * len(coverage))
-    gray = coverage.translate(_GRAY_OF_COVERAGE)
-    rgba[0::4] = rgba[1::4] = rgba[2::4] = gray
-    rgba[3::4] = coverage
-    return bytes(rgba)
-
-
-def cutout_png(width: int, height: int, shape: Shape = None) -> bytes:
-    """What removeBackground returns for our inputs: an RGBA cut-out whose alpha is the object (`shape`,
-    default a centred ellipse of ~40 % of the frame), mid-grey inside, transparent black outside."""
-    return encode_png(width, height, (_cutout_row(r) for r in coverage_rows(width, height, shape)), 6)
-
-
-def mask_png(width: int, height: int, shape: Shape = None) -> bytes:
-    """removeBackground with settings.returnOnlyMask: the mask itself, an opaque 8-bit grayscale PNG, white
-    object on black."""
-    return encode_png(width, height, coverage_rows(width, height, shape), 0)
-
-
-# ---------------------------------------------------------------- gzip bombs
-
-_BOMBS: dict[tuple[int, str], bytes] = {}
-_BOMBS_LOCK = threading.Lock()
-_BOMB_CHUNK = 1 << 20
-
-
-def _crc32_of_zeros(n: int) -> int:
-    """zlib.crc32(bytes(n)) in O(log n), without the bytes (zlib's crc32_combine, in GF(2))."""
-    def times(mat, vec):
-        out, i = 0, 0
-        while vec:
-            if vec & 1:
-                out ^= mat[i]
-            vec >>= 1
-            i += 1
-        return out
-
-    def square(mat):
-        return [times(mat, m) for m in mat]
-
-    # The register's update for one zero bit (a 32x32 matrix over GF(2), one column per bit), squared twice:
-    # the update for 4 zero bits. crc32(zeros(n)) is the update for n zero bytes applied to the initial
-    # 0xFFFFFFFF, inverted; n's binary digits pick which of the squarings (1, 2, 4, … bytes) to apply.
-    odd = [0xEDB88320] + [1 << i for i in range(31)]
-    even = square(odd)
-    odd = square(even)
-    crc = 0xFFFFFFFF
-    while n:
-        even = square(odd)  # even: the update for 1, 4, 16 … bytes; odd below: for 2, 8, 32 … bytes
-        if n & 1:
-            crc = times(even, crc)
-        n >>= 1
-        if not n:
-            break
-        odd = square(even)
-        if n & 1:
-            crc = times(odd, crc)
-        n >>= 1
-    return crc ^ 0xFFFFFFFF
-
-
-def bomb_bytes(size: int, encoding: str = "gzip") -> bytes:
-    """`size` zero bytes compressed as an HTTP `encoding` ("gzip" or "deflate", the zlib format), made without
-    ever holding the inflated data: one 1 MiB block of zeros is compressed after a full flush (so every block
-    is byte-aligned and identical) and repeated. About size / 1000 bytes; cached."""
-    if encoding not in ("gzip", "deflate"):
-        raise ValueError(f"unknown bomb encoding {encoding!r}")
-    key = (size, encoding)
-    with _BOMBS_LOCK:
-        if key in _BOMBS:
-            return _BOMBS[key]
-        whole, rest = divmod(size, _BOMB_CHUNK)
-        raw = zlib.compressobj(9, zlib.DEFLATED, -15)
-        block = raw.compress(bytes(_BOMB_CHUNK)) + raw.flush(zlib.Z_FULL_FLUSH) if whole else b""
-        last = raw.compress(bytes(rest)) + raw.flush(zlib.Z_FULL_FLUSH) if rest else b""
-        body = block * whole + last + raw.flush(zlib.Z_FINISH)
-        if encoding == "gzip":
-            data = (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + body
-                    + struct.pack("<II", _crc32_of_zeros(size), size & 0xFFFFFFFF))
-        else:  # adler32 of zeros: a stays 1, b adds 1 per byte
-            data = b"\x78\xda" + body + struct.pack(">I", (size % 65521) << 16 | 1)
-        _BOMBS[key] = data
-        return data
-
-
-def _decode_base64(text: str) -> bytes | None:
-    try:
-        return base64.b64decode("".join(text.split()), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
-# ---------------------------------------------------------------- HTTP plumbing
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, addr, handler, emulator: Emulator, ssl_context: ssl.SSLContext | None = None):
-        self.emulator = emulator
-        self.ssl_context = ssl_context
-        self.connections: set[socket.socket] = set()
-        super().__init__(addr, handler)
-
-    def get_request(self):
-        sock, addr = super().get_request()
-        if self.ssl_context:  # the handshake happens in the handler's thread, never in the accept loop
-            sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        return sock, addr
-
-    def handle_error(self, request, client_address):
-        if self.emulator.verbose:  # clients hanging up mid-answer is normal here
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like the real API: Content-Length on every answer
-    server_version = "RunwareEmulator/1.0"
-    timeout = 30
-
-    def setup(self):
-        super().setup()
-        self.server.connections.add(self.connection)
-        if isinstance(self.connection, ssl.SSLSocket):
-            try:
-                self.connection.do_handshake()
-            except BaseException:
-                self.server.connections.discard(self.connection)
-                raise
-
-    def finish(self):
-        try:
-            super().finish()
-        finally:
-            self.server.connections.discard(self.connection)
-
-    def log_message(self, format, *args):  # noqa: A002 (the stdlib's name)
-        if self.server.emulator.verbose:
-            super().log_message(format, *args)
-
-    def read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            parts = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
-                pass
-            return b"".join(parts)
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def send(self, status: int, body: bytes, headers: dict | None = None, send_body: bool = True,
-             on_sent: Callable[[int], None] | None = None):
-        """Answer; `on_sent(n)` is told of the body bytes as they go out."""
-        self.send_head(status, body, headers)
-        if send_body and body:
-            view = memoryview(body)
-            for start in range(0, len(body), 256 * 1024):
-                piece = view[start:start + 256 * 1024]
-                self.wfile.write(piece)
-                if on_sent:
-                    on_sent(len(piece))
-
-    def send_head(self, status: int, body: bytes, headers: dict | None = None):
-        self.send_response(status)
-        for name, value in (headers or {}).items():
-            if value is not None:  # None: leave the header out
-                self.send_header(name, value)
-        if "Content-Length" not in (headers or {}):
-            self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-
-    def peer_gone(self, wait: float, stopping: threading.Event) -> bool:
-        """Wait up to `wait` seconds; True when the emulator stops or the client hung up (its socket turned
-        readable mid-answer: an EOF, a TLS close_notify, or anything else we will not read)."""
-        if stopping.wait(wait):
-            return True
-        try:
-            return bool(select.select([self.connection], [], [], 0)[0])
-        except (OSError, ValueError):
-            return True
-
-
-class _ApiHandler(_Handler):
-    def do_POST(self):
-        self.server.emulator._serve_api(self)
-
-    def do_GET(self):  # answered with 405, and recorded
-        self.server.emulator._serve_api(self)
-
-
-class _FileHandler(_Handler):
-    def do_GET(self):
-        self.server.emulator._serve_file(self)
-
-    def do_HEAD(self):
-        self.server.emulator._serve_file(self)
-
-
-# ---------------------------------------------------------------- the emulator
-
-
-class Emulator:
+class Emulator(FileHost, HostileSender):
     """Two servers (API and FILE host) and everything they remember.
 
     Besides `faults` and `style` (both restored by reset()), tests may set: `result_bytes`, `result_factory`,
@@ -620,7 +128,7 @@ class Emulator:
         self.organization_uuid = str(uuid.uuid4())
         self.api_url = self.files_url = ""
         self.lock = threading.RLock()
-        self._servers: list[_Server] = []
+        self._servers: list[Server] = []
         self._threads: list[threading.Thread] = []
         self._timers: list[threading.Timer] = []
         self._stopping = threading.Event()
@@ -637,8 +145,8 @@ class Emulator:
         if self.tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(*self.tls)
-        api = _Server((self.host, port), _ApiHandler, self, context)
-        files = _Server((self.host, files_port), _FileHandler, self, context)
+        api = Server((self.host, port), ApiHandler, self, context)
+        files = Server((self.host, files_port), FileHandler, self, context)
         # A different host NAME for files, so "the key went to a second host" is observable.
         files_host = "localhost" if self.host == "127.0.0.1" else self.host
         scheme = "https" if context else "http"
@@ -686,7 +194,7 @@ class Emulator:
             self.file_requests: list[Recorded] = []
             self.tasks: dict[str, TaskState] = {}
             self.uploads: dict[str, bytes] = {}
-            self._files: dict[str, _File] = {}
+            self._files: dict[str, File] = {}
             self._padded: tuple[int | None, bytes, bytes] = (None, b"", b"")
             self._forgotten: set[str] = set()
             self.balance = 12.5  # USD, what accountManagement getDetails reports
@@ -723,13 +231,9 @@ class Emulator:
             for stored in self._files.values():
                 stored.available_at = min(stored.available_at, now)
 
-    def _count_file_bytes(self, n: int) -> None:
-        with self.lock:
-            self.file_bytes_sent += n
-
     # ---- API host
 
-    def _serve_api(self, h: _Handler) -> None:
+    def _serve_api(self, h: Handler) -> None:
         raw = h.read_body()
         try:
             body = json.loads(raw)
@@ -790,7 +294,7 @@ class Emulator:
         return self._compose(out)
 
     def _transient(self, status: int):
-        code = _TRANSIENT_CODES.get(status, "internalServerError" if status >= 500 else "invalidRequest")
+        code = TRANSIENT_CODES.get(status, "internalServerError" if status >= 500 else "invalidRequest")
         err = ApiError(status, code, f"Emulated HTTP {status}: try again later.")
         value, form = self.faults.retry_after, self.style.retry_after_form
         status, body, headers = self._request_error(err)
@@ -869,7 +373,7 @@ class Emulator:
         value = task.get(name)
         if value is None:
             raise ApiError(400, "missingTaskUUID", f"{name} is required.", name)
-        if not isinstance(value, str) or not _UUID_RE.match(value):
+        if not isinstance(value, str) or not UUID_RE.match(value):
             raise ApiError(400, "invalidTaskUUID", f"{name} must be a UUID v4 string.", name)
         return value
 
@@ -983,7 +487,7 @@ class Emulator:
         if not pictures and not (spec["text"] and isinstance(prompt, str) and prompt.strip()):
             refuse("inputs", f"{model} needs inputs.{spec['input']}" + (" or a positivePrompt." if spec["text"]
                                                                          else "."), "missingInputs")
-        if "seed" in task and not _i(0, spec.get("seed_max", MAX_SEED))(task["seed"]):
+        if "seed" in task and not int_in(0, spec.get("seed_max", MAX_SEED))(task["seed"]):
             refuse("seed", f"Invalid seed for {model}.", "invalidSeed")
         settings = task.get("settings", {})
         if not isinstance(settings, dict):
@@ -1004,7 +508,7 @@ class Emulator:
 
         if not isinstance(value, str):
             raise bad(f"{parameter} must be a string.")
-        if _UUID_RE.match(value):
+        if UUID_RE.match(value):
             with self.lock:
                 data = self.uploads.get(value)
             if data is None:
@@ -1015,9 +519,9 @@ class Emulator:
                 raise bad(f"Could not download {parameter} from its URL.")
         elif value.startswith("data:"):
             head, _, payload = value.partition(",")
-            data = _decode_base64(payload) if head.endswith(";base64") else None
+            data = decode_base64(payload) if head.endswith(";base64") else None
         else:
-            data = _decode_base64(value)
+            data = decode_base64(value)
         if not data or not sniff_image(data):
             raise bad(f"{parameter} is not a PNG, JPEG, WEBP, BMP or GIF image.")
         return data
@@ -1053,7 +557,7 @@ class Emulator:
                 engine = task.get("model") in ENGINE_MODELS and self.result_factory is None
                 data = self.result_factory(task, i) if self.result_factory else \
                     self.engine_result if engine else self.result_bytes
-                self._files[f"/files/{gen.file_uuid}.glb"] = _File(
+                self._files[f"/files/{gen.file_uuid}.glb"] = File(
                     data, "model/gltf-binary", done_at, done_at + ttl if ttl else None, engine=engine)
             gens.append(gen)
         return gens
@@ -1180,7 +684,7 @@ class Emulator:
             return stored.data
 
     def _add_failure(self, state: TaskState, task_type: str, gen: Generation, data: list, errors: list):
-        message = _TASK_ERROR_MESSAGES.get(gen.error, f"The task failed ({gen.error}).")
+        message = TASK_ERROR_MESSAGES.get(gen.error, f"The task failed ({gen.error}).")
         base = {"taskType": task_type, "taskUUID": state.payload["taskUUID"], "status": "error"}
         self._set_index(base, gen.index)
         if self.faults.task_error_form == "data":
@@ -1196,7 +700,7 @@ class Emulator:
         path = f"/images/{image_uuid}.{sniff_image(data)}"
         with self.lock:
             self.uploads[image_uuid] = data
-            self._files[path] = _File(data, f"image/{sniff_image(data)}", kind=kind)
+            self._files[path] = File(data, f"image/{sniff_image(data)}", kind=kind)
         return image_uuid, self.files_url + path
 
     def _upload_reply(self, task: dict, out: _Outcome, item: dict) -> None:
@@ -1350,182 +854,3 @@ class Emulator:
             return err.code
         except (OSError, ValueError) as err:
             return str(err)
-
-    # ---- FILE host (the CDN stand-in)
-
-    def _glb_bytes(self) -> bytes:
-        size = self.faults.download_size
-        if not size:
-            return self.result_bytes
-        cached_size, source, padded = self._padded
-        if cached_size != size or source is not self.result_bytes:  # padding per download would be slow
-            padded = glb.pad_glb(self.result_bytes, size)
-            self._padded = (size, self.result_bytes, padded)
-        return padded
-
-    def _serve_file(self, h: _Handler) -> None:
-        rec = Recorded(h.command, h.path, Headers(h.headers.items()), None, time.monotonic())
-        with self.lock:
-            self.file_requests.append(rec)
-            location, path = self._hop(urlsplit(h.path).path)
-            if location is None:
-                status, body, ctype, mode = self._pick_file_answer(self._files.get(path))
-        if location is not None:
-            rec.status = 302
-            h.send(302, b"", {"Location": location})
-            return
-        rec.status = status
-        head = h.command == "HEAD"
-        if mode == "bomb":
-            self._send_bomb(h, ctype, file_host=True)
-            return
-        headers = {"Content-Type": ctype, "Accept-Ranges": None if self.style.range_ignored else "bytes"}
-        if mode == "stall":
-            self._send_stalled(h, body, headers)
-            return
-        if status == 200 and "Range" in h.headers and not self.style.range_ignored:  # resuming
-            status, body, extra = self._range(h.headers["Range"], body)  # faults then apply to the range
-            headers.update(extra)
-            rec.status = status
-        if self.faults.trickle:
-            self._send_trickled(h, status, body, headers, file_host=True)
-        elif mode:  # "truncate": promise everything, deliver half, hang up; "no_length": close-delimited
-            h.close_connection = True
-            length = None if "no_length" in mode else str(len(body))
-            sent = body[:len(body) // 2] if "truncate" in mode else body
-            h.send(status, sent, {**headers, "Content-Length": length, "Connection": "close"}, not head,
-                   self._count_file_bytes)
-        else:
-            h.send(status, body, headers, not head, self._count_file_bytes)
-
-    def _hop(self, path: str) -> tuple[str | None, str]:
-        """(the Location to answer 302 with, or None to serve; the file's path), under the lock.
-        With redirect_chain N a file's path answers 302 to /hop/N-1/<path>, which answers 302 to
-        /hop/N-2/<path> … until /hop/0/<path>, which serves the file (or redirects to Faults.redirect)."""
-        match = re.fullmatch(r"/hop/(\d+)(/.*)", path)
-        left, real = (int(match.group(1)), match.group(2)) if match else (self.faults.redirect_chain, path)
-        if left > 0:
-            return f"{self.files_url}/hop/{left - 1}{real}", real
-        return self.faults.redirect, real
-
-    def _send_bomb(self, h: _Handler, content_type: str, file_host: bool) -> None:
-        """A compressed bomb, whatever the client's Accept-Encoding said."""
-        faults = self.faults
-        data = bomb_bytes(faults.bomb_size, faults.bomb_encoding)
-        headers = {"Content-Type": content_type, "Content-Encoding": faults.bomb_encoding}
-        h.send(200, data, headers, h.command != "HEAD", self._count_file_bytes if file_host else None)
-
-    def _send_stalled(self, h: _Handler, body: bytes, headers: dict) -> None:
-        """Declare Faults.declared_length, send the first 64 KiB of the real body, then nothing until the
-        client hangs up (or the fault is cleared, or the emulator stops)."""
-        declared = self.faults.declared_length
-        h.close_connection = True
-        h.send_head(200, b"", {**headers, "Content-Length": str(declared), "Connection": "close"})
-        if h.command == "HEAD":
-            return
-        with self.lock:
-            self.trickle_open += 1
-        try:
-            first = body[:min(STALL_AFTER, declared)]
-            h.wfile.write(first)
-            self._count_file_bytes(len(first))
-            while self.faults.declared_length is not None and not h.peer_gone(0.05, self._stopping):
-                pass
-        except OSError:
-            pass
-        finally:
-            with self.lock:
-                self.trickle_open -= 1
-
-    def _send_trickled(self, h: _Handler, status: int, body: bytes, headers: dict, file_host: bool) -> None:
-        """Headers at once, then one body byte every Faults.trickle seconds until the body is done (which
-        takes forever in practice), the client hangs up, the fault is cleared, or the emulator stops."""
-        h.close_connection = True
-        h.send_head(status, body, {**headers, "Connection": "close"})
-        if h.command == "HEAD" or not body:
-            return
-        with self.lock:
-            self.trickle_open += 1
-        try:
-            for i in range(len(body)):
-                wait = self.faults.trickle
-                if not wait or not (file_host or self.faults.trickle_api) or h.peer_gone(wait, self._stopping):
-                    break
-                h.wfile.write(body[i:i + 1])
-                with self.lock:
-                    self.trickle_bytes_sent += 1
-                    if file_host:
-                        self.file_bytes_sent += 1
-        except OSError:
-            pass
-        finally:
-            with self.lock:
-                self.trickle_open -= 1
-
-    def _pick_file_answer(self, stored: _File | None):
-        """(status, body, content type, delivery mode) with the file faults applied; under the lock.
-        Modes: "bomb", "stall", or "no_length" and/or "truncate"."""
-        faults, now = self.faults, time.monotonic()
-        if faults.file_status:
-            return faults.file_status, b"<html><body>Error</body></html>", "text/html", None
-        if stored is None or now < stored.available_at:
-            return 404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml", None
-        if stored.expires_at is not None and now > stored.expires_at:  # like an expired signed URL
-            expired = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
-            return 403, expired, "application/xml", None
-        body, ctype = stored.data, stored.content_type
-        if ctype == "model/gltf-binary" and self.result_factory is None and not stored.engine:
-            body = self._glb_bytes()
-        if faults.corrupt_downloads > 0:
-            faults.corrupt_downloads -= 1
-            return 200, b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>", "text/html", None
-        if faults.gzip_bomb and {"file": "glb", "cutout": "cutout"}.get(faults.gzip_bomb) == stored.kind:
-            return 200, b"", ctype, "bomb"
-        if faults.declared_length is not None and stored.kind == "glb":
-            return 200, body, ctype, "stall"
-        mode = "no_length" if faults.no_content_length else ""
-        if faults.truncate_downloads > 0:
-            faults.truncate_downloads -= 1
-            mode += " truncate"
-        return 200, body, ctype, mode.strip() or None
-
-    @staticmethod
-    def _range(header: str, body: bytes):
-        match = re.fullmatch(r"bytes=(\d+)-(\d*)", header.strip())
-        if not match:
-            return 200, body, {}
-        start = int(match.group(1))
-        end = min(int(match.group(2) or len(body) - 1), len(body) - 1)
-        if start >= len(body) or start > end:
-            return 416, b"", {"Content-Range": f"bytes */{len(body)}"}
-        return 206, body[start:end + 1], {"Content-Range": f"bytes {start}-{end}/{len(body)}"}
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Emulate the Runware REST API on loopback.")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--files-port", type=int, default=0)
-    parser.add_argument("--key", default="test-key")
-    parser.add_argument("--glb", help="GLB file to serve as every result (default: a generated mesh)")
-    parser.add_argument("--processing", type=float, default=3.0, help="seconds per task")
-    parser.add_argument("--progress", action="store_true", help="report an integer progress while processing")
-    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with this certificate")
-    parser.add_argument("--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    emu = Emulator(args.key, args.processing, args.glb, verbose=args.verbose, tls=args.tls)
-    emu.style.include_progress = args.progress
-    emu.start(args.port, args.files_port)
-    print(emu.api_url, flush=True)
-    print(f"files on {emu.files_url}; key {args.key!r}; Ctrl-C to stop", flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    try:
-        while not done.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    emu.stop()
-
-
-if __name__ == "__main__":
-    main()
