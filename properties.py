@@ -29,6 +29,12 @@ class SAM3D_PG_mask(bpy.types.PropertyGroup):
         name="Task", default="", description="The task this mask was last sent as")
 
 
+class SAM3D_PG_view(bpy.types.PropertyGroup):
+    """Another photo of the same object, from another side (for the engines that take several views)."""
+
+    image: PointerProperty(name="View", type=bpy.types.Image)  # type: ignore[valid-type]
+
+
 class SAM3D_PG_settings(bpy.types.PropertyGroup):
     image: PointerProperty(  # type: ignore[valid-type]
         name="Photo", type=bpy.types.Image,
@@ -40,6 +46,11 @@ class SAM3D_PG_settings(bpy.types.PropertyGroup):
         name="Masks", type=SAM3D_PG_mask,
         description="Several masks of the photo: when any is enabled, each enabled one becomes one object")
     active_mask_index: IntProperty(name="Active Mask", default=0)  # type: ignore[valid-type]
+    views: CollectionProperty(  # type: ignore[valid-type]
+        name="Other Views", type=SAM3D_PG_view,
+        description="Other photos of the same object, from other sides: sent with the photo to the engines that "
+                    "take several views (Hunyuan 3D Pro, Tripo, Rodin, Meshy)")
+    active_view_index: IntProperty(name="Active View", default=0)  # type: ignore[valid-type]
     use_photo_alpha: BoolProperty(  # type: ignore[valid-type]
         name="Use Photo Alpha", default=False,
         description="Use the photo's own transparency as the mask (for cut-out photos)")
@@ -168,7 +179,7 @@ def engine_values(settings: Any, engine_id: str) -> dict[str, Any]:
     return values
 
 
-classes: tuple[type[bpy.types.PropertyGroup], ...] = (SAM3D_PG_mask, *ENGINE_GROUPS, SAM3D_PG_settings)
+classes: tuple[type[bpy.types.PropertyGroup], ...] = (SAM3D_PG_mask, SAM3D_PG_view, *ENGINE_GROUPS, SAM3D_PG_settings)
 
 
 def register() -> None:

@@ -301,6 +301,7 @@ def _entries() -> tuple[Engine, ...]:
 
 
 ENGINES: dict[str, Engine] = {e.id: e for e in _entries()}
+MAX_VIEWS = max(e.max_images for e in ENGINES.values()) - 1  # other views of an object sent with its image
 
 
 def engine(id: str) -> Engine:

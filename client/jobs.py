@@ -43,6 +43,11 @@ PHASES = {
     "importing": (0.95, 1.0),
 }
 INPUT_FILES = ("photo.png", "mask.png")  # kept beside the results, so Retry works from any .blend
+
+
+def view_file(n: int) -> str:
+    """The file of the n-th other view (from 1), beside the inputs."""
+    return f"view_{n}.png"
 # The photo is uploaded once (imageUpload) and its UUID reused by every task that sends the same photo to
 # the same endpoint: N masks of a photo cost one photo upload plus N masks.
 UPLOADS: OnceCache[str] = OnceCache(32)
@@ -73,6 +78,8 @@ class JobRequest:
     api_key: str = field(repr=False)
     result_dir: Path
     prepare: Callable[[], tuple[bytes, bytes]] | None = field(default=None, repr=False)  # on the worker
+    views: Callable[[], list[bytes]] | None = field(default=None, repr=False)  # other views' PNGs, on the worker
+    view_names: list[str] = field(default_factory=list)  # their images' names (the journal's, for a person)
     task_uuid: str = field(default_factory=tasks.new_task_uuid)
     resume: bool = False
     name: str = "object"
@@ -116,6 +123,8 @@ class JobRequest:
             "name": self.name, "image": self.image_name, "mask": self.mask_name, "prompt": self.prompt,
             "seed": None if self.seed is None else str(self.seed), "model": self.model,
             "number_results": self.number_results, "placement": self.placement, "engine": self.engine}
+        if self.view_names:
+            info["views"] = list(self.view_names)
         if self.engine_values:  # Retry sends them again, Re-import keeps the quads they asked for
             info["engine_values"] = dict(self.engine_values)
         if self.source:
@@ -396,13 +405,18 @@ class Job:
         if req.prepare is None:
             raise Sam3dError(Code.INTERNAL, "no inputs")
         image_png, mask_png = req.prepare()
+        views = req.views()[:engines.MAX_VIEWS] if req.views is not None else []
         client.check_cancel()
         files.ensure_dir(req.result_dir, self.task_uuid)  # a real folder: never a link planted in its place
-        for name, data in zip(INPUT_FILES, (image_png, mask_png), strict=True):
+        for name, data in [*zip(INPUT_FILES, (image_png, mask_png), strict=True),
+                           *((view_file(n), view) for n, view in enumerate(views, 1))]:
             files.write_atomically(req.folder / name, data, root=req.result_dir)
-        self._emit("uploading", 0.0, "Uploading the photo ({:.1f} MB)", len(image_png) / 1e6)
+        self._emit("uploading", 0.0, "Uploading the photo ({:.1f} MB)",
+                   sum(len(png) for png in (image_png, *views)) / 1e6)
         image_ref, reused = self._photo(client, image_png)
-        task = engine_task(req, image_ref, tasks.data_uri_png(mask_png), self.task_uuid)
+        uploaded = [self._photo(client, view) for view in views]
+        reused = reused or any(was for _, was in uploaded)
+        task = engine_task(req, image_ref, tasks.data_uri_png(mask_png), self.task_uuid, [r for r, _ in uploaded])
         client.check_cancel()
         journal.append("submitted", self.task_uuid, info=req.info())  # before the request: never lost
         self.submitted = True
@@ -415,7 +429,7 @@ class Job:
             # Runware forgot the upload (deleted after 30 days unused): send it again. The refused task was
             # never created, so it keeps its UUID.
             task = engine_task(req, self._photo(client, image_png, fresh=True)[0], tasks.data_uri_png(mask_png),
-                               self.task_uuid)
+                               self.task_uuid, [self._photo(client, view, fresh=True)[0] for view in views])
             state = self._send(client, task)
         self._caption(client, journal)
         if len(state.results) >= req.number_results:  # sync delivery, or an instant answer
@@ -563,15 +577,17 @@ class Job:
         return results
 
 
-def engine_task(req: JobRequest, image: str, mask: str, task_uuid: str) -> dict[str, Any]:
+def engine_task(req: JobRequest, image: str, mask: str, task_uuid: str, views: list[str] | None = None
+                ) -> dict[str, Any]:
     """The job's `3dInference` task for its engine: SAM 3D gets the photo and its mask, an engine without a mask
-    input its cut-out (the request's image, made so by the Blender side) and no prompt (they take one or the
-    other), a seed only where the engine takes one. A setting it does not document is a sentence, never sent."""
+    input its cut-out (the request's image, made so by the Blender side) and the other `views` after it, and no
+    prompt (they take one or the other), a seed only where the engine takes one. A setting it does not document,
+    or more images than it takes, is a sentence, never sent."""
     spec = engines.engine(req.engine)
     posed = spec.input_kind == "image+mask"
     try:
         return engines.request(
-            spec, model=req.model, image=image, mask=mask if posed else None,
+            spec, model=req.model, image=image, images=list(views or []), mask=mask if posed else None,
             prompt=req.prompt if posed or req.text_only else "",
             seed=req.seed if spec.seed_max is not None else None, values=req.engine_values, task_uuid=task_uuid,
             number_results=req.number_results, delivery=req.delivery, ttl=req.ttl, webhook_url=req.webhook_url,

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import files
+from .engines import MAX_VIEWS
 from .money import checked as checked_cost
 
 log = logging.getLogger(__name__)
@@ -507,6 +508,9 @@ def clean_info(info: dict[str, Any]) -> dict[str, Any]:
         clean["text_only"] = True
     if info.get("placement") in _PLACEMENTS:
         clean["placement"] = info["placement"]
+    views = info.get("views")
+    if isinstance(views, list):  # the other views' image names
+        clean["views"] = [text for v in views[:MAX_VIEWS] if (text := _text(v)) is not None]
     values = info.get("engine_values")
     if isinstance(values, dict):  # an engine's settings: names and scalars only (engines.request checks them)
         clean["engine_values"] = {k[:64]: v[:MAX_TEXT] if isinstance(v, str) else v

@@ -1,7 +1,8 @@
 """The Blender side, main thread only, grouped as the README's workflows. Each module owns one feature and its
 operators (its `classes`, at its foot); each package's __init__ says what it holds:
 
-  one_object/   a photo and a mask to one object: Reconstruct and Cancel, the masks, Auto Mask and Box to Mask
+  one_object/   a photo and a mask to one object: Reconstruct and Cancel, Refine, the masks, Auto Mask and Box to
+                Mask, other views of the object
   scene/        a scene laid out from a photo: its camera, As in the Photo, calibration, Re-layout, Set Real
                 Size, Composite over Photo
   library/      an asset library from folders of photos: the batch (and `blender --command sam3d batch`), the
@@ -25,10 +26,11 @@ from . import bake
 from .library import batch, cli
 from .machinery import background, connection, history, outcomes, runner
 from .machinery import state as state  # for scripts and tests: operators.machinery.state.reset()
-from .one_object import auto_masks, masks, reconstruct, refine
+from .one_object import auto_masks, masks, reconstruct, refine, views
 from .scene import composite, photo_camera
 
-_modules = (reconstruct, refine, history, masks, auto_masks, photo_camera, composite, bake, batch, connection, outcomes)
+_modules = (reconstruct, refine, history, masks, views, auto_masks, photo_camera, composite, bake, batch, connection,
+            outcomes)
 classes = tuple(cls for module in _modules for cls in module.classes)
 
 

@@ -147,6 +147,11 @@ class _MainPanel(_Sidebar):
         engine = ENGINES[settings.engine]
         col.prop(settings, "engine")
         _draw_engine_settings(col, settings, engine)
+        if engine.input_kind == "images" and engine.max_images > 1:
+            _draw_views_list(layout.column(), settings, engine)
+            col = layout.column()
+            col.use_property_split = True
+            col.use_property_decorate = False
         row = col.row()
         # with a list, each mask's name; other engines take no prompt with an image, some take one alone
         row.enabled = not listed and (engine.posed or (engine.accepts_text and photo is None))
@@ -201,7 +206,10 @@ def _draw_engine_settings(col: bpy.types.UILayout, settings: Any, engine: Engine
         row.prop(group, f"use_{spec.name}", text="")
         sub = row.row()
         sub.enabled = bool(getattr(group, f"use_{spec.name}"))
-        sub.prop(group, spec.name, text="")
+        if spec.kind == "bool":  # a button saying what is sent, not a second tick box beside the first
+            sub.prop(group, spec.name, toggle=True, text=iface_("On") if getattr(group, spec.name) else iface_("Off"))
+        else:
+            sub.prop(group, spec.name, text="")
 
 
 def draw_running(layout: bpy.types.UILayout) -> None:
@@ -234,6 +242,24 @@ def _draw_masks_list(layout: bpy.types.UILayout, settings: Any) -> None:
     header.operator("sam3d.masks_clear", text="", icon="X")
     if count:
         layout.template_list("SAM3D_UL_masks", "", settings, "masks", settings, "active_mask_index", rows=3)
+
+
+def _draw_views_list(layout: bpy.types.UILayout, settings: Any, engine: Engine) -> None:
+    header = layout.row(align=True)
+    count = len(settings.views)
+    header.label(text=iface_("Other Views ({} of {})").format(count, engine.max_images - 1), translate=False)
+    header.operator("sam3d.view_add", text="", icon="ADD")
+    header.operator("sam3d.view_remove", text="", icon="REMOVE")
+    if count:
+        layout.template_list("SAM3D_UL_views", "", settings, "views", settings, "active_view_index", rows=2)
+
+
+class SAM3D_UL_views(bpy.types.UIList):
+    """Other photos of the object, sent after the photo to the engines that take several views."""
+
+    def draw_item(  # type: ignore[no-untyped-def]
+            self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0) -> None:
+        layout.prop(item, "image", text="", icon="IMAGE_DATA")
 
 
 class SAM3D_UL_masks(bpy.types.UIList):
@@ -452,7 +478,8 @@ def _in_both_editors(base: type, suffix: str, child: bool = False) -> list[type]
     return made
 
 
-classes = (SAM3D_UL_masks, *_in_both_editors(_MainPanel, ""), *_in_both_editors(_JobsPanel, "_jobs", True),
+classes = (SAM3D_UL_masks, SAM3D_UL_views, *_in_both_editors(_MainPanel, ""),
+           *_in_both_editors(_JobsPanel, "_jobs", True),
            *_in_both_editors(_LayoutPanel, "_layout", True), *_in_both_editors(_LibraryPanel, "_library", True),
            *_in_both_editors(_AdvancedPanel, "_advanced", True), *_in_both_editors(_HistoryPanel, "_history", True))
 

@@ -7,6 +7,8 @@ one `_is_modal(op)` for the same decision).
 
 from __future__ import annotations
 
+from typing import Any
+
 import bpy
 
 from ... import preferences
@@ -14,7 +16,7 @@ from ...client.engines import ENGINES
 from ...client.http import MISSING
 from ...client.tasks import MAX_SEED
 from ...translations import tip_
-from .inputs import listed_masks, photo_of, settings_of
+from .inputs import chosen_views, listed_masks, photo_of, settings_of
 
 
 def refuse(cls: type[bpy.types.Operator], reason: str) -> bool:
@@ -70,10 +72,27 @@ def why_not_reconstruct(context: bpy.types.Context) -> str:
     if settings.placement == "CAMERA" and not engine.posed:
         return tip_("As in the Photo needs SAM 3D's poses: {} does not say where the object stood. Pick SAM 3D "
                     "(then Refine), or another Placement").format(engine.label)
+    reason = why_not_views(settings)
+    if reason:
+        return reason
     if not settings.use_photo_alpha and settings.mask is None and not listed_masks(settings):
         if len(settings.masks):
             return tip_("Tick the masks of the list to send (sent ones are unticked), or pick a mask image")
         return tip_("Pick a mask image, or tick Use Photo Alpha")
+    return ""
+
+
+def why_not_views(settings: Any) -> str:
+    """Why the list of other views cannot go with the photo to the chosen engine, or ''."""
+    engine = ENGINES[settings.engine]
+    views = chosen_views(settings)
+    if engine.input_kind != "images" or not len(settings.views):
+        return ""
+    if len(views) < len(settings.views):
+        return tip_("A row of Other Views has no image: pick one, or remove the row")
+    if 1 + len(views) > engine.max_images:
+        return tip_("{} takes at most {} images: the photo and {} other view(s). Remove {}").format(
+            engine.label, engine.max_images, engine.max_images - 1, 1 + len(views) - engine.max_images)
     return ""
 
 
@@ -88,4 +107,6 @@ def why_not_text(context: bpy.types.Context) -> str:
                     "alone").format(engine.label)
     if settings.placement == "CAMERA":
         return tip_("As in the Photo needs a photo: pick another Placement for an object made from words")
+    if chosen_views(settings):
+        return tip_("Other Views go with a photo of the object: pick the photo, or clear the views")
     return ""

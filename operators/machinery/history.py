@@ -3,6 +3,7 @@ again), Re-import (from the GLB on disk, no request), Retry (same inputs, a new 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,9 +12,9 @@ from bpy.props import StringProperty
 
 from ... import preferences
 from ...client import Job, Sam3dError, TaskRecord, files
-from ...client.engines import ENGINES
+from ...client.engines import ENGINES, MAX_VIEWS
 from ...client.imagesize import dimensions
-from ...client.jobs import INPUT_FILES
+from ...client.jobs import INPUT_FILES, view_file
 from ...client.journal import task_files
 from ...client.locks import TaskLocks
 from ...translations import rpt_
@@ -96,7 +97,7 @@ def start_from_record(context: bpy.types.Context, record: TaskRecord, **fields: 
                           number_results=int(info.get("number_results", 1)),
                           engine=info.get("engine", "SAM3D"), refine_of=str(info.get("refine_of", "")),
                           text_only=bool(info.get("text_only")), engine_values=dict(info.get("engine_values", {})),
-                          **fields)  # type: ignore[arg-type]
+                          view_names=list(info.get("views", [])), **fields)  # type: ignore[arg-type]
     return RUNNER.add(SceneJob(Job(request)))
 
 
@@ -104,8 +105,22 @@ def retry_inputs(result_dir: Path, task_uuid: str, same_size: bool = True) -> tu
     """The photo and mask a task sent, from its own folder: regular files reached without a link, within a bound,
     two PNGs no larger than what is ever sent, of one size (`same_size`; an engine shown the cut-out was sent the
     object's crop). None otherwise (the panel's sentence says so)."""
+    found = _sent_pngs(result_dir, task_uuid, INPUT_FILES)
+    if found is None:
+        return None
+    (photo, photo_size), (mask, mask_size) = found
+    return (photo, mask) if photo_size == mask_size or not same_size else None
+
+
+def retry_views(result_dir: Path, task_uuid: str, count: int) -> list[bytes] | None:
+    """The other views a task sent (`count` of them, as journalled), read as `retry_inputs` reads its photo."""
+    found = _sent_pngs(result_dir, task_uuid, [view_file(n) for n in range(1, min(count, MAX_VIEWS) + 1)])
+    return None if found is None else [data for data, _ in found]
+
+
+def _sent_pngs(result_dir: Path, task_uuid: str, names: Iterable[str]) -> list[tuple[bytes, tuple[int, int]]] | None:
     found = []
-    for name in INPUT_FILES:
+    for name in names:
         try:
             data = files.read_bytes(Path(result_dir) / task_uuid / name, max_bytes=MAX_INPUT_BYTES, root=result_dir)
         except OSError:
@@ -114,8 +129,7 @@ def retry_inputs(result_dir: Path, task_uuid: str, same_size: bool = True) -> tu
         if size is None or max(size) > raster.MAX_SIDE:
             return None
         found.append((data, size))
-    (photo, photo_size), (mask, mask_size) = found
-    return (photo, mask) if photo_size == mask_size or not same_size else None
+    return found
 
 
 class SAM3D_OT_reimport(bpy.types.Operator):
@@ -231,13 +245,15 @@ class SAM3D_OT_retry(bpy.types.Operator):
         engine = ENGINES.get(str(record.info.get("engine", "SAM3D")), ENGINES["SAM3D"])
         text_only = bool(record.info.get("text_only"))  # a prompt alone: nothing to read from disk
         inputs = (b"", b"") if text_only else retry_inputs(_folder(context), record.task_uuid, same_size=engine.posed)
-        if inputs is None:
+        views = retry_views(_folder(context), record.task_uuid, len(record.info.get("views", [])))
+        if inputs is None or views is None:
             self.report({"ERROR"}, rpt_("The inputs of this job are not on disk any more: reconstruct it from the "
                                         "panel."))
             return {"CANCELLED"}
         photo, mask = inputs
         try:
-            entry = start_from_record(context, record, prepare=lambda: (photo, mask))
+            entry = start_from_record(context, record, prepare=lambda: (photo, mask),
+                                      views=(lambda: views) if views else None)
         except Sam3dError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}

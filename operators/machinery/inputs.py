@@ -9,6 +9,7 @@ from typing import Any
 
 import bpy
 
+from ...client.engines import ENGINES
 from ...utils import schema
 
 
@@ -79,6 +80,13 @@ def pin_photo(context: bpy.types.Context) -> bpy.types.Image | None:
 def listed_masks(settings: Any) -> list[bpy.types.Image]:
     """The enabled masks of the list (empty when the list is not in use)."""
     return [item.image for item in settings.masks if item.enabled and item.image is not None]
+
+
+def chosen_views(settings: Any) -> list[bpy.types.Image]:
+    """The other views to send with the photo: the list's images, when the chosen engine takes several."""
+    if ENGINES[settings.engine].input_kind != "images":
+        return []
+    return [item.image for item in settings.views if item.image is not None]
 
 
 def chosen_seed(settings: Any) -> int | None:

@@ -78,7 +78,8 @@ def job_request(context: bpy.types.Context, *, paid: bool = True, limits: tuple[
         job_timeout=prefs.job_timeout, max_download_bytes=prefs.max_download_mb * 1024 * 1024,
         max_triangles=prefs.max_triangles, **destinations, **network(context), **fields)
     if not request.resume:  # a setting the engine does not take is a sentence now, before anything is held
-        engine_task(request, "" if request.text_only else "image", "mask", request.task_uuid)
+        engine_task(request, "" if request.text_only else "image", "mask", request.task_uuid,
+                    ["view"] * len(request.view_names))
     if paid and not request.resume:
         request.reservation = reserve(context, "3dInference", request.model, request.number_results, limits,
                                       floor=spec.worst_case_price)

@@ -69,6 +69,33 @@ class Inputs:
         return _digest(self.photo) + _digest(self.mask)
 
 
+VIEW_SIDE = 1024  # a view's longer side as sent: the cut-out's own bound (raster.cutout)
+
+
+@dataclass(frozen=True)
+class View:
+    """Another view of the object, for an engine that takes several: read on the main thread, its PNG made on a
+    worker."""
+
+    name: str
+    digest: str
+    png: Callable[[], bytes] = field(repr=False)
+
+
+def read_view(image, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> View:  # type: ignore[no-untyped-def]
+    """A view upright, at most VIEW_SIDE a side: a cut-out (partly transparent) cropped to its object as the main
+    image is, a plain photo whole."""
+    w, h = image_size(image)
+    check_size(image, w, h, max_megapixels)
+    photo, opaque = _read_photo(image, fit_size(w, h, VIEW_SIDE))
+    if not opaque.any():
+        raise MaskError(rpt_("The view '{}' is transparent everywhere: nothing of the object is in it.").format(
+            image.name))
+    whole = bool(opaque.all())
+    return View(image.name, _digest(photo) + _digest(opaque),
+                lambda: encode_png(photo) if whole else encode_png(cutout(photo, opaque)))
+
+
 def packed(given: Inputs, cutout: bool = False) -> Callable[[], tuple[bytes, bytes]]:
     """`given.encode`, holding its mask as compressed bits until a worker encodes it: a press of hundreds of
     masks holds the photo once and a few kilobytes per mask (a mask is mostly runs of one value), not megabytes.

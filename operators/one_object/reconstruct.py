@@ -27,7 +27,7 @@ from ...utils import raster
 from ...utils.calibration import lowres_mask
 from ..machinery import background, pixels
 from ..machinery.checks import is_blocking, refuse, why_not_reconstruct
-from ..machinery.inputs import chosen_seed, listed_masks, pin_photo, settings_of, stem, window_manager_of
+from ..machinery.inputs import chosen_seed, chosen_views, listed_masks, pin_photo, settings_of, stem, window_manager_of
 from ..machinery.job_requests import fingerprint, job_request
 from ..machinery.outcomes import can_import, conclude, import_budget_spent, run_blocking
 from ..machinery.runner import RUNNER, TICK, Report, SceneJob, keep_quit_asking, redraw_panels
@@ -78,6 +78,7 @@ def plan_jobs(context: bpy.types.Context, allow_duplicate: bool = False) -> list
     chosen: list[bpy.types.Image | None] = [*listed] or [None if settings.use_photo_alpha else settings.mask]
     alpha = settings.use_photo_alpha and not listed
     prefs = preferences.get(context)
+    views = [pixels.read_view(v, prefs.max_photo_megapixels) for v in chosen_views(settings)]
     inputs = pixels.iter_inputs(photo, chosen, use_photo_alpha=alpha, max_megapixels=prefs.max_photo_megapixels)
     camera = settings.placement == "CAMERA"
     plans = []
@@ -85,11 +86,13 @@ def plan_jobs(context: bpy.types.Context, allow_duplicate: bool = False) -> list
         name = stem(mask.name if mask else photo.name)
         prompt = (settings.prompt.strip() if not listed else "") or name.replace("_", " ")
         fields = job_fields(settings, name, prompt, image_name=photo.name,
-                            mask_name=mask.name if mask else f"{photo.name} (alpha)")
+                            mask_name=mask.name if mask else f"{photo.name} (alpha)",
+                            view_names=[v.name for v in views])
         caption = pixels.packed_cutout(given) if settings.name_from_caption else None
         cutout = not ENGINES[settings.engine].posed  # an engine without a mask input sees the object alone
-        plan = Plan({**fields, "prepare": pixels.packed(given, cutout), "caption": caption},
-                    fingerprint(given.digest(), "", model=prefs.model, **fields),
+        plan = Plan({**fields, "prepare": pixels.packed(given, cutout), "caption": caption,
+                     "views": (lambda: [v.png() for v in views]) if views else None},
+                    fingerprint(given.digest() + "".join(v.digest for v in views), "", model=prefs.model, **fields),
                     list(given.warnings), photo_collection=bool(listed),
                     mask_box=raster.mask_box(given.mask) if camera else None,
                     mask_lowres=raster.encode_mask(lowres_mask(given.mask)) if camera else "",

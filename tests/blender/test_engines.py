@@ -8,7 +8,9 @@ import base64
 import bpy
 import numpy as np
 import pytest
-from conftest import use_inputs
+from conftest import SAMPLES, use_inputs
+
+SAMPLE_PHOTO = SAMPLES / "human_object" / "image.png"
 
 
 def sent_tasks(emu) -> list[dict]:  # noqa: ANN001
@@ -22,14 +24,20 @@ def png_sent(emu, image: str) -> bytes:  # noqa: ANN001
     return emu.uploads[image]
 
 
-def alpha_of(path, png: bytes) -> float:  # noqa: ANN001
-    """The share of the image's pixels that are opaque."""
+def alpha_and_size(path, png: bytes) -> tuple[float, tuple[int, int]]:  # noqa: ANN001
+    """The share of opaque pixels of a PNG, and its size."""
     path.write_bytes(png)
     image = bpy.data.images.load(str(path))
-    pixels = np.empty(image.size[0] * image.size[1] * 4, dtype=np.float32)
+    size = tuple(image.size)
+    pixels = np.empty(size[0] * size[1] * 4, dtype=np.float32)
     image.pixels.foreach_get(pixels)
     bpy.data.images.remove(image)
-    return float((pixels[3::4] > 0.5).mean())
+    return float((pixels[3::4] > 0.5).mean()), size
+
+
+def alpha_of(path, png: bytes) -> float:  # noqa: ANN001
+    """The share of the image's pixels that are opaque."""
+    return alpha_and_size(path, png)[0]
 
 
 def test_trellis_gets_the_cut_out_its_settings_and_lands_with_a_pbr_material(sam3d):
@@ -183,6 +191,84 @@ def test_retry_and_reimport_keep_the_engine_settings(sam3d):
     assert retried["taskUUID"] != first["taskUUID"]
     assert {k: retried["settings"][k] for k in ("quad", "faceLimit")} == {"quad": True, "faceLimit": 2000}
     assert retried["settings"] == first["settings"]
+
+
+def view_images(folder, count: int) -> list[bpy.types.Image]:  # noqa: ANN001
+    """`count` other views of the object: the first a plain photo, the others cut-outs (transparent around it)."""
+    from tests.emulator import cutout_png
+
+    views = []
+    for n in range(count):
+        path = folder / f"side_{n}.png"
+        path.write_bytes(SAMPLE_PHOTO.read_bytes() if n == 0 else cutout_png(300 + 10 * n, 200))
+        views.append(bpy.data.images.load(str(path)))
+    return views
+
+
+def test_other_views_go_after_the_cut_out_to_a_multi_view_engine(sam3d):
+    """Hunyuan 3D Pro with two other views: one task whose inputs.images are the cut-out then the views, each
+    uploaded once; a plain view is sent whole (scaled to 1,024 px), a cut-out view cropped to its object; the
+    views are kept beside the inputs and journalled, and Retry sends all three again."""
+    use_inputs()
+    settings = sam3d.settings
+    settings.engine = "HUNYUAN_PRO"
+    for image in view_images(sam3d.tmp, 2):
+        settings.views.add().image = image
+    assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}
+    [task] = sent_tasks(sam3d.emu)
+    images = task["inputs"]["images"]
+    assert len(images) == 3 and all(i in sam3d.emu.uploads for i in images), "three uploads, by UUID"
+    sizes = [alpha_and_size(sam3d.tmp / f"sent{n}.png", png_sent(sam3d.emu, i)) for n, i in enumerate(images)]
+    assert sizes[1] == (1.0, (1024, 575)), "the plain view whole, at 1,024 px"
+    assert sizes[2][0] < 1.0 and sizes[2][1][0] < 320, "the cut-out view cropped to its object"
+    [obj] = [o for o in bpy.data.objects if o.get("sam3d_task_uuid")]
+    folder = sam3d.results / obj["sam3d_task_uuid"]
+    assert [png_sent(sam3d.emu, i) for i in images[1:]] == [(folder / f"view_{n}.png").read_bytes() for n in (1, 2)]
+    assert bpy.ops.sam3d.retry(task_uuid=obj["sam3d_task_uuid"]) == {"FINISHED"}
+    retried = sent_tasks(sam3d.emu)[-1]["inputs"]["images"]
+    assert [png_sent(sam3d.emu, i) for i in retried] == [png_sent(sam3d.emu, i) for i in images]
+
+
+def test_views_the_engine_cannot_take_are_refused_with_a_reason_and_never_sent(sam3d):
+    """Tripo takes 4 images: a fifth is refused before anything is paid, a row with no image too; SAM 3D and
+    TRELLIS.2 (one image) leave the list alone and send what they always send."""
+    use_inputs()
+    settings = sam3d.settings
+    settings.engine = "TRIPO"
+    for image in view_images(sam3d.tmp, 4):
+        settings.views.add().image = image
+    with pytest.raises(RuntimeError, match="at most 4 images: the photo and 3 other view.*Remove 1"):
+        bpy.ops.sam3d.reconstruct()
+    settings.views.remove(3)
+    settings.views.add()
+    with pytest.raises(RuntimeError, match="has no image"):
+        bpy.ops.sam3d.reconstruct()
+    assert not sent_tasks(sam3d.emu) and sam3d.emu.billed("3dInference") == 0
+    settings.active_view_index = 3
+    assert bpy.ops.sam3d.view_remove() == {"FINISHED"}  # the active row: the empty one
+    assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}
+    assert len(sent_tasks(sam3d.emu)[-1]["inputs"]["images"]) == 4
+    settings.engine = "TRELLIS2"
+    assert not bpy.ops.sam3d.view_add.poll(), "one image: no views to add"
+    assert bpy.ops.sam3d.reconstruct() == {"FINISHED"}
+    assert set(sent_tasks(sam3d.emu)[-1]["inputs"]) == {"image"}
+    settings.image = None
+    settings.engine, settings.prompt = "MESHY", "a chair"
+    with pytest.raises(RuntimeError, match="Other Views go with a photo"):
+        bpy.ops.sam3d.reconstruct()
+
+
+def test_add_views_loads_the_files_picked_up_to_what_the_engine_takes(sam3d):
+    """Add Views with several files picked (as the file browser gives them): each becomes a row, up to the engine's
+    limit; a file Blender cannot read is skipped with a sentence."""
+    use_inputs()
+    settings = sam3d.settings
+    settings.engine = "RODIN"  # 5 images: the photo and 4 views
+    view_images(sam3d.tmp, 3)
+    (sam3d.tmp / "broken.png").write_bytes(b"not an image")
+    names = ["side_0.png", "broken.png", "side_1.png", "side_2.png", "side_0.png", "side_1.png"]
+    assert bpy.ops.sam3d.view_add(directory=str(sam3d.tmp) + "/", files=[{"name": n} for n in names]) == {"FINISHED"}
+    assert [v.image.name for v in settings.views] == ["side_0.png", "side_1.png", "side_2.png", "side_0.png"]
 
 
 def test_a_text_to_3d_engine_makes_an_object_from_the_prompt_alone(sam3d):

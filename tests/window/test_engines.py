@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.window.conftest import played
+import shutil
+
+from tests.window.conftest import EXAMPLES, played
 
 
 def test_ctrl_wheel_picks_trellis_a_click_ticks_its_setting_and_the_result_lands_with_pbr(window):
@@ -14,3 +16,13 @@ def test_ctrl_wheel_picks_trellis_a_click_ticks_its_setting_and_the_result_lands
     assert task["settings"] == {"textureSize": 2048}, "the ticked setting at its default, and nothing else"
     assert {"BSDF_PRINCIPLED", "TEX_IMAGE"} <= set(facts["nodes"]), facts["nodes"]
     assert facts["at_cursor"] is True
+
+
+def test_other_views_are_picked_in_the_file_browser_and_sent_after_the_cut_out(window):
+    view = window.tmp / "bench_back.png"
+    shutil.copy(EXAMPLES / "human_object/image.png", view)
+    facts = played(window.play("engines:views", view=str(view)))
+    assert facts["views"] == ["bench_back.png"], "the + under Hunyuan's settings, then the File Browser's pick"
+    [task] = [t for r in window.emu.requests if r.body for t in r.body if t.get("taskType") == "3dInference"]
+    assert task["model"] == "tencent:hunyuan-3d@3.1-pro" and len(task["inputs"]["images"]) == 2
+    assert facts["imported"], "the object landed"

@@ -35,3 +35,23 @@ def pick_and_press(ui, **params):
               at_cursor=tuple(round(v, 3) for v in obj.matrix_world.translation) ==
               tuple(round(v, 3) for v in bpy.context.scene.cursor.location))
     yield from ui.shot("engines-imported")
+
+
+def views(ui, **params):
+    """Hunyuan 3D Pro chosen: Other Views shows under its settings; its + opens the File Browser, a photo of the
+    object from another side is picked there, and Reconstruct sends the cut-out, then that view."""
+    connect(ui, params)
+    region = yield from ui.sidebar(VIEW)
+    inputs(params)
+    settings().engine = "HUNYUAN_PRO"
+    bpy.ops.ed.undo_push(message="Pick Hunyuan 3D Pro")
+    yield from ui.frames(4)
+    yield from ui.click((yield from ui.find(region, "sam3d.view_add(")))
+    yield from ui.file_browser(params["view"])
+    yield from ui.until(lambda: len(settings().views) == 1, 10, "the view listed")
+    ui.record(views=[v.image.name for v in settings().views if v.image])
+    yield from ui.shot("engines-views")  # "Other Views (1 of 7)" and its row, under the engine's settings
+    before = names()
+    yield from ui.click((yield from ui.find(region, "sam3d.reconstruct(")))
+    yield from ui.until(lambda: added(before) and not jobs(), 60, "the object imported")
+    ui.record(imported=[o.name for o in added(before) if o.type == "MESH"])
