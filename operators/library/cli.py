@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 from pathlib import Path
 
@@ -63,6 +64,8 @@ def cli(argv: list[str]) -> int:
         return 2
     print(f"sam3d: {estimate_text(done)}", flush=True)
     steady_allocator()  # this process exists for the batch: its allocator may be tuned for it
+    gc.freeze()  # and what it holds now (Blender's modules, the add-ons) is never garbage: each asset's collection
+    #              walks only what came since, not every object of the process
     run(bpy.context, done, say)
     for item in done.items:
         print(f"sam3d: {item.status:8} {item.name}" + (f": {item.reason}" if item.reason else ""), flush=True)
