@@ -126,7 +126,7 @@ def _fetch(transport: Transport, url: str, part: Path, root: Path, max_bytes: in
         total = have + declared if declared is not None else None
         with os.fdopen(files.open_write(part, root=root, append=bool(have)), "wb") as out:
             write = out.write if have else _GlbStart(out.write, max_bytes)
-            read_body(resp, exchange, max_bytes - have, write, too_large="downloadTooLarge",
+            read_body(resp, exchange, max_bytes - have, write, too_large=Code.DOWNLOAD_TOO_LARGE,
                       on_progress=(lambda got: on_progress(have + got, total)) if on_progress else None)
 
 

@@ -96,7 +96,7 @@ def check_url(url: str, what: str = "API URL", *, local: bool = False) -> None:
         return
     if parts.scheme == "http" and on_this_machine:
         return
-    code = "insecureUrl" if what == "API URL" else "insecureResultUrl"
+    code = Code.INSECURE_URL if what == "API URL" else Code.INSECURE_RESULT_URL
     raise Sam3dError(code, f"The {what} must start with https:// (got {parts.scheme or 'nothing'}://).")
 
 
@@ -112,7 +112,7 @@ class Guard:
     every socket its exchanges hold, so nothing it started stays blocked."""
 
     def __init__(self, cancel: threading.Event | None = None, seconds: float | None = None,
-                 timeout_code: str = "jobTimeout") -> None:
+                 timeout_code: str = Code.JOB_TIMEOUT) -> None:
         self.cancel = cancel or threading.Event()
         self.deadline = time.monotonic() + seconds if seconds else float("inf")
         self.timeout_code = timeout_code
@@ -155,7 +155,7 @@ class _Exchange:
         if self.guard.cancel.is_set():
             return "cancelled"
         if now >= self.deadline:
-            return self.guard.timeout_code if now >= self.guard.deadline else "timeout"
+            return self.guard.timeout_code if now >= self.guard.deadline else Code.TIMEOUT
         return ""
 
     def trip(self, reason: str) -> None:
@@ -167,7 +167,7 @@ class _Exchange:
                 _shut(conn)
 
     def error(self) -> Sam3dError:
-        return Sam3dError(self.tripped or "timeout", retryable=self.tripped == "timeout")
+        return Sam3dError(self.tripped or Code.TIMEOUT, retryable=self.tripped == Code.TIMEOUT)
 
 
 def _shut(conn: Any) -> None:
@@ -474,11 +474,12 @@ class Transport:
                 if exchange.refused_local:
                     raise Sam3dError(Code.LOCAL_RESULT_URL, host_of(url)) from None
                 timed_out = isinstance(exc, requests.Timeout) and not isinstance(exc, requests.ConnectionError)
-                raise Sam3dError("timeout" if timed_out else "network", retryable=True) from None
+                raise Sam3dError(Code.TIMEOUT if timed_out else Code.NETWORK, retryable=True) from None
             except requests.RequestException as exc:  # a malformed URL or header
                 raise Sam3dError(Code.NETWORK, type(exc).__name__) from None
             except OSError as exc:  # raised by requests itself for a certificate file it cannot read
-                raise Sam3dError("caBundleMissing" if self.ca_bundle else "network", type(exc).__name__) from None
+                code = Code.CA_BUNDLE_MISSING if self.ca_bundle else Code.NETWORK
+                raise Sam3dError(code, type(exc).__name__) from None
             try:
                 yield resp, exchange
             finally:
@@ -516,7 +517,7 @@ def declared_length(resp: requests.Response) -> int | None:
 
 
 def read_body(resp: requests.Response, exchange: _Exchange, max_bytes: int, sink: Callable[[bytes], object],
-              *, too_large: str = "responseTooLarge", on_progress: Callable[[int], None] | None = None) -> int:
+              *, too_large: str = Code.RESPONSE_TOO_LARGE, on_progress: Callable[[int], None] | None = None) -> int:
     """Read the body raw off the wire into `sink`, at most `max_bytes` on the wire and after inflating.
     Returns the number of bytes given to `sink`. Raises Sam3dError (`too_large`, cancelled, timeouts…)."""
     declared = declared_length(resp)

@@ -52,11 +52,11 @@ def view_file(n: int) -> str:
 # the same endpoint: N masks of a photo cost one photo upload plus N masks.
 UPLOADS: OnceCache[str] = OnceCache(32)
 # Failures on our side of a sent task: Runware may still finish it (and bill it), so Resume stays offered.
-CLIENT_SIDE = {"jobTimeout", "network", "timeout", "downloadFailed", "downloadTooLarge", "notGlb", "resultExpired",
-               "rateLimitExceeded", "serviceUnavailable", "internalServerError", "badResponse", "diskError",
-               "internal", "responseTooLarge", "proxyRefused", "tlsUntrusted", "glbExternalFile", "glbMalformed",
-               "glbTooLarge", "glbUnknownExtension", "insecureResultUrl", "keyInResultUrl",
-               "localResultUrl"}
+CLIENT_SIDE = {Code.JOB_TIMEOUT, Code.NETWORK, Code.TIMEOUT, Code.DOWNLOAD_FAILED, Code.DOWNLOAD_TOO_LARGE,
+               Code.NOT_GLB, Code.RESULT_EXPIRED, Code.RATE_LIMIT_EXCEEDED, Code.SERVICE_UNAVAILABLE,
+               Code.INTERNAL_SERVER_ERROR, Code.BAD_RESPONSE, Code.DISK_ERROR, Code.INTERNAL, Code.RESPONSE_TOO_LARGE,
+               Code.PROXY_REFUSED, Code.TLS_UNTRUSTED, Code.GLB_EXTERNAL_FILE, Code.GLB_MALFORMED, Code.GLB_TOO_LARGE,
+               Code.GLB_UNKNOWN_EXTENSION, Code.INSECURE_RESULT_URL, Code.KEY_IN_RESULT_URL, Code.LOCAL_RESULT_URL}
 
 
 @dataclass

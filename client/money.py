@@ -25,7 +25,7 @@ DEFAULT_PRICES = {("3dInference", "meta:sam@3d"): 0.0038, ("removeBackground", "
 FALLBACK_PRICE = 0.01  # a task type or model we know no price for: a cautious guess, until Runware reports one
 # A 4xx answer refuses the request itself (a key, credit, a parameter): no task exists, nothing was billed.
 # Except these: a conflict means an earlier send of the same task got through; the others are transient.
-SENT_ANYWAY = {"conflictTaskUUID", "rateLimitExceeded", "timeout"}
+SENT_ANYWAY = {Code.CONFLICT_TASK_UUID, Code.RATE_LIMIT_EXCEEDED, Code.TIMEOUT}
 # What one result of a paid task can cost, USD. A reported price outside this (negative, NaN, infinite, a
 # hundredth of a cent or less, a hundred dollars or more) cannot be right: it is treated as unknown, so the
 # worst-case estimate stays (never learnt as the next reservation's price, never settled as the cost).

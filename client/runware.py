@@ -20,8 +20,8 @@ from .http import Guard, Transport, check_url, get_following, is_loopback, read_
 DEFAULT_API_URL = "https://api.runware.ai/v1"
 RETRY_STATUSES = {408, 429} | set(range(500, 600))
 _STATUS_CODES = {
-    401: "invalidApiKey", 402: "insufficientCredits", 403: "forbidden", 404: "notFound", 408: "timeout",
-    429: "rateLimitExceeded", 503: "serviceUnavailable", 504: "timeout",
+    401: Code.INVALID_API_KEY, 402: Code.INSUFFICIENT_CREDITS, 403: Code.FORBIDDEN, 404: Code.NOT_FOUND,
+    408: Code.TIMEOUT, 429: Code.RATE_LIMIT_EXCEEDED, 503: Code.SERVICE_UNAVAILABLE, 504: Code.TIMEOUT,
 }
 # An API answer is JSON of a few KB; an inline result (documented, though 3D results come as URLs) makes it
 # larger: beyond this it is refused, and it never sits in memory whole past this bound.
@@ -135,7 +135,7 @@ class RunwareClient:
             for err in errors:
                 if err.get("taskUUID") in (None, task_uuid):
                     return scrubbed(tasks.error_from(err, status), self._key)
-        code = _STATUS_CODES.get(status, "serviceUnavailable" if status >= 500 else "badResponse")
+        code = _STATUS_CODES.get(status, Code.SERVICE_UNAVAILABLE if status >= 500 else Code.BAD_RESPONSE)
         return Sam3dError(code, f"HTTP {status}", status=status, retryable=status in RETRY_STATUSES)
 
     def _one(self, task: dict[str, Any], read: Callable[[Any, str], Any]) -> Any:

@@ -34,7 +34,7 @@ class BackgroundCall:
                  reservation: Reservation | None = None) -> None:
         self.id = str(uuid.uuid4())
         self.label = label
-        self.guard = Guard(seconds=seconds, timeout_code="timeout")
+        self.guard = Guard(seconds=seconds, timeout_code=Code.TIMEOUT)
         self.reservation = reservation
         self.sent = False  # set by `work` just before a paid request goes out
         self.refused = False  # the API refused it before any task existed (nothing billed)

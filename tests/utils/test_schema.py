@@ -20,7 +20,7 @@ def test_every_key_is_declared_once_with_its_meaning() -> None:
 
 def test_the_blender_side_writes_no_key_but_through_the_schema() -> None:
     found = {f"{path.relative_to(ROOT)}: {match}" for folder in ("operators", "panels")
-             for path in (ROOT / folder).glob("*.py") for match in LITERAL.findall(path.read_text())}
+             for path in (ROOT / folder).rglob("*.py") for match in LITERAL.findall(path.read_text())}
     found |= {f"{path.name}: {match}" for path in ROOT.glob("*.py") for match in LITERAL.findall(path.read_text())}
     assert not found, "keys named outside utils/schema.py"
 
