@@ -14,7 +14,7 @@ operators (its `classes`, at its foot); each package's __init__ says what it hol
                 session's state (state: its one reset())
 
 A workflow's module may use machinery/ and the pure code (utils/, client/); machinery/ uses no workflow's module
-except to finish a job (outcomes: layout, bake, the library). Pure code stays in utils/ and client/.
+except to finish a job (outcomes: the layout, bake and its Triangle Budget). Pure code stays in utils/ and client/.
 """
 
 from __future__ import annotations

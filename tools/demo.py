@@ -7,7 +7,8 @@ unless RUNWARE_API_KEY is set, in which case the real Runware API is used (and b
 task, 9 tasks).
 Writes out/demo.blend and a Cycles render out/demo.png; out/layout.blend and out/layout.png (the painting's
 objects rendered over the painting by Composite over Photo), and a reduced copy out/layout_small.png (what
-docs/layout.png was made from: copy it there by hand when it should change). It writes nothing outside out/.
+docs/layout.png was made from: copy it there by hand when it should change). Besides out/, it writes only the
+zip it builds (dist/) and a temporary folder it removes: both out/ and dist/ are git-ignored.
 """
 
 from __future__ import annotations

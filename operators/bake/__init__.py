@@ -21,9 +21,9 @@ the view layer instead.
 """
 
 from .baking import bake_object
-from .budget import reduced_mesh, triangle_count
+from .budget import decimate, reduced_mesh, triangle_count
 from .errors import BakeError
 from .run import PROGRESS, BakeRun, SAM3D_OT_bake, classes, is_sam3d, running, targets
 
-__all__ = ["PROGRESS", "SAM3D_OT_bake", "BakeError", "BakeRun", "bake_object", "classes", "is_sam3d",
+__all__ = ["PROGRESS", "SAM3D_OT_bake", "BakeError", "BakeRun", "bake_object", "classes", "decimate", "is_sam3d",
            "reduced_mesh", "running", "targets", "triangle_count"]

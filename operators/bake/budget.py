@@ -53,3 +53,16 @@ def reduced_mesh(context: bpy.types.Context, source: bpy.types.Object, name: str
         bpy.data.meshes.remove(mesh)
         raise BakeError(rpt_("{:,} triangles are too few for “{}”: nothing is left of it.").format(budget, name))
     return mesh
+
+
+def decimate(obj: bpy.types.Object, budget: int) -> None:
+    """The object within the Triangle Budget, by the same rule as Bake (`reduced_mesh`): at most `budget`
+    triangles, or a BakeError that says how low Decimate goes (the object is left as it was)."""
+    if triangle_count(cast(bpy.types.Mesh, obj.data)) <= budget:
+        return
+    mesh = reduced_mesh(bpy.context, obj, obj.name, budget)
+    old, obj.data = obj.data, mesh
+    assert isinstance(old, bpy.types.Mesh)
+    mesh.name = old.name
+    if old.users == 0:
+        bpy.data.meshes.remove(old)

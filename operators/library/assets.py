@@ -154,7 +154,7 @@ def make_asset(root: bpy.types.Object, *, catalog: str, description: str, tags: 
         elif target_size > 0 and _longest(root) > 0:
             mesh_of(root).transform(Matrix.Scale(target_size / _longest(root), 4))
         if triangle_budget > 0:
-            decimate(root, triangle_budget)
+            bake.decimate(root, triangle_budget)
     root.asset_mark()
     meta = root.asset_data
     assert meta is not None  # asset_mark made it
@@ -168,19 +168,6 @@ def make_asset(root: bpy.types.Object, *, catalog: str, description: str, tags: 
     for key, value in provenance.items():
         meta[key] = value
     return render_preview(root) if preview else b""
-
-
-def decimate(obj: bpy.types.Object, budget: int) -> None:
-    """The object within the Triangle Budget, by the same rule as Bake (bake.reduced_mesh): at most `budget`
-    triangles, or a BakeError that says how low Decimate goes (the object is left as it was)."""
-    if bake.triangle_count(mesh_of(obj)) <= budget:
-        return
-    mesh = bake.reduced_mesh(bpy.context, obj, obj.name, budget)
-    old, obj.data = obj.data, mesh
-    assert isinstance(old, bpy.types.Mesh)
-    mesh.name = old.name
-    if old.users == 0:
-        bpy.data.meshes.remove(old)
 
 
 def render_preview(obj: bpy.types.Object, size: int = 128) -> bytes:

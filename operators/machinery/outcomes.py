@@ -23,7 +23,6 @@ from ...client.locks import TaskLocks
 from ...translations import iface_, rpt_
 from ...utils import captions, schema
 from .. import bake
-from ..library import assets as library
 from ..scene import photo_camera
 from . import fitting, importing
 from .runner import IDLE, RUNNER, TICK, Report, SceneJob, load_history, redraw_panels, refresh_quietly
@@ -69,7 +68,7 @@ def finish(context: bpy.types.Context, entry: SceneJob) -> tuple[list[bpy.types.
             if resolution:
                 bake.bake_object(context, obj, resolution=resolution, max_triangles=budget)
             elif obj.type == "MESH":
-                library.decimate(obj, budget)
+                bake.decimate(obj, budget)
         names = [o.name for o in objects]
         if entry.after_import is not None:  # e.g. written to an asset library, and out of this file
             entry.after_import(objects)

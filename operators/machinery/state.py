@@ -33,6 +33,7 @@ def reset(join: float = 5.0) -> None:
     background.shutdown(join=join)
     runner.RUNNER.__init__()  # type: ignore[misc]  # a new session: its ledger, limits, history and feeders
     bake.PROGRESS.update(active=False, fraction=0.0, text="")
+    bake.run._RUN.update(run=None, timer=None)  # a modal bake's handle (its timer dies with its window)
     batch.ACTIVE.clear()
     photo_camera._following = False
     pixels._PNGS.clear()
