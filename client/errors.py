@@ -70,7 +70,7 @@ class Code(StrEnum):
 
 
 # Sentences for the codes a user can meet. Codes not listed fall back to the server's own message.
-_SENTENCES = {
+SENTENCES = {
     "glbExternalFile": "The result refers to files outside itself, which a SAM 3D result never does; it was not "
                        "imported, for your safety.",
     "glbMalformed": "The result is a damaged GLB file, so it was not imported.",
@@ -153,12 +153,12 @@ def sentence_for(code: str, message: str = "", parameter: str | None = None) -> 
     detail = message.strip()
     if code in _OWN_SENTENCE and detail:
         return detail
-    known = _SENTENCES.get(code)
+    known = SENTENCES.get(code)
     if known:
         # Keep the server's words when they add something (e.g. which parameter), but lead with ours.
         return f"{known} ({detail})" if detail and detail not in known and code not in _NO_DETAIL else known
     if code.endswith("Expired"):
-        return _SENTENCES[Code.RESULT_EXPIRED]
+        return SENTENCES[Code.RESULT_EXPIRED]
     where = f" [{parameter}]" if parameter else ""
     return f"Runware refused the request: {detail or 'no reason given'}{where} (code {code})."
 

@@ -176,6 +176,11 @@ class RecentDurations:
         with self._lock:
             self._values.setdefault(key, deque(maxlen=self._size)).append(seconds)
 
+    def durations(self, key: tuple[str, str]) -> list[float]:
+        """The durations kept for `key`, oldest first."""
+        with self._lock:
+            return list(self._values.get(key, ()))
+
     def median(self, key: tuple[str, str]) -> float | None:
         with self._lock:
             values = sorted(self._values.get(key, ()))

@@ -240,7 +240,8 @@ def test_resume_pressed_again_while_the_first_fetch_runs_does_nothing(sam3d):
     history = module("operators.machinery.history")
     runner = module("operators.machinery.runner")
     runner.refresh_quietly(sam3d.results)
-    fetching = history.SAM3D_OT_resume._fetch(bpy.context, runner.RUNNER.record(uuid))  # the UI's Resume: a job
+    fetching = history.start_from_record(bpy.context, runner.RUNNER.record(uuid), task_uuid=uuid,
+                                         resume=True)  # what the UI's Resume starts: a job
     assert uuid in runner.RUNNER.jobs and fetching.job.request.resume
     assert bpy.ops.sam3d.resume() == {"CANCELLED"}, "pressed again: nothing more to resume"
     assert bpy.ops.sam3d.resume(task_uuid=uuid) == {"CANCELLED"}

@@ -54,6 +54,6 @@ def test_codes_are_their_strings_and_the_old_name_is_the_same_error() -> None:
 
 
 def test_every_sentence_is_for_a_known_code() -> None:
-    from client.errors import _SENTENCES
+    from client.errors import SENTENCES
 
-    assert set(_SENTENCES) <= {c.value for c in Code}, sorted(set(_SENTENCES) - {c.value for c in Code})
+    assert set(SENTENCES) <= {c.value for c in Code}, sorted(set(SENTENCES) - {c.value for c in Code})

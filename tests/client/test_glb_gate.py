@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from client.errors import _SENTENCES, RunwareError
+from client.errors import SENTENCES, RunwareError
 from client.glb_gate import GlbSummary, inspect_glb
 from tests.glb import canonical_glb, ellipsoid, make_glb, read_glb
 
@@ -122,7 +122,7 @@ def refused(tmp_path: Path, data: bytes, code: str, *words: str, **limits) -> Ru
     error = info.value
     assert error.code == code, error.sentence
     sentence = error.sentence
-    assert sentence.startswith(_SENTENCES[code]), sentence
+    assert sentence.startswith(SENTENCES[code]), sentence
     for noise in NOISE:
         assert noise not in sentence, (noise, sentence)
     for word in words:
@@ -135,9 +135,9 @@ def refused(tmp_path: Path, data: bytes, code: str, *words: str, **limits) -> Ru
 
 def test_every_code_has_its_own_sentence():
     for code in CODES:
-        assert code in _SENTENCES
-        assert "Runware refused" not in _SENTENCES[code]
-    assert len({_SENTENCES[c] for c in CODES}) == len(CODES)
+        assert code in SENTENCES
+        assert "Runware refused" not in SENTENCES[code]
+    assert len({SENTENCES[c] for c in CODES}) == len(CODES)
 
 
 def test_the_real_sample_passes_with_its_exact_counts():
@@ -463,7 +463,7 @@ def test_the_file_missing_is_not_glb(tmp_path):
     with pytest.raises(RunwareError) as info:
         inspect_glb(tmp_path / "nothing.glb")
     assert info.value.code == "notGlb"
-    assert info.value.sentence == f"{_SENTENCES['notGlb']} (it could not be read)"
+    assert info.value.sentence == f"{SENTENCES['notGlb']} (it could not be read)"
 
 
 # -- budgets -------------------------------------------------------------------------------------------

@@ -316,9 +316,9 @@ def test_jobs_started_together_learn_how_long_tasks_take_from_the_first_to_end(e
     monkeypatch.setattr(runware.RunwareClient, "wait", lambda self, *a, **kw: (seen.append(kw["typical"]),
                                                                                 real(self, *a, **kw))[1])
     second = run(Job(request(emu, tmp_path)))  # made with no figure from the journal, as a batch's are
-    assert second.outcome.kind == "done" and seen == [jobs.RECENT._values[key][0]], "it polls by the first one's time"
+    assert second.outcome.kind == "done" and seen == [jobs.RECENT.durations(key)[0]], "it polls by the first one's time"
     resumed = run(Job(request(emu, tmp_path, task_uuid=second.task_uuid, resume=True)))
-    assert resumed.outcome.kind == "done" and len(jobs.RECENT._values[key]) == 2, "a resumed wait is not a task's time"
+    assert resumed.outcome.kind == "done" and len(jobs.RECENT.durations(key)) == 2, "a resumed wait: not a task's time"
 
 
 def caption_request(ledger, png: bytes | None = None) -> CaptionRequest:
