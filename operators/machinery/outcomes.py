@@ -168,34 +168,6 @@ def tell(kind: set[str], text: str) -> None:
             bpy.ops.sam3d.message(level=level, text=text)  # type: ignore[attr-defined]  # ours: not in the stubs
 
 
-class SAM3D_OT_message(bpy.types.Operator):
-    """Show a message of a background job in the status bar and the Info editor"""
-
-    bl_idname = "sam3d.message"
-    bl_label = "SAM 3D Message"
-    bl_options = {"INTERNAL"}
-
-    level: EnumProperty(items=[(k, k.title(), "") for k in ("INFO", "WARNING", "ERROR")])  # type: ignore[valid-type]
-    text: StringProperty()  # type: ignore[valid-type]
-
-    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
-        self.report({self.level}, self.text)
-        return {"FINISHED"}
-
-
-class SAM3D_OT_messages_clear(bpy.types.Operator):
-    """Clear the messages of background jobs from the Jobs panel"""
-
-    bl_idname = "sam3d.messages_clear"
-    bl_label = "Clear Messages"
-    bl_options = {"INTERNAL"}
-
-    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
-        RUNNER.messages.clear()
-        redraw_panels()
-        return {"FINISHED"}
-
-
 # --- the app timer: steps every job in the UI, imports the jobs nobody owns -----------------------------
 
 
@@ -227,6 +199,34 @@ def tick() -> float:
     except Exception:
         log.exception("SAM 3D: the job timer failed; it goes on")
     return TICK if RUNNER.jobs or RUNNER.feeders else IDLE
+
+
+class SAM3D_OT_message(bpy.types.Operator):
+    """Show a message of a background job in the status bar and the Info editor"""
+
+    bl_idname = "sam3d.message"
+    bl_label = "SAM 3D Message"
+    bl_options = {"INTERNAL"}
+
+    level: EnumProperty(items=[(k, k.title(), "") for k in ("INFO", "WARNING", "ERROR")])  # type: ignore[valid-type]
+    text: StringProperty()  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
+        self.report({self.level}, self.text)
+        return {"FINISHED"}
+
+
+class SAM3D_OT_messages_clear(bpy.types.Operator):
+    """Clear the messages of background jobs from the Jobs panel"""
+
+    bl_idname = "sam3d.messages_clear"
+    bl_label = "Clear Messages"
+    bl_options = {"INTERNAL"}
+
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
+        RUNNER.messages.clear()
+        redraw_panels()
+        return {"FINISHED"}
 
 
 classes = (SAM3D_OT_message, SAM3D_OT_messages_clear)

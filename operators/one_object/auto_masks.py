@@ -97,50 +97,6 @@ def mask_of_answer(cutout: Cutout, expect: tuple[int, int]) -> np.ndarray:
     return raster.mask_from_rgba(rgba)
 
 
-class SAM3D_OT_auto_mask(bpy.types.Operator):
-    """Make the mask of the photo's main subject with Runware's background removal (a paid request), shown over
-    the photo before anything is reconstructed"""
-
-    bl_idname = "sam3d.auto_mask"
-    bl_label = "Auto Mask"
-    bl_options = {"UNDO"}  # not REGISTER: a paid request must not run again from Repeat Last
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return refuse(cls, why_offline(context) or why_no_photo(context))
-
-    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
-        photo = pin_photo(context)
-        assert photo is not None
-        try:
-            sent = pixels.read_photo(photo, preferences.get(context).max_photo_megapixels)
-        except pixels.MaskError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        name = photo.name
-        blocking = is_blocking(self, context)
-        report = self.report
-        w, h = pixels.image_size(photo)
-
-        def done(mask: np.ndarray) -> None:
-            if mask.shape != (h, w):  # made at the size sent: the mask is the photo's size, like every mask
-                mask = raster.resize(mask.astype(np.float32), h, w) >= 0.5
-            image = new_mask_image(f"{Path(name).stem}_auto_mask", mask)
-            scene_settings = settings_of(bpy.context)
-            if len(scene_settings.masks):  # the list is what is sent: the new mask goes there, ticked
-                item = scene_settings.masks.add()
-                item.image, item.enabled = image, True
-                scene_settings.active_mask_index = len(scene_settings.masks) - 1
-            else:
-                scene_settings.mask = image
-            (report if blocking else tell)({"INFO"}, rpt_("SAM 3D: auto mask covers {:.1%} of the photo").format(
-                mask.mean()))
-            show_preview(bpy.context, report if blocking else tell)
-
-        return remove_background(context, "Auto Mask", raster.encode_png(sent), (sent.shape[1], sent.shape[0]), done,
-                                 self.report, blocking)
-
-
 # --- Box to Mask ---------------------------------------------------------------------------------------
 
 
@@ -241,6 +197,103 @@ def box_mask(context: bpy.types.Context, box: Box, report: Report, blocking: boo
     return remove_background(context, "Box to Mask", raster.encode_png(cut), send, done, report, blocking)
 
 
+class BoxGesture:
+    """The drag, apart from the operator so tests can feed it events: press, drag, release gives a Box in
+    photo pixels; Esc or right-click ends it. `to_view(x, y)` maps region pixels to the image's 0…1 frame."""
+
+    def __init__(self, size: tuple[int, int], to_view: Callable[[int, int], tuple[float, float]]) -> None:
+        self.size = size
+        self.to_view = to_view
+        self.start: tuple[int, int] | None = None
+        self.end: tuple[int, int] | None = None
+        self.finished = False
+
+    @property
+    def dragging(self) -> bool:
+        return self.start is not None
+
+    def on_event(self, kind: str, value: str, x: int, y: int) -> Box | None:
+        if kind in {"ESC", "RIGHTMOUSE"} and value == "PRESS":
+            self.finished = True
+            self.start = None
+            return None
+        if kind == "LEFTMOUSE" and value == "PRESS":
+            self.start = self.end = (x, y)
+        elif kind == "MOUSEMOVE" and self.start is not None:
+            self.end = (x, y)
+        elif kind == "LEFTMOUSE" and value == "RELEASE" and self.start is not None:
+            self.end = (x, y)
+            box = self.box()
+            self.start = self.end = None
+            return box if not box.empty else None
+        return None
+
+    def box(self) -> Box:
+        assert self.start is not None and self.end is not None
+        w, h = self.size
+        (u0, v0), (u1, v1) = self.to_view(*self.start), self.to_view(*self.end)
+        return Box(round(min(u0, u1) * w), round((1 - max(v0, v1)) * h), round(max(u0, u1) * w),
+                   round((1 - min(v0, v1)) * h)).clamped(w, h)
+
+
+def _draw_box(gesture: BoxGesture) -> None:
+    """The box being dragged, over the Image Editor."""
+    if gesture.start is None or gesture.end is None:
+        return
+    import gpu
+    from gpu_extras.batch import batch_for_shader
+
+    (x0, y0), (x1, y1) = gesture.start, gesture.end
+    shader = gpu.shader.from_builtin("UNIFORM_COLOR")
+    batch = batch_for_shader(shader, "LINE_LOOP", {"pos": [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]})
+    shader.uniform_float("color", (1.0, 0.8, 0.1, 1.0))
+    batch.draw(shader)
+
+
+class SAM3D_OT_auto_mask(bpy.types.Operator):
+    """Make the mask of the photo's main subject with Runware's background removal (a paid request), shown over
+    the photo before anything is reconstructed"""
+
+    bl_idname = "sam3d.auto_mask"
+    bl_label = "Auto Mask"
+    bl_options = {"UNDO"}  # not REGISTER: a paid request must not run again from Repeat Last
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return refuse(cls, why_offline(context) or why_no_photo(context))
+
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
+        photo = pin_photo(context)
+        assert photo is not None
+        try:
+            sent = pixels.read_photo(photo, preferences.get(context).max_photo_megapixels)
+        except pixels.MaskError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        name = photo.name
+        blocking = is_blocking(self, context)
+        report = self.report
+        w, h = pixels.image_size(photo)
+
+        def done(mask: np.ndarray) -> None:
+            if mask.shape != (h, w):  # made at the size sent: the mask is the photo's size, like every mask
+                mask = raster.resize(mask.astype(np.float32), h, w) >= 0.5
+            image = new_mask_image(f"{Path(name).stem}_auto_mask", mask)
+            scene_settings = settings_of(bpy.context)
+            if len(scene_settings.masks):  # the list is what is sent: the new mask goes there, ticked
+                item = scene_settings.masks.add()
+                item.image, item.enabled = image, True
+                scene_settings.active_mask_index = len(scene_settings.masks) - 1
+            else:
+                scene_settings.mask = image
+            (report if blocking else tell)({"INFO"}, rpt_("SAM 3D: auto mask covers {:.1%} of the photo").format(
+                mask.mean()))
+            show_preview(bpy.context, report if blocking else tell)
+
+        return remove_background(context, "Auto Mask", raster.encode_png(sent), (sent.shape[1], sent.shape[0]), done,
+                                 self.report, blocking)
+
+
 class SAM3D_OT_box_mask(bpy.types.Operator):
     """Drag a box around an object in the Image Editor: Runware makes the mask of the object in the box (a paid
     request), added to the photo's masks. Drag again for the next object; Esc or right-click to stop"""
@@ -306,59 +359,6 @@ class SAM3D_OT_box_mask(bpy.types.Operator):
             workspace.status_text_set(None)
             return {"FINISHED"}
         return {"RUNNING_MODAL"} if self._gesture.dragging or event.type in {"LEFTMOUSE"} else {"PASS_THROUGH"}
-
-
-class BoxGesture:
-    """The drag, apart from the operator so tests can feed it events: press, drag, release gives a Box in
-    photo pixels; Esc or right-click ends it. `to_view(x, y)` maps region pixels to the image's 0…1 frame."""
-
-    def __init__(self, size: tuple[int, int], to_view: Callable[[int, int], tuple[float, float]]) -> None:
-        self.size = size
-        self.to_view = to_view
-        self.start: tuple[int, int] | None = None
-        self.end: tuple[int, int] | None = None
-        self.finished = False
-
-    @property
-    def dragging(self) -> bool:
-        return self.start is not None
-
-    def on_event(self, kind: str, value: str, x: int, y: int) -> Box | None:
-        if kind in {"ESC", "RIGHTMOUSE"} and value == "PRESS":
-            self.finished = True
-            self.start = None
-            return None
-        if kind == "LEFTMOUSE" and value == "PRESS":
-            self.start = self.end = (x, y)
-        elif kind == "MOUSEMOVE" and self.start is not None:
-            self.end = (x, y)
-        elif kind == "LEFTMOUSE" and value == "RELEASE" and self.start is not None:
-            self.end = (x, y)
-            box = self.box()
-            self.start = self.end = None
-            return box if not box.empty else None
-        return None
-
-    def box(self) -> Box:
-        assert self.start is not None and self.end is not None
-        w, h = self.size
-        (u0, v0), (u1, v1) = self.to_view(*self.start), self.to_view(*self.end)
-        return Box(round(min(u0, u1) * w), round((1 - max(v0, v1)) * h), round(max(u0, u1) * w),
-                   round((1 - min(v0, v1)) * h)).clamped(w, h)
-
-
-def _draw_box(gesture: BoxGesture) -> None:
-    """The box being dragged, over the Image Editor."""
-    if gesture.start is None or gesture.end is None:
-        return
-    import gpu
-    from gpu_extras.batch import batch_for_shader
-
-    (x0, y0), (x1, y1) = gesture.start, gesture.end
-    shader = gpu.shader.from_builtin("UNIFORM_COLOR")
-    batch = batch_for_shader(shader, "LINE_LOOP", {"pos": [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]})
-    shader.uniform_float("color", (1.0, 0.8, 0.1, 1.0))
-    batch.draw(shader)
 
 
 classes = (SAM3D_OT_auto_mask, SAM3D_OT_box_mask)

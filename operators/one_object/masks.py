@@ -29,6 +29,119 @@ if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems
 
 
+def is_file_of(image: bpy.types.Image, path: Path) -> bool:
+    """Whether `path` is the file `image` was read from: the same file, or a copy of it (same size and bytes)."""
+    if not image.filepath or image.packed_file is not None:
+        return False
+    own = Path(bpy.path.abspath(image.filepath))
+    try:
+        if own.resolve() == path.resolve():
+            return True
+        if own.stat().st_size != path.stat().st_size:
+            return False
+        return _digest(own) == _digest(path)
+    except OSError:
+        return False
+
+
+def _digest(path: Path) -> bytes:
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.digest()
+
+
+# --- making masks in Blender -----------------------------------------------------------------------------
+
+
+def mask_png(mask: np.ndarray) -> bytes:
+    """The PNG of a (h, w) bool mask, white = object (a few kilobytes: the mask itself is freed)."""
+    return raster.encode_png(np.where(mask, 255, 0).astype(np.uint8))
+
+
+def new_mask_image(name: str, mask: np.ndarray) -> bpy.types.Image:
+    """A Blender image of a (h, w) bool mask given top row first (white = object), packed as an 8-bit PNG:
+    saved with the .blend, and small (never a float buffer of the photo's size)."""
+    return packed_png(name, mask_png(mask))
+
+
+def packed_png(name: str, png: bytes) -> bpy.types.Image:
+    """An image whose pixels are the PNG bytes given, packed into the .blend (nothing written to disk); marked
+    as the add-on's, so it is never taken for a photo."""
+    image = mark_made(bpy.data.images.new(name, 1, 1), "mask")
+    image.pack(data=png, data_len=len(png))
+    image.source = "FILE"
+    image.filepath_raw = f"//{bpy.path.clean_name(name)}.png"  # a name for the packed file only
+    return image
+
+
+def show(context: bpy.types.Context, image: bpy.types.Image) -> None:
+    space = getattr(context, "space_data", None)
+    if space is not None and space.type == "IMAGE_EDITOR":
+        space.image = image
+
+
+def label_codes(image: bpy.types.Image) -> np.ndarray:
+    """(h, w) colour codes of a label map upright: its float pixels read once (Blender fills one array), coded
+    band by band, so the peak is about 20 bytes per pixel (the floats, the codes), never a
+    second float copy, an index per pixel or every mask at once."""
+    w, h = image.size
+    if not (w and h):
+        raise pixels.MaskError(rpt_("it has no pixels (is its file missing?)"))
+    buf = np.empty(w * h * 4, np.float32)  # Blender fills one array: read whole, then coded band by band
+    stored: Any = image.pixels  # the stubs say float: it is a float array
+    stored.foreach_get(buf)
+    rows = buf.reshape(h, w, 4)
+    codes = np.empty((h, w), np.int32)
+    band = max(1, (1 << 18) // max(w, 1))  # 256k pixels: the temporaries of a band stay a few MB
+    for y in range(0, h, band):
+        rgb = rows[y:y + band, :, :3]
+        if image.is_float:
+            rgb = raster.linear_to_srgb(rgb)
+        codes[y:y + band] = raster.colour_codes(raster.to_uint8(rgb))
+    del buf, rows
+    return raster.upright(codes[::-1], pixels.orientation_of(image))
+
+
+PREVIEW = "SAM3D Mask Preview"
+
+
+def show_preview(context: bpy.types.Context, report: Report) -> set[OperatorReturnItems]:
+    """The photo with the active mask over it (the rest darkened and tinted), in its own image."""
+    settings = settings_of(context)
+    photo = pin_photo(context)
+    if photo is None:
+        return {"CANCELLED"}
+    listed = listed_masks(settings)
+    index = min(settings.active_mask_index, len(settings.masks) - 1)
+    mask = (settings.masks[index].image if listed and index >= 0 else None) or settings.mask
+    try:
+        given = pixels.read_inputs(photo, mask, use_photo_alpha=settings.use_photo_alpha and not listed,
+                                   max_megapixels=preferences.get(context).max_photo_megapixels)
+    except pixels.MaskError as exc:
+        report({"ERROR"}, str(exc))
+        return {"CANCELLED"}
+    shown = given.photo.astype(np.float32) / 255.0
+    shown[~given.mask] *= 0.3  # what is not sent as the object, darkened
+    shown[~given.mask, 0] += 0.25
+    h, w = given.mask.shape
+    preview = bpy.data.images.get(PREVIEW)
+    if preview is None or tuple(preview.size) != (w, h):
+        if preview is not None:
+            bpy.data.images.remove(preview)
+        preview = bpy.data.images.new(PREVIEW, w, h)
+    mark_made(preview, "preview")
+    rgba = np.ones((h, w, 4), np.float32)
+    rgba[..., :3] = shown
+    preview.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())  # type: ignore[attr-defined]
+    preview.update()
+    show(context, preview)
+    report({"INFO"}, rpt_("Mask covers {:.1%} of the photo.").format(given.mask.mean()))
+    return {"FINISHED"}
+
 
 class SAM3D_OT_mask_add(bpy.types.Operator):
     """Add the chosen mask (or an empty slot) to the list of masks"""
@@ -125,31 +238,6 @@ class SAM3D_OT_masks_load_folder(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def is_file_of(image: bpy.types.Image, path: Path) -> bool:
-    """Whether `path` is the file `image` was read from: the same file, or a copy of it (same size and bytes)."""
-    if not image.filepath or image.packed_file is not None:
-        return False
-    own = Path(bpy.path.abspath(image.filepath))
-    try:
-        if own.resolve() == path.resolve():
-            return True
-        if own.stat().st_size != path.stat().st_size:
-            return False
-        return _digest(own) == _digest(path)
-    except OSError:
-        return False
-
-
-def _digest(path: Path) -> bytes:
-    import hashlib
-
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.digest()
-
-
 class SAM3D_OT_mask_open(bpy.types.Operator):
     """Open an image file as the mask (or as a mask of the list). The Image Editor keeps showing the photo"""
 
@@ -185,58 +273,6 @@ class SAM3D_OT_mask_open(bpy.types.Operator):
         else:
             settings.mask = image
         return {"FINISHED"}
-
-
-# --- making masks in Blender -----------------------------------------------------------------------------
-
-
-def mask_png(mask: np.ndarray) -> bytes:
-    """The PNG of a (h, w) bool mask, white = object (a few kilobytes: the mask itself is freed)."""
-    return raster.encode_png(np.where(mask, 255, 0).astype(np.uint8))
-
-
-def new_mask_image(name: str, mask: np.ndarray) -> bpy.types.Image:
-    """A Blender image of a (h, w) bool mask given top row first (white = object), packed as an 8-bit PNG:
-    saved with the .blend, and small (never a float buffer of the photo's size)."""
-    return packed_png(name, mask_png(mask))
-
-
-def packed_png(name: str, png: bytes) -> bpy.types.Image:
-    """An image whose pixels are the PNG bytes given, packed into the .blend (nothing written to disk); marked
-    as the add-on's, so it is never taken for a photo."""
-    image = mark_made(bpy.data.images.new(name, 1, 1), "mask")
-    image.pack(data=png, data_len=len(png))
-    image.source = "FILE"
-    image.filepath_raw = f"//{bpy.path.clean_name(name)}.png"  # a name for the packed file only
-    return image
-
-
-def show(context: bpy.types.Context, image: bpy.types.Image) -> None:
-    space = getattr(context, "space_data", None)
-    if space is not None and space.type == "IMAGE_EDITOR":
-        space.image = image
-
-
-def label_codes(image: bpy.types.Image) -> np.ndarray:
-    """(h, w) colour codes of a label map upright: its float pixels read once (Blender fills one array), coded
-    band by band, so the peak is about 20 bytes per pixel (the floats, the codes), never a
-    second float copy, an index per pixel or every mask at once."""
-    w, h = image.size
-    if not (w and h):
-        raise pixels.MaskError(rpt_("it has no pixels (is its file missing?)"))
-    buf = np.empty(w * h * 4, np.float32)  # Blender fills one array: read whole, then coded band by band
-    stored: Any = image.pixels  # the stubs say float: it is a float array
-    stored.foreach_get(buf)
-    rows = buf.reshape(h, w, 4)
-    codes = np.empty((h, w), np.int32)
-    band = max(1, (1 << 18) // max(w, 1))  # 256k pixels: the temporaries of a band stay a few MB
-    for y in range(0, h, band):
-        rgb = rows[y:y + band, :, :3]
-        if image.is_float:
-            rgb = raster.linear_to_srgb(rgb)
-        codes[y:y + band] = raster.colour_codes(raster.to_uint8(rgb))
-    del buf, rows
-    return raster.upright(codes[::-1], pixels.orientation_of(image))
 
 
 class SAM3D_OT_mask_new(bpy.types.Operator):
@@ -317,43 +353,6 @@ class SAM3D_OT_mask_preview(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
         return show_preview(context, self.report)
-
-
-PREVIEW = "SAM3D Mask Preview"
-
-
-def show_preview(context: bpy.types.Context, report: Report) -> set[OperatorReturnItems]:
-    """The photo with the active mask over it (the rest darkened and tinted), in its own image."""
-    settings = settings_of(context)
-    photo = pin_photo(context)
-    if photo is None:
-        return {"CANCELLED"}
-    listed = listed_masks(settings)
-    index = min(settings.active_mask_index, len(settings.masks) - 1)
-    mask = (settings.masks[index].image if listed and index >= 0 else None) or settings.mask
-    try:
-        given = pixels.read_inputs(photo, mask, use_photo_alpha=settings.use_photo_alpha and not listed,
-                                   max_megapixels=preferences.get(context).max_photo_megapixels)
-    except pixels.MaskError as exc:
-        report({"ERROR"}, str(exc))
-        return {"CANCELLED"}
-    shown = given.photo.astype(np.float32) / 255.0
-    shown[~given.mask] *= 0.3  # what is not sent as the object, darkened
-    shown[~given.mask, 0] += 0.25
-    h, w = given.mask.shape
-    preview = bpy.data.images.get(PREVIEW)
-    if preview is None or tuple(preview.size) != (w, h):
-        if preview is not None:
-            bpy.data.images.remove(preview)
-        preview = bpy.data.images.new(PREVIEW, w, h)
-    mark_made(preview, "preview")
-    rgba = np.ones((h, w, 4), np.float32)
-    rgba[..., :3] = shown
-    preview.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())  # type: ignore[attr-defined]
-    preview.update()
-    show(context, preview)
-    report({"INFO"}, rpt_("Mask covers {:.1%} of the photo.").format(given.mask.mean()))
-    return {"FINISHED"}
 
 
 classes = (SAM3D_OT_mask_add, SAM3D_OT_mask_remove, SAM3D_OT_masks_clear, SAM3D_OT_masks_load_folder,

@@ -323,29 +323,6 @@ def follow_cameras(scene: bpy.types.Scene, depsgraph: bpy.types.Depsgraph) -> No
         _following = False
 
 
-class SAM3D_OT_relayout(bpy.types.Operator):
-    """Lay out the photo's objects again for its camera as it is now (after changing its focal length or
-    moving it); no request is sent"""
-
-    bl_idname = "sam3d.relayout"
-    bl_label = "Re-layout"
-    bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        if camera_of(context) is None:
-            cls.poll_message_set(tip_("No photo camera here: place a result As in the Photo first"))
-            return False
-        return True
-
-    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
-        camera = camera_of(context)
-        assert camera is not None  # poll() made sure
-        moved = relayout_photo(context, camera)
-        self.report({"INFO"}, rpt_("SAM 3D: laid out {} object(s) again").format(moved))
-        return {"FINISHED"}
-
-
 def set_real_size(context: bpy.types.Context, obj: bpy.types.Object, size: float, axis: str) -> float:
     """Scale the whole photo group so that `obj` measures `size` (metres) along `axis` (HEIGHT: world Z,
     WIDTH: X, DEPTH: Y), about the ground point under the camera: the camera moves with the objects, so every
@@ -373,6 +350,29 @@ def set_real_size(context: bpy.types.Context, obj: bpy.types.Object, size: float
         _following = False
     obj[schema.REAL_SIZE] = {"size": size, "axis": axis}  # an ID property array holds numbers only
     return factor
+
+
+class SAM3D_OT_relayout(bpy.types.Operator):
+    """Lay out the photo's objects again for its camera as it is now (after changing its focal length or
+    moving it); no request is sent"""
+
+    bl_idname = "sam3d.relayout"
+    bl_label = "Re-layout"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if camera_of(context) is None:
+            cls.poll_message_set(tip_("No photo camera here: place a result As in the Photo first"))
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
+        camera = camera_of(context)
+        assert camera is not None  # poll() made sure
+        moved = relayout_photo(context, camera)
+        self.report({"INFO"}, rpt_("SAM 3D: laid out {} object(s) again").format(moved))
+        return {"FINISHED"}
 
 
 class SAM3D_OT_set_real_size(bpy.types.Operator):
