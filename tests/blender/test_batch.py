@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import bpy
@@ -20,6 +19,7 @@ from mathutils import Matrix
 
 from tests.utils.test_contact_sheet import Parsed
 from tests.utils.test_photo_folder import photos
+from tests.watch import wait_for
 
 SESSION = Path(__file__).with_name("session.py")
 ALL = ["bench", "cup", "socrates_1", "socrates_2"]
@@ -319,11 +319,8 @@ def test_from_the_ui_the_batch_runs_in_the_background_and_the_panel_follows_it(s
     batch = batch_module().prepare(photos(sam3d.tmp), library, batch_module().Options())
     batch_module().run(bpy.context, batch, print, blocking=False)
     assert [batch] == batch_module().ACTIVE and batch.running
-    deadline = time.monotonic() + 120
-    while batch.running:
-        assert time.monotonic() < deadline, "the batch never finished"
-        tick()  # Blender's app timer: feeds the batch, and each job's asset is made and written as it ends
-        time.sleep(0.02)
+    # tick(): Blender's app timer; it feeds the batch, and each job's asset is made and written as it ends
+    wait_for(lambda: (tick(), not batch.running)[1], "the batch finished", 120)
     assert batch.counts() == {"done": 4, "failed": 0, "skipped": 0, "pending": 0}
     assert names(library) == ALL
 
@@ -333,15 +330,17 @@ def test_loading_another_file_mid_batch_loses_no_asset(sam3d):
     sam3d.prefs.max_jobs = 1
     batch = batch_module().prepare(photos(sam3d.tmp), library, batch_module().Options())
     batch_module().run(bpy.context, batch, print, blocking=False)
-    deadline = time.monotonic() + 120
     switched = False
-    while batch.running:
-        assert time.monotonic() < deadline, "the batch never finished"
+
+    def finished() -> bool:
+        nonlocal switched
         tick()
         if not switched and batch.counts()["done"] == 1:
             bpy.ops.wm.read_homefile(use_empty=True)  # the artist opens another file
             switched = True
-        time.sleep(0.02)
+        return not batch.running
+
+    wait_for(finished, "the batch finished", 120)
     assert switched and batch.counts()["done"] == 4, [(i.name, i.status, i.reason) for i in batch.items]
     assert names(library) == ALL, names(library)
     assert report(library)["done"] == 4
@@ -356,11 +355,7 @@ def test_the_asset_library_cancel_stops_the_batch_only(sam3d):
     batch = batch_module().prepare(photos(sam3d.tmp), sam3d.tmp / "c", batch_module().Options())
     batch_module().run(bpy.context, batch, print, blocking=False)
     assert bpy.ops.sam3d.batch_cancel() == {"FINISHED"}
-    deadline = time.monotonic() + 30
-    while batch.running:
-        assert time.monotonic() < deadline
-        tick()
-        time.sleep(0.02)
+    wait_for(lambda: (tick(), not batch.running)[1], "the cancelled batch stopped", 30)
     assert not mine.job.cancel_event.is_set() and not mine.job.done, "the artist's own job goes on"
     assert batch.counts()["done"] == 0
 
@@ -424,11 +419,7 @@ def test_a_batch_cut_off_midway_fetches_what_was_already_paid_instead_of_paying_
     sam3d.prefs.max_jobs = 4
     batch = batch_module().prepare(folder, library, batch_module().Options())
     batch_module().run(bpy.context, batch, print, blocking=False)
-    deadline = time.monotonic() + 60
-    while sam3d.emu.billed_tasks() < 4:
-        assert time.monotonic() < deadline
-        tick()
-        time.sleep(0.02)
+    wait_for(lambda: (tick(), sam3d.emu.billed_tasks() >= 4)[1], "all four sent", 60)
     reset_session()  # Blender quits (or crashes) while all four process; a new one starts
     assert sam3d.emu.billed_tasks() == 4 and not list(library.rglob("*.blend"))
     bpy.ops.wm.read_homefile(use_empty=True)
@@ -465,10 +456,8 @@ def test_a_batch_killed_mid_run_with_two_photos_of_one_name_pays_nothing_again(z
     sam3d.emu.processing_time = 4.0
     first = run_session(sam3d, "batch", str(folder), str(library), "--jobs", "1", wait=False)
     try:
-        deadline = time.monotonic() + 300
-        while sam3d.emu.billed_tasks() < 2:
-            assert first.poll() is None and time.monotonic() < deadline, "the first run never sent both"
-            time.sleep(0.05)
+        wait_for(lambda: sam3d.emu.billed_tasks() >= 2 or first.poll() is not None, "the first run's two sends", 300)
+        assert sam3d.emu.billed_tasks() >= 2, "the first run never sent both"
         first.kill()  # chair imported, table in flight
     finally:
         first.wait(30)

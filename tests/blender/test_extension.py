@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import sys
-import time
 from types import SimpleNamespace
 
 import bpy
 import pytest
 from conftest import MODULE, tick, use_inputs, zip_names
 
-from tests.watch import wait_for
+from tests.watch import until, wait_for
 
 ADDON_FILES = {"blender_manifest.toml", "__init__.py", "preferences.py", "properties.py", "translations.py", "LICENSE"}
 
@@ -133,9 +132,7 @@ def test_panel_shows_a_running_job_with_progress_and_cancel(sam3d, monkeypatch):
     use_inputs()
     running = reconstruct.start_job(bpy.context)
     try:
-        deadline = time.monotonic() + 10
-        while running.job.phase != "processing" and time.monotonic() < deadline:
-            running.job.drain(block=0.1)
+        until(lambda: (running.job.drain(block=0.1), running.job.phase == "processing")[1], 10)
         calls = draw("SAM3D_PT_image")
         assert ("progress", running.label) in calls and "Processing" in running.label
         french = {"Processing {}%": "Traitement {} %", "Processing": "Traitement"}  # a translator's locale
@@ -175,10 +172,7 @@ def test_a_job_survives_loading_another_file_and_imports_into_it(sam3d):
     wait_for(lambda: (running.job.drain(), running.job.phase)[1] in ("queued", "processing"))
     bpy.ops.wm.read_homefile(use_empty=True)
     assert not running.owned, "load_post should hand the job to the app timer"
-    deadline = time.monotonic() + 20
-    while runner.RUNNER.jobs and time.monotonic() < deadline:
-        tick()  # what Blender's app timer calls in the UI
-        time.sleep(0.05)
+    until(lambda: (tick(), not runner.RUNNER.jobs)[1], 20)  # tick(): what Blender's app timer calls in the UI
     obj = bpy.data.objects["mask_0"]
     assert obj["sam3d_task_uuid"] == running.job.task_uuid
     assert [c.name for c in obj.users_collection] == ["mask_0"]
@@ -228,16 +222,17 @@ def test_esc_cancels_only_the_newest_press(sam3d):
     runner.shutdown(join=5)
 
 
-def drive(run, until: float = 20.0) -> set:  # noqa: ANN001
+def drive(run, timeout: float = 20.0) -> set:  # noqa: ANN001
     """Feed a ModalRun the events Blender would: mouse moves pass through, timer ticks step the job."""
-    deadline = time.monotonic() + until
-    while time.monotonic() < deadline:
+    results: list = []
+
+    def ended() -> bool:
         assert run.on_event(bpy.context, "MOUSEMOVE", "NOTHING") == {"PASS_THROUGH"}
-        result = run.on_event(bpy.context, "TIMER", "NOTHING")
-        if result != {"PASS_THROUGH"}:
-            return result
-        time.sleep(0.05)
-    raise AssertionError("the modal run never ended")
+        results.append(run.on_event(bpy.context, "TIMER", "NOTHING"))
+        return results[-1] != {"PASS_THROUGH"}
+
+    wait_for(ended, "the modal run ended", timeout)
+    return results[-1]
 
 
 def test_modal_run_steps_the_job_on_timer_ticks_and_imports(sam3d):

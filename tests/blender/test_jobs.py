@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import bpy
 import pytest
 from conftest import KEY, MODULE, SAMPLES, tick, use_inputs
 
-from tests.watch import wait_for
+from tests.watch import until, wait_for
 
 SESSION = Path(__file__).with_name("session.py")
 
@@ -27,11 +26,7 @@ def reconstruct_module():  # noqa: ANN201
 
 def tick_until_idle(timeout: float = 30.0) -> None:
     """Do what Blender's app timer does in the UI until every job has ended and been imported."""
-    deadline = time.monotonic() + timeout
-    while runner().RUNNER.jobs:
-        assert time.monotonic() < deadline, "jobs did not finish"
-        tick()
-        time.sleep(0.02)
+    wait_for(lambda: (tick(), not runner().RUNNER.jobs)[1], "every job ended and imported", timeout)
 
 
 def journal(sam3d) -> dict:  # noqa: ANN001
@@ -47,11 +42,14 @@ def test_jobs_queue_behind_the_concurrency_limit(sam3d):
     for _ in range(5):
         reconstruct_module().start_job(bpy.context)
     peak = 0
-    deadline = time.monotonic() + 30
-    while runner().RUNNER.jobs and time.monotonic() < deadline:
+
+    def idle() -> bool:
+        nonlocal peak
         peak = max(peak, runner().RUNNER.active())
         tick()
-        time.sleep(0.02)
+        return not runner().RUNNER.jobs
+
+    until(idle, 30)
     assert peak == 2
     created = sorted(t.created for t in sam3d.emu.tasks.values() if t.task_type == "3dInference")
     assert created[2] - created[0] >= 0.5, "a third job went out before a slot was free"
@@ -158,10 +156,8 @@ def test_blender_killed_while_processing_then_resumed_once_without_paying_again(
     first = subprocess.Popen([*args, "reconstruct", str(photo), str(mask)], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while sam3d.emu.billed_tasks() == 0:
-            assert first.poll() is None and time.monotonic() < deadline, "the first session never submitted"
-            time.sleep(0.05)
+        wait_for(lambda: sam3d.emu.billed_tasks() or first.poll() is not None, "the first session's submission", 60)
+        assert sam3d.emu.billed_tasks(), "the first session never submitted"
         first.kill()  # mid-processing: no result yet
     finally:
         first.wait(10)
@@ -186,10 +182,7 @@ def test_results_wait_for_object_mode_instead_of_throwing_the_artist_out_of_edit
     bpy.ops.object.mode_set(mode="EDIT")
     use_inputs()
     running = reconstruct_module().start_job(bpy.context)
-    deadline = time.monotonic() + 20
-    while not running.job.done and time.monotonic() < deadline:
-        tick()
-        time.sleep(0.05)
+    until(lambda: (tick(), running.job.done)[1], 20)
     for _ in range(5):
         tick()
     assert bpy.context.mode == "EDIT_MESH", "a finished job must not change the artist's mode"

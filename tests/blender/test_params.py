@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import bpy
 import pytest
 from conftest import last_task, new_objects, use_inputs
+
+from tests.watch import until
 
 
 class Receiver:
@@ -38,9 +39,7 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def wait(self, count: int, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.got) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
+        until(lambda: len(self.got) >= count, timeout)
 
     def close(self) -> None:
         self.server.shutdown()
