@@ -77,3 +77,20 @@ def test_a_photo_swapped_for_a_device_after_the_walk_is_refused_not_read_forever
     swapped.symlink_to("/dev/zero")
     with pytest.raises(OSError):
         file_hash(str(swapped))
+
+
+def test_catalogs_nest_as_the_folders_do_in_every_convention(tmp_path):
+    """Two levels down, each convention keeps the whole path as its catalog: a photo with its mask, a cut-out,
+    and a folder of masks (whose own name is the last level, as at the top)."""
+    kitchen = tmp_path / "photos" / "rooms" / "kitchen"
+    (kitchen / "table").mkdir(parents=True)
+    shutil.copy(SAMPLES / "human_object" / "image.png", kitchen / "bench.png")
+    shutil.copy(SAMPLES / "human_object" / "mask_0.png", kitchen / "bench_mask.png")
+    shutil.copy(SAMPLES / "socrates" / "5.png", kitchen / "cup.png")
+    for name in ("image.png", "1.png", "2.png"):
+        shutil.copy(SAMPLES / "socrates" / name, kitchen / "table" / name)
+    found = {(i.key, i.catalog) for i in find_items(tmp_path / "photos")}
+    assert found == {("rooms/kitchen/bench.png", "SAM 3D/rooms/kitchen"),
+                     ("rooms/kitchen/cup.png", "SAM 3D/rooms/kitchen"),
+                     ("rooms/kitchen/table/1.png", "SAM 3D/rooms/kitchen/table"),
+                     ("rooms/kitchen/table/2.png", "SAM 3D/rooms/kitchen/table")}
