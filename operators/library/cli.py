@@ -65,8 +65,10 @@ def cli(argv: list[str]) -> int:
     print(f"sam3d: {estimate_text(done)}", flush=True)
     steady_allocator()  # this process exists for the batch: its allocator may be tuned for it
     gc.freeze()  # and what it holds now (Blender's modules, the add-ons) is never garbage: each asset's collection
-    #              walks only what came since, not every object of the process
-    run(bpy.context, done, say)
+    try:         # walks only what came since, not every object of the process
+        run(bpy.context, done, say)
+    finally:
+        gc.unfreeze()  # Blender 4.2 crashes at exit if its objects are still frozen then
     for item in done.items:
         print(f"sam3d: {item.status:8} {item.name}" + (f": {item.reason}" if item.reason else ""), flush=True)
     counts = done.counts()
