@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SAMPLES = 1500  # surface samples per mesh: enough for a pose within a degree, a fit in about a second
-CHUNK = 256  # source points per block of the nearest-point search (CHUNK × SAMPLES distances at a time)
+SAMPLES = 1500  # surface samples per mesh: enough for a pose within a degree, a fit in about 0.35 s
+CHUNK = 512  # source points per block of the nearest-point search (CHUNK × SAMPLES ranks at a time)
 
 
 @dataclass(frozen=True)
@@ -56,16 +56,19 @@ def surface_samples(points: np.ndarray, triangles: np.ndarray, count: int = SAMP
 
 
 def nearest(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each source point, the index of its nearest target point and the squared distance to it."""
+    """For each source point, the index of its nearest target point and the squared distance to it. The search
+    ranks |t|² − 2 s·t (|s|² is the same for every t) in float32 about the target's centre, where that precision
+    is ample; the distances are then exact, from the pairs found. Most of Refine's fit is spent here."""
+    centre = target.mean(0)
+    ahead = (-2.0 * (target - centre).T).astype(np.float32)
+    t2 = ((target - centre) ** 2).sum(1).astype(np.float32)
+    moved = (source - centre).astype(np.float32)
     index = np.empty(len(source), np.int64)
-    dist = np.empty(len(source))
-    t2 = (target ** 2).sum(1)
     for start in range(0, len(source), CHUNK):
-        block = source[start:start + CHUNK]
-        d = (block ** 2).sum(1)[:, None] - 2 * block @ target.T + t2[None, :]
-        index[start:start + CHUNK] = d.argmin(1)
-        dist[start:start + CHUNK] = np.maximum(d.min(1), 0.0)
-    return index, dist
+        ranks = moved[start:start + CHUNK] @ ahead
+        ranks += t2
+        index[start:start + CHUNK] = ranks.argmin(1)
+    return index, ((source - target[index]) ** 2).sum(1)
 
 
 def similarity(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
