@@ -84,7 +84,7 @@ class View:
 
 def read_view(image, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> View:  # type: ignore[no-untyped-def]
     """A view upright, at most VIEW_SIDE a side: a cut-out (partly transparent) cropped to its object as the main
-    image is, a plain photo whole."""
+    image is, a plain photo whole (encoded once for all the masks of a press, as the photo is)."""
     w, h = image_size(image)
     check_size(image, w, h, max_megapixels)
     photo, opaque = _read_photo(image, fit_size(w, h, VIEW_SIDE))
@@ -93,7 +93,7 @@ def read_view(image, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> View:  #
             image.name))
     whole = bool(opaque.all())
     return View(image.name, _digest(photo) + _digest(opaque),
-                lambda: encode_png(photo) if whole else encode_png(cutout(photo, opaque)))
+                lambda: _cached(photo, lambda: encode_png(photo)) if whole else encode_png(cutout(photo, opaque)))
 
 
 def packed(given: Inputs, cutout: bool = False) -> Callable[[], tuple[bytes, bytes]]:

@@ -258,6 +258,27 @@ def test_views_the_engine_cannot_take_are_refused_with_a_reason_and_never_sent(s
         bpy.ops.sam3d.reconstruct()
 
 
+def test_a_view_past_the_largest_photo_or_with_no_pixels_is_refused_before_anything_is_sent(sam3d):
+    """A view is bounded as the photo is: its size read from its header against Largest Photo (never decoded
+    when too large), a missing file a sentence; nothing reserved or sent."""
+    use_inputs()
+    settings = sam3d.settings
+    settings.engine = "MESHY"
+    from tests.emulator import cutout_png
+
+    sam3d.prefs.max_photo_megapixels = 1.5  # the photo (1600×898) is within it, the view is not
+    (sam3d.tmp / "wide.png").write_bytes(cutout_png(2000, 1000))
+    settings.views.add().image = bpy.data.images.load(str(sam3d.tmp / "wide.png"))
+    with pytest.raises(RuntimeError, match="'wide.png' is 2000×1000.*megapixels allowed"):
+        bpy.ops.sam3d.reconstruct()
+    sam3d.prefs.max_photo_megapixels = 100.0
+    (sam3d.tmp / "wide.png").unlink()
+    bpy.data.images["wide.png"].reload()
+    with pytest.raises(RuntimeError, match="has no pixels"):
+        bpy.ops.sam3d.reconstruct()
+    assert not sent_tasks(sam3d.emu) and sam3d.emu.billed("3dInference") == 0
+
+
 def test_add_views_loads_the_files_picked_up_to_what_the_engine_takes(sam3d):
     """Add Views with several files picked (as the file browser gives them): each becomes a row, up to the engine's
     limit; a file Blender cannot read is skipped with a sentence."""
