@@ -171,7 +171,7 @@ def test_photo_without_alpha_cannot_be_its_own_mask(sam3d):
     assert sam3d.emu.requests == []
 
 
-def test_the_import_is_one_undo_step():
+def test_the_import_is_one_undo_step(addon):  # the fixture installs the add-on: random order may run this first
     # Undo does not run in background mode (ed.undo's poll fails there), so check what makes the one step:
     # Blender pushes it when an operator with UNDO finishes, and the import happens inside that operator.
     # Not REGISTER: Repeat Last (Shift+R) or the redo panel would run a paid job again, blocking Blender.
