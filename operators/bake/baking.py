@@ -20,6 +20,7 @@ from ...client.errors import short_error
 from ...translations import iface_, rpt_
 from ...utils import raster, schema
 from ..machinery.importing import attribute_material
+from . import maps
 from .budget import reduced_mesh, triangle_count
 from .errors import BakeError
 from .materials import baked_material, colour_source, node_tree_of, show_baked
@@ -75,7 +76,7 @@ def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution
     name = obj.name
     state = SceneState(context)
     made = Made()
-    saved_file: Path | None = None
+    saved_files: list[Path] = []
     try:
         report(0.0, iface_("Copying {}").format(name))
         full, source = _full_copy(context, obj, attribute, made)
@@ -99,36 +100,39 @@ def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution
         unwrap(state, work, margin, resolution)
 
         report(0.5, iface_("Baking {} at {}×{}").format(name, resolution, resolution))
-        raw = bpy.data.images.new(f"{name} Baked (raw)", resolution, resolution, alpha=True)
-        made.images.append(raw)
-        raw.pixels.foreach_set(np.zeros(resolution**2 * 4, dtype=np.float32))  # type: ignore[attr-defined]  # alpha 0
-        material = baked_material(f"{name} Baked", raw)
+        recipe = maps.plan(list(full.materials))
+        raw = {spec: _blank(f"{spec.image_name(name)} (raw)", resolution, spec, made)
+               for spec in (maps.COLOUR, *recipe.maps)}
+        material = baked_material(f"{name} Baked", raw[maps.COLOUR])
         made.materials.append(material)
+        for row, spec in enumerate(recipe.maps, 1):
+            maps.add_map_node(material, spec, raw[spec], row)
         work_mesh.materials.append(material)
-        bake_colour(context, state, source, work, margin)
+        bake_colour(context, state, source, work, margin, recipe)
+        for i, spec in enumerate(recipe.maps):
+            report(0.5 + 0.35 * (i + 1) / (len(recipe.maps) + 1),
+                   iface_("Baking the {} of {}").format(iface_(spec.label).lower(), name))
+            _bake_map(context, state, source, work, margin, material, spec)
 
         report(0.85, iface_("Filling the empty texels of {}").format(name))
-        image = bpy.data.images.new(f"{name} Baked", resolution, resolution, alpha=False)
-        made.images.append(image)
-        image.pixels.foreach_set(_filled(raw, name).ravel())  # type: ignore[attr-defined]
-        cast(bpy.types.ShaderNodeTexImage, node_tree_of(material).nodes["Baked Colour"]).image = image
-        made.images.remove(raw)
-        bpy.data.images.remove(raw)
+        images = {spec: _finished(raw_image, spec, name, material, made) for spec, raw_image in raw.items()}
         show_baked(material)
+        maps.link_maps(material, recipe.maps, recipe.values)
 
         report(0.9, iface_("Saving the texture of {}").format(name))
-        if save_dir is not None:
-            saved_file = _save_png(image, save_dir / f"{files.safe_name(name)}_baked.png")
-        else:
-            image.pack()
+        for spec, each in images.items():
+            if save_dir is not None:
+                saved_files.append(_save_png(each, save_dir / f"{files.safe_name(name)}_{spec.suffix}.png"))
+            else:
+                each.pack()
         result_triangles = triangle_count(work_mesh)
     except BaseException as exc:
         if context.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
         made.remove()
         state.restore()
-        if saved_file is not None:
-            saved_file.unlink(missing_ok=True)
+        for saved in saved_files:
+            saved.unlink(missing_ok=True)
         if isinstance(exc, BakeError) or not isinstance(exc, Exception):
             raise
         raise BakeError(rpt_("Blender could not bake “{}”: {}. The object is unchanged.").format(
@@ -137,9 +141,11 @@ def bake_object(context: bpy.types.Context, obj: bpy.types.Object, *, resolution
     # Everything worked: the object takes the baked mesh (nothing below is expected to fail).
     report(0.95, iface_("Swapping in the baked mesh of {}").format(name))
     old_mesh, old_materials = _swap(obj, work_mesh)
-    made.remove(keep=(work_mesh, material, image))
+    made.remove(keep=(work_mesh, material, *images.values()))
     _drop_orphans(old_mesh, old_materials, work_mesh)
-    material.name = image.name = f"{name} Baked"  # free again when an earlier bake's were dropped
+    material.name = f"{name} Baked"  # the names are free again once an earlier bake's were dropped
+    for spec, each in images.items():
+        each.name = spec.image_name(name)
     obj[schema.BAKED] = int(resolution)
     obj[schema.TRIANGLES] = int(result_triangles)
     state.restore()
@@ -213,21 +219,71 @@ def _decimate(context: bpy.types.Context, source: bpy.types.Object, name: str, b
 
 
 def bake_colour(context: bpy.types.Context, state: SceneState, source: bpy.types.Object, work: bpy.types.Object,
-                margin: int) -> None:
-    """Cycles, Diffuse colour only, from the full-detail source onto the target's active image node."""
+                margin: int, recipe: maps.Plan) -> None:
+    """Cycles, from the full-detail source onto the target's active image node: the Diffuse colour, or for a
+    metallic surface (whose diffuse colour Cycles darkens) its base colour shown as an emission."""
+    if not recipe.colour_as_emission:
+        _cycles_bake(context, state, source, work, margin, type="DIFFUSE", pass_filter={"COLOR"})
+        return
+    with maps.InputsAsEmission(cast(bpy.types.Mesh, source.data), maps.COLOUR.socket):
+        _cycles_bake(context, state, source, work, margin, type="EMIT")
+
+
+def _bake_map(context: bpy.types.Context, state: SceneState, source: bpy.types.Object, work: bpy.types.Object,
+              margin: int, material: bpy.types.Material, spec: maps.Map) -> None:
+    """One more map into its own image node: the normal as Cycles sees it (the source's normal map included) in
+    the target's tangent space, any other input as an emission."""
+    tree = node_tree_of(material)
+    tree.nodes.active = tree.nodes[f"Baked {spec.label}"]
+    if spec is maps.NORMAL:
+        _cycles_bake(context, state, source, work, margin, type="NORMAL", normal_space="TANGENT")
+        return
+    with maps.InputsAsEmission(cast(bpy.types.Mesh, source.data), spec.socket):
+        _cycles_bake(context, state, source, work, margin, type="EMIT")
+
+
+def _cycles_bake(context: bpy.types.Context, state: SceneState, source: bpy.types.Object, work: bpy.types.Object,
+                 margin: int, **kind: object) -> None:
+    """One selected-to-active bake from the source onto the target's active image node."""
     extrusion = _extrusion(context, source, work)
     # Blender offsets the rays' start in object space (extrusion) but limits their length in world space.
     factors = work.matrix_world.to_scale()
     scale = max(abs(factors[0]), abs(factors[1]), abs(factors[2])) or 1.0
     state.use_cycles(samples=1)
     state.select_only([source, work], work)
-    kwargs = op_kwargs(bpy.ops.object.bake, type="DIFFUSE", pass_filter={"COLOR"}, use_selected_to_active=True,
-                        use_cage=False, cage_extrusion=extrusion, max_ray_distance=3.0 * extrusion * scale,
-                        margin=margin, margin_type="ADJACENT_FACES", target="IMAGE_TEXTURES",
-                        save_mode="INTERNAL", use_clear=False, use_split_materials=False, uv_layer=UV_NAME)
+    kwargs = op_kwargs(bpy.ops.object.bake, **kind, use_selected_to_active=True,
+                       use_cage=False, cage_extrusion=extrusion, max_ray_distance=3.0 * extrusion * scale,
+                       margin=margin, margin_type="ADJACENT_FACES", target="IMAGE_TEXTURES",
+                       save_mode="INTERNAL", use_clear=False, use_split_materials=False, uv_layer=UV_NAME)
     result = bpy.ops.object.bake(**kwargs)
     if "FINISHED" not in result:  # type: ignore[operator]
         raise BakeError(rpt_("Blender did not bake (the bake was cancelled)."))
+
+
+def _blank(image_name: str, resolution: int, spec: maps.Map, made: Made) -> bpy.types.Image:
+    """A transparent image for the bake to write into (alpha tells `_filled` which texels it wrote)."""
+    raw = bpy.data.images.new(image_name, resolution, resolution, alpha=True)
+    made.images.append(raw)
+    if spec.data:
+        raw.colorspace_settings.name = "Non-Color"  # type: ignore[union-attr]  # values written as they are, not as sRGB colours
+    raw.pixels.foreach_set(np.zeros(resolution**2 * 4, dtype=np.float32))  # type: ignore[attr-defined]  # alpha 0
+    return raw
+
+
+def _finished(raw: bpy.types.Image, spec: maps.Map, name: str, material: bpy.types.Material,
+              made: Made) -> bpy.types.Image:
+    """The opaque image the material keeps: `raw`'s pixels with every empty texel filled; `raw` removed."""
+    w, _h = raw.size
+    image = bpy.data.images.new(spec.image_name(name), w, w, alpha=False)
+    made.images.append(image)
+    if spec.data:
+        image.colorspace_settings.name = "Non-Color"  # type: ignore[union-attr]
+    image.pixels.foreach_set(_filled(raw, name).ravel())  # type: ignore[attr-defined]
+    node = node_tree_of(material).nodes[f"Baked {spec.label}"]
+    cast(bpy.types.ShaderNodeTexImage, node).image = image
+    made.images.remove(raw)
+    bpy.data.images.remove(raw)
+    return image
 
 
 def _extrusion(context: bpy.types.Context, source: bpy.types.Object, work: bpy.types.Object) -> float:

@@ -19,7 +19,7 @@ import pytest
 from mathutils import Vector
 from mathutils.bvhtree import BVHTree
 
-from tests.glb import ellipsoid, make_glb, read_glb
+from tests.glb import PBR_FACTORS, ellipsoid, make_glb, pbr_glb, read_glb
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "human_object"
@@ -256,9 +256,12 @@ def base_colour_image(obj: bpy.types.Object) -> bpy.types.Image:
     return link.from_node.image
 
 
+def principled(mat: bpy.types.Material) -> bpy.types.Node:
+    return next(n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+
+
 def base_colour_link(mat: bpy.types.Material):  # noqa: ANN201
-    bsdf = next(n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
-    links = bsdf.inputs["Base Color"].links
+    links = principled(mat).inputs["Base Color"].links
     return links[0] if links else None
 
 
@@ -500,11 +503,14 @@ def test_saves_png_when_given_a_folder(bake: ModuleType, coloured_glb: Path, sce
     assert orphans() == []
 
 
-def test_textured_original_bakes_its_texture(bake: ModuleType, scene: bpy.types.Scene) -> None:
+@pytest.mark.parametrize("metallic", [0.0, 1.0])
+def test_textured_original_bakes_its_texture(bake: ModuleType, scene: bpy.types.Scene, metallic: float) -> None:
+    """Metal too: Cycles' Diffuse colour of a metallic surface is black, so its base colour is baked as shown."""
     before = set(bpy.data.objects)
     bpy.ops.import_scene.gltf(filepath=str(TEXTURED_SPHERE))
     obj = next(o for o in bpy.data.objects if o not in before and o.type == "MESH")
     tag(obj)
+    principled(obj.active_material).inputs["Metallic"].default_value = metallic
     original = triangles(obj.data)
     texture = base_colour_image(obj)
     which, bary, points = surface_samples(original, N_SAMPLES)
@@ -517,7 +523,45 @@ def test_textured_original_bakes_its_texture(bake: ModuleType, scene: bpy.types.
     linear, srgb = psnr(got, expected), psnr(linear_to_srgb(got), linear_to_srgb(expected))
     print(f"\nPSNR textured sphere at 512²: {linear:.1f} dB linear, {srgb:.1f} dB sRGB")
     assert linear >= PSNR_FLOOR and srgb >= PSNR_FLOOR
+    assert principled(obj.active_material).inputs["Metallic"].default_value == metallic, "one value: copied"
+    assert [i.name for i in principled(obj.active_material).inputs if i.is_linked] == ["Base Color"]
     assert orphans() == [], "the original texture and material went with the original mesh"
+
+
+def test_an_engines_pbr_result_keeps_its_metallic_roughness_normal_and_emission(
+        bake: ModuleType, scene: bpy.types.Scene, tmp_path: Path) -> None:
+    """The maps of the emulator's PBR result (what TRELLIS.2 and the others send) baked into maps of their own,
+    each read back at its known value: metallic 60/255 × 0.25, roughness 150/255 × 0.6, emission (0.1, 0.2, 0.3),
+    a flat normal map (tangent-space up) on a smooth surface; each saved as a PNG beside the colour."""
+    path = tmp_path / "pbr.glb"
+    path.write_bytes(pbr_glb())
+    before = set(bpy.data.objects)
+    bpy.ops.import_scene.gltf(filepath=str(path))
+    obj = next(o for o in bpy.data.objects if o not in before and o.type == "MESH")
+    tag(obj)
+    obj.name = "chair"
+    bake.bake_object(bpy.context, obj, resolution=128, save_dir=tmp_path / "textures")
+    bsdf = principled(obj.active_material)
+    linked = {i.name: i.links[0].from_node for i in bsdf.inputs if i.is_linked}
+    assert sorted(linked) == ["Base Color", "Emission Color", "Metallic", "Normal", "Roughness"]
+    assert linked["Normal"].type == "NORMAL_MAP" and linked["Normal"].uv_map == "UVMap"
+    assert bsdf.inputs["Emission Strength"].default_value == 1.0
+    images = {name: node.image for name, node in linked.items() if node.type == "TEX_IMAGE"}
+    images["Normal"] = linked["Normal"].inputs["Color"].links[0].from_node.image
+    assert {n: i.colorspace_settings.name for n, i in images.items()} == {
+        "Base Color": "sRGB", "Emission Color": "sRGB", "Metallic": "Non-Color", "Roughness": "Non-Color",
+        "Normal": "Non-Color"}
+    texels = {name: np.array(image.pixels[:]).reshape(-1, 4)[:, :3] for name, image in images.items()}
+    assert np.median(texels["Metallic"]) == pytest.approx(60 / 255 * PBR_FACTORS["metallic"], abs=0.01)
+    assert np.median(texels["Roughness"]) == pytest.approx(150 / 255 * PBR_FACTORS["roughness"], abs=0.01)
+    emission = srgb_to_linear(np.median(texels["Emission Color"], axis=0))
+    assert emission == pytest.approx(PBR_FACTORS["emissive"], abs=0.02)
+    assert np.median(texels["Normal"], axis=0) == pytest.approx((0.5, 0.5, 1.0), abs=0.05)
+    assert sorted(p.name for p in (tmp_path / "textures").iterdir()) == [
+        "chair_baked.png", "chair_emission.png", "chair_metallic.png", "chair_normal.png", "chair_roughness.png"]
+    assert sorted(i.name for i in images.values()) == [
+        "chair Baked", "chair Baked Emission", "chair Baked Metallic", "chair Baked Normal", "chair Baked Roughness"]
+    assert orphans() == [] and not [m for m in bpy.data.materials if m.users == 0], "no emission copy left"
 
 
 def test_refuses_what_it_cannot_bake_and_changes_nothing(bake: ModuleType, scene: bpy.types.Scene) -> None:
