@@ -193,3 +193,4 @@ def link_maps(mat: bpy.types.Material, maps: Sequence[Map], values: dict[str, An
             tree.links.new(normal_map.outputs["Normal"], bsdf.inputs["Normal"])
         else:
             tree.links.new(node.outputs["Color"], bsdf.inputs[spec.socket])
+    tree.nodes.active = tree.nodes["Baked Colour"]  # what Solid's Texture colour and Texture Paint show

@@ -174,7 +174,7 @@ def running() -> BakeRun | None:
 
 
 class SAM3D_OT_bake(bpy.types.Operator):
-    """Bake the selected SAM 3D results into a lighter mesh with a UV-mapped colour texture"""
+    """Bake the selected SAM 3D results into a lighter mesh with UV-mapped textures (a PBR result's maps too)"""
 
     bl_idname = "sam3d.bake"
     bl_label = "Bake to Texture"

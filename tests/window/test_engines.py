@@ -26,3 +26,10 @@ def test_other_views_are_picked_in_the_file_browser_and_sent_after_the_cut_out(w
     [task] = [t for r in window.emu.requests if r.body for t in r.body if t.get("taskType") == "3dInference"]
     assert task["model"] == "tencent:hunyuan-3d@3.1-pro" and len(task["inputs"]["images"]) == 2
     assert facts["imported"], "the object landed"
+
+
+def test_baking_trellis_pbr_result_keeps_its_maps(window):
+    facts = played(window.play("engines:pbr_bake", timeout=400))
+    assert facts["baked"] == 2048, facts["reports"]
+    assert facts["linked"] == ["Base Color", "Emission Color", "Metallic", "Normal", "Roughness"], facts
+    assert len(facts["images"]) == 5, facts["images"]

@@ -4,7 +4,7 @@ the panel's price line, and the result landing with its PBR material."""
 from __future__ import annotations
 
 import bpy
-from common import added, connect, drawn, inputs, jobs, names, settings
+from common import added, addon, connect, drawn, inputs, jobs, names, settings
 
 VIEW = "VIEW_3D"
 
@@ -55,3 +55,31 @@ def views(ui, **params):
     yield from ui.click((yield from ui.find(region, "sam3d.reconstruct(")))
     yield from ui.until(lambda: added(before) and not jobs(), 60, "the object imported")
     ui.record(imported=[o.name for o in added(before) if o.type == "MESH"])
+
+
+def pbr_bake(ui, **params):
+    """TRELLIS.2's PBR result baked with the Photo Layout's Bake button: its metallic, roughness, normal and
+    emission land in maps of their own beside the colour (shown in an Image Editor split off the viewport)."""
+    connect(ui, params)
+    region = yield from ui.sidebar(VIEW)
+    inputs(params)
+    settings().engine = "TRELLIS2"
+    settings().placement = "CURSOR"
+    bpy.ops.ed.undo_push(message="Pick TRELLIS.2")
+    yield from ui.frames(4)
+    before = names()
+    yield from ui.click((yield from ui.find(region, "sam3d.reconstruct(")))
+    yield from ui.until(lambda: added(before) and not jobs(), 60, "the object imported")
+    [obj] = [o for o in added(before) if o.type == "MESH"]
+    yield from ui.open_panel(region, "sam3d.bake(")
+    yield from ui.click((yield from ui.find(region, "sam3d.bake(")))
+    yield from ui.until(lambda: addon("operators.bake").running() is None and obj.get("sam3d_baked")
+                        or "could not bake" in " ".join(ui.reports()), 120, "the bake ended")
+    bsdf = next(n for n in obj.active_material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    ui.record(baked=obj.get("sam3d_baked"), reports=ui.reports(),
+              linked=sorted(i.name for i in bsdf.inputs if i.is_linked),
+              images=sorted(i.name for i in bpy.data.images if i.users and i.name.startswith(f"{obj.name} Baked")))
+    editor = yield from ui.split("IMAGE_EDITOR")  # the baked colour, as the artist opens it to look
+    editor.spaces[0].image = bpy.data.images[f"{obj.name} Baked"]
+    yield from ui.frames(10)
+    yield from ui.shot("engines-pbr-baked")
