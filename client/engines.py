@@ -91,6 +91,7 @@ class Engine:
     seed_max: int | None = None  # None: the model takes no top-level seed
     checks: tuple[Check, ...] = ()
     quad_when: tuple[str, Any] | None = None  # (setting, value) with which it makes quad faces
+    max_prompt: int | None = None  # characters of a text-only prompt, where the engine documents a cap
 
     def wants_quads(self, values: dict[str, Any]) -> bool:
         """Whether these settings ask for quad faces (a GLB carries triangles: the import joins them again)."""
@@ -140,6 +141,13 @@ def _rodin_poly_count(given: Mapping[str, Any], _images: int) -> str | None:
     mode = given.get("meshMode", "Quad")
     ok = low <= given["polyCount"] <= high
     return None if ok else f"polyCount must be between {low} and {high} in {mode} mode."
+
+
+def _tripo_face_limit(given: Mapping[str, Any], _images: int) -> str | None:
+    """Tripo's faceLimit: 500-20,000, but 500-10,000 with quad faces (its ComfyUI node's description)."""
+    if given.get("quad") is True and given.get("faceLimit", 0) > 10_000:
+        return "faceLimit must be between 500 and 10000 with quad on."
+    return None
 
 
 def _bool(name: str, label: str, description: str, source: str, default: bool | None = None) -> Setting:
@@ -279,7 +287,7 @@ def _entries() -> tuple[Engine, ...]:
                "low-poly: a fit for game pipelines where topology matters.",
                "images", 4, accepts_text=True, posed=False, pbr=True, quads=True,
                documented_price=None, worst_case_price=PESSIMISTIC_PRICE, settings=TRIPO_SETTINGS,
-               seed_max=tasks.MAX_SEED, quad_when=("quad", True)),
+               seed_max=tasks.MAX_SEED, checks=(_tripo_face_limit,), quad_when=("quad", True)),
         Engine("RODIN", "Rodin Gen-2", "hyper3d:rodin@gen-2",
                "Hyper3D's 10-billion-parameter model: production meshes from a prompt or up to five views, "
                "quad or raw topology, a polygon budget, T/A pose, PBR or baked materials.",
@@ -296,7 +304,7 @@ def _entries() -> tuple[Engine, ...]:
                        _absent_when("texture", False, "pbr"), _requires("topology", "remesh", True),
                        _requires("polyCount", "remesh", True), _requires("decimation", "remesh", True),
                        _needs_images("imageEnhancement")),
-               quad_when=("topology", "quad")),
+               quad_when=("topology", "quad"), max_prompt=600),
     )
 
 
@@ -391,6 +399,9 @@ def _inputs_and_prompt(spec: Engine, pictures: list[str], mask: str | None, prom
         raise EngineError(f"{spec.label} needs an image.")
     if not text:
         raise EngineError(f"{spec.label} needs an image or a prompt.")
+    if spec.max_prompt is not None and len(text) > spec.max_prompt:
+        raise EngineError(f"{spec.label} takes a prompt of at most {spec.max_prompt} characters, "
+                          f"not {len(text)}: shorten it.")
     return {"positivePrompt": text}
 
 

@@ -105,6 +105,9 @@ def why_not_text(context: bpy.types.Context) -> str:
     if not settings.prompt.strip():
         return tip_("Pick a photo in the SAM 3D panel, or type a Prompt: {} can make an object from words "
                     "alone").format(engine.label)
+    if engine.max_prompt is not None and len(settings.prompt.strip()) > engine.max_prompt:
+        return tip_("{} takes a prompt of at most {} characters: shorten it by {}").format(
+            engine.label, engine.max_prompt, len(settings.prompt.strip()) - engine.max_prompt)
     if settings.placement == "CAMERA":
         return tip_("As in the Photo needs a photo: pick another Placement for an object made from words")
     if chosen_views(settings):

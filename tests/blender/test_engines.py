@@ -313,4 +313,7 @@ def test_a_text_to_3d_engine_makes_an_object_from_the_prompt_alone(sam3d):
     settings.engine = "TRELLIS2"
     with pytest.raises(RuntimeError, match="Pick a photo"):
         bpy.ops.sam3d.reconstruct()
+    settings.engine, settings.prompt = "MESHY", "a chair " * 75 + "!"  # 601 characters: Meshy takes 600
+    with pytest.raises(RuntimeError, match="at most 600 characters: shorten it by 1"):
+        bpy.ops.sam3d.reconstruct()
     assert len(sent_tasks(sam3d.emu)) == 2

@@ -186,10 +186,22 @@ def test_trellis_texture_size_must_be_a_multiple_of_1024():
     ("HUNYUAN_PRO", {"generateType": "Geometry", "pbr": True}),
     ("HUNYUAN_PRO", {"polygonType": "quadrilateral"}),
     ("HUNYUAN_RAPID", {"geometryOnly": True, "pbr": True}),
+    ("TRIPO", {"quad": True, "faceLimit": 10_001}),  # 500-10,000 with quads, 20,000 without
 ])
 def test_the_documented_rules_between_settings_are_enforced(engine_id, values):
     with pytest.raises(EngineError):
         image_request(engine_id, values=values)
+
+
+def test_tripo_takes_20000_faces_of_triangles_but_10000_of_quads():
+    assert image_request("tripo", values={"faceLimit": 20_000})["settings"] == {"faceLimit": 20_000}
+    assert image_request("tripo", values={"faceLimit": 10_000, "quad": True})["settings"]["faceLimit"] == 10_000
+
+
+def test_meshy_takes_a_prompt_of_600_characters_and_refuses_a_longer_one():
+    assert len(engines.request("meshy", prompt="x" * 600)["positivePrompt"]) == 600
+    with pytest.raises(EngineError, match="at most 600 characters, not 601"):
+        engines.request("meshy", prompt="x" * 601)
 
 
 def test_meshy_image_enhancement_needs_an_image():
